@@ -1,1 +1,25 @@
-//! netops
+//! netops — the single place where flannel-rs touches the kernel.
+//!
+//! Modules:
+//! - [`netns`]: open a network namespace (with the nsfs/procfs check upstream performs) and
+//!   [`netns::NetnsGuard`], an RAII, `!Send` guard that moves the *current thread* into a
+//!   namespace and back.
+//! - [`netlink`]: a synchronous NETLINK_ROUTE client ([`netlink::Handle`]) with typed,
+//!   mostly idempotent link/address/route/neighbour/FDB operations, request batching, and a
+//!   fake transport ([`netlink::fake::FakeClient`]) so message construction is testable
+//!   without root.
+//! - [`sysctl`]: read/write `/proc/sys` of the current thread's namespace.
+//! - [`firewall`]: `iptables-restore` batches and `iptables-save` parsing.
+//!
+//! Threading rule: namespace membership is a property of an OS *thread*. Only call
+//! [`netns::NetnsGuard::enter`] (or anything using it) on a thread you own for the whole
+//! guard's lifetime — never on a pooled or async-runtime thread, where another task could run
+//! while the thread sits in the foreign namespace. Prefer [`netlink::Handle::in_netns`]: it
+//! enters only long enough to create a socket, which then stays bound to that namespace.
+//! Processes spawned while a guard is held (iptables, sysctl helpers) inherit the thread's
+//! namespace.
+
+pub mod firewall;
+pub mod netlink;
+pub mod netns;
+pub mod sysctl;
