@@ -1,1 +1,41 @@
-//! conformance
+//! Test bed for flannel-rs conformance tests.
+//!
+//! Everything here drives real plugins and daemons the way production does,
+//! but only inside network namespaces the tests create:
+//!
+//! - [`netns`]: named namespaces with panic-safe cleanup;
+//! - [`topology`]: an underlay of "hosts" on two L2 segments joined by a router;
+//! - [`etcd`]: a throw-away etcd server, in a namespace or on loopback;
+//! - [`cni`]: plugin directories (ours / reference / mixed) and a driver that
+//!   calls plugins through libcni (`conformance/cnidriver`, Go);
+//! - [`inspect`]: kernel state inside a namespace as JSON.
+//!
+//! The bed fails loudly instead of skipping: the suite runs as root in CI,
+//! and a missing tool is a broken machine, not a reason to pass.
+
+pub mod cmd;
+pub mod cni;
+pub mod etcd;
+pub mod inspect;
+pub mod netns;
+pub mod topology;
+
+pub use cmd::CmdError;
+pub use cni::{Attachment, CniFailure, Driver, Impl, Invocation, PluginDir, PluginDirError, Verb};
+pub use etcd::{Etcd, EtcdError, EtcdOptions, EtcdTls};
+pub use netns::{Netns, NetnsError};
+pub use topology::{Host, Segment, Underlay};
+
+use std::path::{Path, PathBuf};
+
+/// The repository root (parent of this crate).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("conformance crate lives inside the workspace")
+}
+
+/// `<workspace>/target`, where cargo puts our binaries and setup.sh the driver.
+pub fn target_dir() -> PathBuf {
+    workspace_root().join("target")
+}
