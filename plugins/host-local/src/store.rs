@@ -1,0 +1,328 @@
+//! The on-disk store, laid out exactly like upstream's so Go and Rust binaries can share it:
+//!
+//! * `<dataDir>/<network>/<ip>`: one file per allocated address, content `<containerID>\r\n<ifname>`
+//!   (files holding only `<containerID>` come from old versions and still count as owned by it);
+//! * `last_reserved_ip.<set index>`: where the round-robin walk of that range set resumes;
+//! * `lock`: the file both implementations `flock(LOCK_EX)` around every read-modify-write.
+//!
+//! Files appear fully written or not at all: content goes to a hidden temporary file that is then
+//! hard-linked to the address name (which fails if the name exists, exactly like `O_EXCL`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::error::OsError;
+use crate::ip;
+
+const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
+const LINE_BREAK: &str = "\r\n";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// An opened (not yet locked) store directory for one network.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    lock: File,
+}
+
+/// Proof that this process holds the store's lock; released on drop.
+#[derive(Debug)]
+pub struct Locked<'a> {
+    store: &'a Store,
+}
+
+impl Store {
+    /// Creates `<data_dir>/<network>` (mode 0755) if needed and opens its lock file the way
+    /// go-filemutex does (`O_CREAT|O_RDONLY`, mode 0750).
+    pub fn open(data_dir: &Path, network: &str) -> Result<Store, OsError> {
+        let dir = data_dir.join(network);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir)
+            .map_err(|e| OsError::new("mkdir", &dir, e))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CREAT)
+            .mode(0o750)
+            .open(&lock_path)
+            .map_err(|e| OsError::new("open", &lock_path, e))?;
+        Ok(Store { dir, lock })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Blocks until the exclusive lock is held.
+    pub fn lock(&self) -> Result<Locked<'_>, OsError> {
+        loop {
+            // SAFETY: flock only reads the descriptor, which `self.lock` keeps open.
+            if unsafe { libc::flock(self.lock.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Locked { store: self });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(OsError::new("flock", self.dir.join("lock"), e));
+            }
+        }
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `Store::lock`. Failure leaves the lock to be dropped with the descriptor.
+        unsafe { libc::flock(self.store.lock.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+fn owner_key(id: &str, ifname: &str) -> String {
+    format!("{}{LINE_BREAK}{ifname}", id.trim())
+}
+
+fn is_temp(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
+/// A regular file found under the store directory, with its whitespace-trimmed content.
+struct Entry {
+    path: PathBuf,
+    name: String,
+    owner: String,
+}
+
+/// Every readable non-directory below `dir`, in lexical order and recursively, like Go's
+/// `filepath.Walk` that upstream uses; unreadable entries are skipped.
+fn walk(dir: &Path, out: &mut Vec<Entry>) {
+    let Ok(read) = fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = read.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(&path, out);
+            continue;
+        }
+        let Ok(bytes) = fs::read(&path) else { continue };
+        let owner = String::from_utf8_lossy(&bytes).trim().to_string();
+        out.push(Entry {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            path,
+            owner,
+        });
+    }
+}
+
+impl Locked<'_> {
+    fn dir(&self) -> &Path {
+        &self.store.dir
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        walk(self.dir(), &mut out);
+        out
+    }
+
+    /// Claims `ip` for `(id, ifname)`; `Ok(false)` when someone already holds it. On success the
+    /// set's round-robin position is moved to `ip`.
+    pub fn reserve(
+        &self,
+        id: &str,
+        ifname: &str,
+        ip: IpAddr,
+        set_index: usize,
+    ) -> Result<bool, OsError> {
+        let name = ip.to_string();
+        let path = self.dir().join(&name);
+        if !self.create_exclusive(&path, &name, owner_key(id, ifname).as_bytes())? {
+            return Ok(false);
+        }
+        if let Err(e) = self.write_last_reserved(set_index, &name) {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Creates `path` with `content`, failing with `Ok(false)` if it exists; never leaves a
+    /// partially written `path` behind.
+    fn create_exclusive(&self, path: &Path, name: &str, content: &[u8]) -> Result<bool, OsError> {
+        let temp = self.dir().join(format!(".{name}{TEMP_SUFFIX}"));
+        write_synced(&temp, content, false).map_err(|e| OsError::new("write", path, e))?;
+        let linked = fs::hard_link(&temp, path);
+        let _ = fs::remove_file(&temp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            // Filesystems without hard links: O_EXCL, and remove what a failed write left.
+            Err(_) => match write_synced(path, content, true) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(OsError::new("open", path, e)),
+            },
+        }
+    }
+
+    /// Replaces `last_reserved_ip.<n>` atomically (write a temporary file, then rename).
+    fn write_last_reserved(&self, set_index: usize, ip: &str) -> Result<(), OsError> {
+        let name = format!("{LAST_RESERVED_PREFIX}{set_index}");
+        let path = self.dir().join(&name);
+        let temp = self.dir().join(format!(".{name}{TEMP_SUFFIX}"));
+        let result =
+            write_synced(&temp, ip.as_bytes(), false).and_then(|()| fs::rename(&temp, &path));
+        result.map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            OsError::new("open", &path, e)
+        })
+    }
+
+    /// Where set `set_index` last allocated; unreadable or garbled content counts as unknown.
+    pub fn last_reserved_ip(&self, set_index: usize) -> Option<IpAddr> {
+        let text = fs::read_to_string(
+            self.dir()
+                .join(format!("{LAST_RESERVED_PREFIX}{set_index}")),
+        )
+        .ok()?;
+        ip::parse_canonical(&text)
+    }
+
+    /// Addresses held by `(id, ifname)` or, in legacy files, by `id` alone.
+    pub fn owned_ips(&self, id: &str, ifname: &str) -> Vec<IpAddr> {
+        let key = owner_key(id, ifname);
+        let legacy = id.trim();
+        self.entries()
+            .into_iter()
+            .filter(|e| e.owner == key || e.owner == legacy)
+            .filter_map(|e| ip::parse_canonical(&e.name))
+            .collect()
+    }
+
+    /// Whether `(id, ifname)` (or, failing that, legacy `id`) holds anything at all.
+    pub fn has_owner(&self, id: &str, ifname: &str) -> bool {
+        let entries: Vec<Entry> = self
+            .entries()
+            .into_iter()
+            .filter(|e| !is_temp(&e.name))
+            .collect();
+        let key = owner_key(id, ifname);
+        entries.iter().any(|e| e.owner == key) || entries.iter().any(|e| e.owner == id.trim())
+    }
+
+    /// Frees everything held by `(id, ifname)`; only when nothing matched, files of legacy `id`.
+    /// Missing files are not an error: releasing is idempotent.
+    pub fn release(&self, id: &str, ifname: &str) -> Result<(), OsError> {
+        let entries = self.entries();
+        if !remove_owned(&entries, &owner_key(id, ifname))? {
+            remove_owned(&entries, id.trim())?;
+        }
+        Ok(())
+    }
+
+    /// Frees `ip` if `(id, ifname)` holds it; used to undo this ADD's own reservations only.
+    pub fn release_ip(&self, ip: IpAddr, id: &str, ifname: &str) -> Result<bool, OsError> {
+        let path = self.dir().join(ip.to_string());
+        match fs::read(&path) {
+            Ok(bytes) if String::from_utf8_lossy(&bytes).trim() == owner_key(id, ifname) => {
+                remove(&path)
+            }
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(OsError::new("open", &path, e)),
+        }
+    }
+
+    /// Frees every address whose owner is not in `valid` (`(containerID, ifname)` pairs; a legacy
+    /// file survives if its container ID appears at all) and removes temporary files a crash left.
+    /// Returns the freed addresses.
+    pub fn gc(&self, valid: &[(String, String)]) -> Result<Vec<IpAddr>, OsError> {
+        let mut freed = Vec::new();
+        let Ok(read) = fs::read_dir(self.dir()) else {
+            return Ok(freed);
+        };
+        let mut names: Vec<String> = read
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = self.dir().join(&name);
+            if is_temp(&name) {
+                remove(&path)?;
+                continue;
+            }
+            let Some(addr) = ip::parse_canonical(&name) else {
+                continue;
+            };
+            let Ok(bytes) = fs::read(&path) else { continue };
+            let content = String::from_utf8_lossy(&bytes);
+            let owner = content.trim();
+            let in_use = match owner.split_once(LINE_BREAK) {
+                Some((id, ifname)) => valid
+                    .iter()
+                    .any(|(v_id, v_if)| v_id.trim() == id && v_if == ifname),
+                None => !owner.is_empty() && valid.iter().any(|(v_id, _)| v_id.trim() == owner),
+            };
+            if !in_use && remove(&path)? {
+                freed.push(addr);
+            }
+        }
+        Ok(freed)
+    }
+}
+
+/// Removes every entry held by `owner`, carrying on past failures so one stuck file does not keep
+/// the others allocated; the first failure is reported.
+fn remove_owned(entries: &[Entry], owner: &str) -> Result<bool, OsError> {
+    let mut found = false;
+    let mut first_error = None;
+    for e in entries.iter().filter(|e| e.owner == owner) {
+        match remove(&e.path) {
+            Ok(removed) => found |= removed,
+            Err(err) => {
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    first_error.map_or(Ok(found), Err)
+}
+
+/// `Ok(false)` if the file was already gone.
+fn remove(path: &Path) -> Result<bool, OsError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(OsError::new("remove", path, e)),
+    }
+}
+
+/// Writes `content` to `path` (mode 0600) and flushes it to disk; with `exclusive` the file must
+/// not exist yet and is removed again if writing fails.
+fn write_synced(path: &Path, content: &[u8], exclusive: bool) -> io::Result<()> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).mode(0o600);
+    if exclusive {
+        opts.create_new(true);
+    } else {
+        opts.create(true).truncate(true);
+    }
+    let mut file = opts.open(path)?;
+    let written = file.write_all(content).and_then(|()| file.sync_data());
+    if written.is_err() {
+        drop(file);
+        let _ = fs::remove_file(path);
+    }
+    written
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
