@@ -1,0 +1,131 @@
+//! Backends: how packets for other nodes' subnets leave this node.
+//!
+//! A backend turns the lease set of the other nodes into kernel state (routes, and for vxlan
+//! also ARP and FDB entries). Both implemented backends share one engine: each peer lease is
+//! first turned into the list of kernel objects it needs (routes, ARP and FDB entries); a batch of
+//! events or a full reconcile is then one netlink batch ([`apply`]), so the number of netlink
+//! round trips does not grow with the number of peers (upstream's #958).
+//!
+//! Threading: a backend lives on one dedicated OS thread. It talks to the kernel through its
+//! own [`netops::netlink::Handle`]; vxlan also writes one sysctl, which applies to the network
+//! namespace of the calling thread.
+
+mod apply;
+mod error;
+mod hostgw;
+mod lease_data;
+mod network;
+mod objects;
+mod peers;
+mod vxlan;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use netconf::flannel::{BackendConfig, NetworkConfig};
+use netops::netlink::{Handle, MacAddr};
+
+use crate::subnet::{Event, Lease};
+
+pub use error::BackendError;
+pub use hostgw::HostGwBackend;
+pub use lease_data::VxlanLeaseData;
+pub use vxlan::VxlanBackend;
+
+/// The interface flannel sends its (encapsulated or routed) traffic through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalInterface {
+    pub name: String,
+    pub index: u32,
+    pub mtu: u32,
+    /// The address configured on the interface.
+    pub iface_addr: Ipv4Addr,
+    /// The address other nodes reach us at (`--public-ip`; differs from `iface_addr` behind NAT).
+    pub ext_addr: Ipv4Addr,
+    pub iface_v6_addr: Option<Ipv6Addr>,
+    pub ext_v6_addr: Option<Ipv6Addr>,
+}
+
+/// What one [`Backend::handle`] or [`Backend::reconcile`] call changed.
+///
+/// `handle`: `added`/`removed` count peer events fully applied. `reconcile`: `added`/`removed`
+/// count kernel objects (route, neighbour, FDB entry) created or deleted, and `repaired` is
+/// their sum. `errors` holds one line per failed kernel object or unusable lease, naming the
+/// peer; the remaining objects were still applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub added: usize,
+    pub removed: usize,
+    pub repaired: usize,
+    pub errors: Vec<String>,
+}
+
+impl ApplyReport {
+    fn absorb(&mut self, other: ApplyReport) {
+        self.added += other.added;
+        self.removed += other.removed;
+        self.repaired += other.repaired;
+        self.errors.extend(other.errors);
+    }
+}
+
+pub trait Backend: Send {
+    /// "vxlan", "host-gw"; "" for udp (upstream leases carry no BackendType for udp).
+    fn backend_type(&self) -> &'static str;
+    /// Create/verify devices before the lease exists; returns the BackendData to publish
+    /// (vxlan: VNI + VtepMAC).
+    fn prepare(&mut self) -> Result<Option<serde_json::Value>, BackendError>;
+    /// The BackendV6Data to publish, available after [`Backend::prepare`] when IPv6 is on.
+    fn backend_v6_data(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// The lease is ours now: address the device etc.
+    fn activate(&mut self, own: &Lease) -> Result<(), BackendError>;
+    /// FLANNEL_MTU for subnet.env.
+    fn mtu(&self) -> u32;
+    /// Apply one batch of peer events (own lease already filtered out) in as few netlink
+    /// round trips as possible.
+    fn handle(&mut self, events: &[Event]) -> Result<ApplyReport, BackendError>;
+    /// Make the kernel match exactly `peers` (the full current set).
+    fn reconcile(&mut self, peers: &[Lease]) -> Result<ApplyReport, BackendError>;
+}
+
+/// Builds the backend named by `cfg`. Nothing touches the kernel before [`Backend::prepare`],
+/// except host-gw's NAT check, which only compares the given addresses.
+pub fn new_backend(
+    cfg: &BackendConfig,
+    ext: &ExternalInterface,
+    network: &NetworkConfig,
+    nl: Handle,
+) -> Result<Box<dyn Backend>, BackendError> {
+    new_backend_with_vtep_macs(cfg, ext, network, nl, StoredMacs::default())
+}
+
+/// VTEP MACs a previous run published (the kube node annotations), so a re-created vxlan
+/// device keeps the MAC every peer already has in its ARP and FDB tables (#1795).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredMacs {
+    pub v4: Option<MacAddr>,
+    pub v6: Option<MacAddr>,
+}
+
+/// [`new_backend`], reusing the given VTEP MACs when a vxlan device has to be created.
+pub fn new_backend_with_vtep_macs(
+    cfg: &BackendConfig,
+    ext: &ExternalInterface,
+    network: &NetworkConfig,
+    nl: Handle,
+    macs: StoredMacs,
+) -> Result<Box<dyn Backend>, BackendError> {
+    match cfg {
+        BackendConfig::Vxlan(opts) => Ok(Box::new(VxlanBackend::new(
+            opts.clone(),
+            ext.clone(),
+            network,
+            nl,
+            macs,
+        )?)),
+        BackendConfig::HostGw => Ok(Box::new(HostGwBackend::new(ext.clone(), network, nl)?)),
+        BackendConfig::Udp(_) => Err(BackendError::Unsupported("udp".into())),
+        BackendConfig::Other { kind, .. } => Err(BackendError::Unsupported(kind.clone())),
+    }
+}

@@ -1,0 +1,142 @@
+//! vxlan in dual-stack mode: the second device `flannel-v6.<VNI>` over an IPv6 underlay.
+
+mod backend_support;
+
+use std::net::Ipv6Addr;
+
+use backend_support::{lease, lines, two_hosts, Node};
+use flanneld::backend::{StoredMacs, VxlanLeaseData};
+use flanneld::subnet::{Event, Lease};
+
+const NET_CONF: &str = r#"{"EnableIPv6":true,"Network":"10.244.0.0/16","IPv6Network":"fc00:244::/48","Backend":{"Type":"vxlan"}}"#;
+
+fn underlay_v6(n: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, n)
+}
+
+/// Starts a dual-stack backend on `node` (underlay `fd77::n`, subnet `fc00:244:0:n::/64`) and
+/// returns its lease.
+fn join_dual(node: &mut Node, n: u16) -> Lease {
+    node.ns.ip(&[
+        "addr",
+        "add",
+        &format!("{}/64", underlay_v6(n)),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    let mut ext = node.ext();
+    ext.iface_v6_addr = Some(underlay_v6(n));
+    ext.ext_v6_addr = Some(underlay_v6(n));
+    node.start_with(NET_CONF, ext, StoredMacs::default())
+        .unwrap();
+    let subnet = node.subnet;
+    let addr = node.addr;
+    node.with_backend(|b| {
+        let data = b.prepare().expect("prepare");
+        let mut own = lease(subnet, addr, "vxlan", data);
+        own.enable_ipv6 = true;
+        own.ipv6_subnet = Some(format!("fc00:244:0:{n}::/64").parse().unwrap());
+        own.attrs.public_ipv6 = Some(underlay_v6(n));
+        own.attrs.backend_v6_data = b.backend_v6_data();
+        b.activate(&own).expect("activate");
+        own
+    })
+}
+
+fn v6_mac(l: &Lease) -> String {
+    VxlanLeaseData::from_json(l.attrs.backend_v6_data.as_ref().expect("BackendV6Data"))
+        .unwrap()
+        .vtep_mac
+        .to_string()
+}
+
+#[test]
+fn dual_stack_peers_get_a_v6_tunnel_too() {
+    let (mut a, mut b) = two_hosts();
+    let la = join_dual(&mut a, 1);
+    let lb = join_dual(&mut b, 2);
+    assert_ne!(v6_mac(&la), "", "BackendV6Data published");
+
+    let link = a.ns.ip(&["-d", "link", "show", "flannel-v6.1"]);
+    assert!(link.contains("vxlan id 1 local fd77::1 dev eth0"), "{link}");
+    assert!(link.contains("mtu 1430"), "{link}");
+    assert_eq!(a.backend().mtu(), 1430, "pods must fit the IPv6 tunnel too");
+    let addrs = a.ns.ip(&[
+        "-6",
+        "-o",
+        "addr",
+        "show",
+        "dev",
+        "flannel-v6.1",
+        "scope",
+        "global",
+    ]);
+    assert!(addrs.contains("inet6 fc00:244:0:1::/128"), "{addrs}");
+
+    let r = a.handle(&[Event::Added(lb.clone())]);
+    assert!(r.errors.is_empty(), "{r:?}");
+    b.handle(&[Event::Added(la.clone())]);
+    assert_eq!(
+        lines(&a.ns.ip(&["-6", "neigh", "show", "dev", "flannel-v6.1"])),
+        [format!("fc00:244:0:2:: lladdr {} PERMANENT", v6_mac(&lb))]
+    );
+    assert_eq!(
+        lines(&a.ns.exec(&["bridge", "fdb", "show", "dev", "flannel-v6.1"])),
+        [format!("{} dst fd77::2 self permanent", v6_mac(&lb))]
+    );
+    let routes = lines(&a.ns.ip(&["-6", "route", "show", "fc00:244:0:2::/64"]));
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert!(
+        routes[0].starts_with("fc00:244:0:2::/64 via fc00:244:0:2:: dev flannel-v6.1")
+            && routes[0].contains("onlink"),
+        "{routes:?}"
+    );
+    // The IPv4 side is unaffected by the second family.
+    assert_eq!(
+        lines(&a.ns.ip(&["route", "show", "10.244.2.0/24"])),
+        ["10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink"]
+    );
+
+    for (node, n) in [(&a, 1u16), (&b, 2)] {
+        node.ns.ip(&["link", "add", "cni0", "type", "bridge"]);
+        node.ns.ip(&[
+            "addr",
+            "add",
+            &format!("fc00:244:0:{n}::1/64"),
+            "dev",
+            "cni0",
+            "nodad",
+        ]);
+        node.ns.ip(&["link", "set", "cni0", "up"]);
+    }
+    assert!(
+        a.ns.try_exec(&[
+            "ping",
+            "-6",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-I",
+            "fc00:244:0:1::1",
+            "fc00:244:0:2::1"
+        ]),
+        "no IPv6 overlay connectivity"
+    );
+
+    let r = a.reconcile(std::slice::from_ref(&lb));
+    assert_eq!((r.repaired, r.errors.len()), (0, 0), "{r:?}");
+    let r = a.handle(&[Event::Removed(lb)]);
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(
+        a.ns.ip(&["-6", "route", "show", "fc00:244:0:2::/64"])
+            .trim(),
+        ""
+    );
+    assert_eq!(
+        a.ns.exec(&["bridge", "fdb", "show", "dev", "flannel-v6.1"])
+            .trim(),
+        ""
+    );
+}
