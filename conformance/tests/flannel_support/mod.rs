@@ -1,0 +1,224 @@
+//! Shared bed for the flannel + portmap conformance tests: a node's flannel files in a temp
+//! dir, the kube-flannel conflist pointed at them, pods with TCP/UDP listeners, and probes.
+
+#![allow(dead_code)] // each test crate uses its own subset
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use conformance::{Driver, Impl, Netns, PluginDir};
+use serde_json::{json, Value};
+
+pub const NETWORK: &str = "10.244.0.0/16";
+pub const SUBNET: &str = "10.244.1.0/24";
+pub const GATEWAY: &str = "10.244.1.1";
+/// What flanneld writes for a node that leased 10.244.1.0/24 with vxlan and ipMasq.
+pub const SUBNET_ENV: &str = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
+
+/// One node's flannel state: subnet.env, the plugin's data dir, host-local's store.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn new() -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("fr-flannel-")
+            .tempdir()
+            .unwrap();
+        std::fs::write(dir.path().join("subnet.env"), SUBNET_ENV).unwrap();
+        Node { dir }
+    }
+
+    pub fn subnet_file(&self) -> PathBuf {
+        self.dir.path().join("subnet.env")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("flannel")
+    }
+
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.dir.path().join("ipam")
+    }
+
+    /// The kube-flannel ConfigMap's conflist, verbatim except for the three paths a test
+    /// must not share with the machine, and the version when asked.
+    pub fn conflist(&self, version: &str) -> String {
+        json!({
+            "name": "cbr0",
+            "cniVersion": version,
+            "plugins": [
+                {
+                    "type": "flannel",
+                    "delegate": {"hairpinMode": true, "isDefaultGateway": true},
+                    "subnetFile": self.subnet_file(),
+                    "dataDir": self.data_dir(),
+                    "ipam": {"dataDir": self.ipam_dir()}
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]
+        })
+        .to_string()
+    }
+
+    pub fn saved_config(&self, container_id: &str) -> Option<String> {
+        std::fs::read_to_string(self.data_dir().join(container_id)).ok()
+    }
+
+    /// IPs host-local has handed out on network `cbr0`.
+    pub fn reserved_ips(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.ipam_dir().join("cbr0")) else {
+            return Vec::new();
+        };
+        let mut ips: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+            .collect();
+        ips.sort();
+        ips
+    }
+}
+
+pub fn ns(tag: &str) -> Netns {
+    let ns = Netns::new(tag).unwrap();
+    ns.set_loopback_up().unwrap();
+    ns
+}
+
+pub fn driver(choices: &[(&str, Impl)]) -> Driver {
+    Driver::new(PluginDir::mixed(choices).unwrap_or_else(|e| panic!("plugin dir: {e}")))
+}
+
+pub fn all(which: Impl) -> [(&'static str, Impl); 4] {
+    [
+        ("flannel", which),
+        ("bridge", which),
+        ("host-local", which),
+        ("portmap", which),
+    ]
+}
+
+pub fn port_mappings() -> Value {
+    json!({"portMappings": [
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+        {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}
+    ]})
+}
+
+/// A TCP and a UDP responder in `pod` answering `reply` on ports 80 and 53.
+pub struct Listeners {
+    children: Vec<Child>,
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn listen(pod: &Netns, reply: &str) -> Listeners {
+    let spawn = |args: [String; 2]| {
+        pod.command("socat")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat")
+    };
+    let children = vec![
+        spawn([
+            "TCP-LISTEN:80,fork,reuseaddr".into(),
+            format!("SYSTEM:echo {reply}"),
+        ]),
+        spawn([
+            "UDP-RECVFROM:53,fork".into(),
+            format!("SYSTEM:echo {reply}"),
+        ]),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pod
+        .exec_ok(&["ss", "-Hltn", "sport = :80"])
+        .unwrap_or_default()
+        .contains(":80")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "TCP listener in {} did not come up",
+            pod.name()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Listeners { children }
+}
+
+/// What a TCP connection from `from` to `addr:port` reads back (empty on failure).
+pub fn tcp_get(from: &Netns, addr: &str, port: u16) -> String {
+    let out = from.exec(&[
+        "socat",
+        "-T",
+        "3",
+        "-",
+        &format!("TCP:{addr}:{port},connect-timeout=3"),
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub fn udp_get(from: &Netns, addr: &str, port: u16) -> String {
+    let out = from.sh(&format!("echo ping | socat -T 2 - UDP:{addr}:{port}"));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub fn pings(from: &Netns, to: &str) -> bool {
+    from.exec(&["ping", "-c", "1", "-W", "3", to])
+        .status
+        .success()
+}
+
+/// The nat table without counters and the header/footer comments, for comparisons.
+pub fn nat_rules(host: &Netns) -> Vec<String> {
+    host.iptables_save("nat")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("-A") || (l.starts_with(':') && !l.contains(" ACCEPT ")))
+        .map(|l| l.split(" [").next().unwrap_or(l).to_owned())
+        .collect()
+}
+
+pub fn dn_chain_lines(host: &Netns) -> Vec<String> {
+    nat_rules(host)
+        .into_iter()
+        .filter(|l| l.contains("CNI-DN-"))
+        .collect()
+}
+
+pub fn first_ip(result: &Value) -> String {
+    result["ips"][0]["address"]
+        .as_str()
+        .expect("ips[0].address")
+        .to_owned()
+}
+
+/// A result with the parts that differ between runs (MACs, random veth names) blanked.
+pub fn normalized(result: &Value) -> Value {
+    let mut r = result.clone();
+    if let Some(ifaces) = r["interfaces"].as_array_mut() {
+        for i in ifaces {
+            i.as_object_mut().unwrap().remove("mac");
+            if i.get("sandbox").is_none()
+                && i["name"].as_str().is_some_and(|n| n.starts_with("veth"))
+            {
+                i["name"] = json!("veth*");
+            }
+            if let Some(s) = i.get_mut("sandbox") {
+                *s = json!("<netns>");
+            }
+        }
+    }
+    r
+}

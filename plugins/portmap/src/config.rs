@@ -1,0 +1,289 @@
+//! portmap's config (upstream `PortMapConf`, `parseConfig`, `ensureBackend`): the mappings
+//! from `runtimeConfig.portMappings`, the masquerade options, the backend, and the container
+//! addresses taken from `prevResult`.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netconf::{gojson, CniResult, NetConf};
+use serde::Deserialize;
+
+use crate::error::PortmapError;
+
+pub const DEFAULT_MARK_BIT: u32 = 13;
+
+/// One requested mapping. Ports are validated positive (and, unlike upstream, ≤ 65535, so a
+/// typo fails here instead of half-way through the firewall update).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    /// As given; iptables and nft treat protocol names case-insensitively, we emit lowercase.
+    pub protocol: String,
+    /// `None` when absent or empty.
+    pub host_ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Iptables,
+    Nftables,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Iptables => "iptables",
+            BackendKind::Nftables => "nftables",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortMapConf {
+    pub name: String,
+    pub snat: bool,
+    pub masq_all: bool,
+    pub mark_masq_bit: u32,
+    pub external_set_mark_chain: Option<String>,
+    pub conditions_v4: Vec<String>,
+    pub conditions_v6: Vec<String>,
+    /// `None`: not requested; resolved by [`PortMapConf::resolve_backend`].
+    pub backend: Option<String>,
+    pub mappings: Vec<PortMapping>,
+    /// The container's first IPv4 / IPv6 address on `CNI_IFNAME`, with its prefix.
+    pub container_v4: Option<IpNet>,
+    pub container_v6: Option<IpNet>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireEntry {
+    #[serde(rename = "hostPort")]
+    host_port: i64,
+    #[serde(rename = "containerPort")]
+    container_port: i64,
+    protocol: String,
+    #[serde(rename = "hostIP")]
+    host_ip: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireRuntime {
+    #[serde(rename = "portMappings")]
+    port_mappings: Vec<WireEntry>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Wire {
+    snat: Option<bool>,
+    #[serde(rename = "masqAll")]
+    masq_all: bool,
+    #[serde(rename = "markMasqBit")]
+    mark_masq_bit: Option<i64>,
+    #[serde(rename = "externalSetMarkChain")]
+    external_set_mark_chain: Option<String>,
+    #[serde(rename = "conditionsV4")]
+    conditions_v4: Option<Vec<String>>,
+    #[serde(rename = "conditionsV6")]
+    conditions_v6: Option<Vec<String>>,
+    backend: Option<String>,
+    #[serde(rename = "runtimeConfig")]
+    runtime_config: WireRuntime,
+}
+
+fn mapping(e: WireEntry) -> Result<PortMapping, String> {
+    let port = |n: i64, what: &str| -> Result<u16, String> {
+        if n <= 0 || n > 65535 {
+            Err(format!("Invalid {what} port number: {n}"))
+        } else {
+            Ok(n as u16)
+        }
+    };
+    let container_port = port(e.container_port, "container")?;
+    let host_port = port(e.host_port, "host")?;
+    let host_ip = match e.host_ip.as_str() {
+        "" => None,
+        s => Some(
+            s.parse::<IpAddr>()
+                .map_err(|_| format!("Invalid host IP: {s:?}"))?,
+        ),
+    };
+    Ok(PortMapping {
+        host_port,
+        container_port,
+        protocol: e.protocol.to_ascii_lowercase(),
+        host_ip,
+    })
+}
+
+/// Go's `To4() != nil`: IPv4-mapped IPv6 addresses count as IPv4.
+fn is_v4_like(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(_) => true,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the plain IPv4 network Go would print for it.
+fn unmap(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, n.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    }
+}
+
+/// The first address of each family that belongs to the sandbox interface `ifname`: an IP
+/// whose `interface` is absent (or out of range) counts, one pointing at another interface or
+/// at a host-side one (no sandbox) does not.
+fn container_ips(prev: &CniResult, ifname: &str) -> (Option<IpNet>, Option<IpNet>) {
+    let (mut v4, mut v6) = (None, None);
+    for ip in &prev.ips {
+        let slot = if is_v4_like(ip.address.addr()) {
+            &mut v4
+        } else {
+            &mut v6
+        };
+        if slot.is_some() {
+            continue;
+        }
+        if let Some(iface) = ip.interface.and_then(|i| prev.interfaces.get(i)) {
+            if iface.name != ifname || iface.sandbox.as_deref().unwrap_or("").is_empty() {
+                continue;
+            }
+        }
+        *slot = Some(unmap(ip.address));
+    }
+    (v4, v6)
+}
+
+impl PortMapConf {
+    /// Decodes `conf` (already checked and with `prevResult` parsed by the skel).
+    pub fn parse(conf: &NetConf, ifname: &str) -> Result<PortMapConf, PortmapError> {
+        let bad = |m: String| PortmapError::Config(m);
+        let wire: Wire = gojson::from_value(conf.raw.clone())
+            .map_err(|e| bad(format!("failed to parse network configuration: {e}")))?;
+        if wire.mark_masq_bit.is_some() && wire.external_set_mark_chain.is_some() {
+            return Err(bad(
+                "Cannot specify externalSetMarkChain and markMasqBit".into()
+            ));
+        }
+        let bit = wire.mark_masq_bit.unwrap_or(DEFAULT_MARK_BIT as i64);
+        if !(0..=31).contains(&bit) {
+            return Err(bad("MasqMarkBit must be between 0 and 31".into()));
+        }
+        let mappings = wire
+            .runtime_config
+            .port_mappings
+            .into_iter()
+            .map(mapping)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        let (container_v4, container_v6) = match &conf.prev_result {
+            Some(prev) => container_ips(prev, ifname),
+            None => (None, None),
+        };
+        Ok(PortMapConf {
+            name: conf.name.clone(),
+            snat: wire.snat.unwrap_or(true),
+            masq_all: wire.masq_all,
+            mark_masq_bit: bit as u32,
+            external_set_mark_chain: wire.external_set_mark_chain,
+            conditions_v4: wire.conditions_v4.unwrap_or_default(),
+            conditions_v6: wire.conditions_v6.unwrap_or_default(),
+            backend: wire.backend,
+            mappings,
+            container_v4,
+            container_v6,
+        })
+    }
+
+    /// Upstream `ensureBackend`: an explicit backend, else iptables unless only nftables
+    /// works (`probe` answers "iptables usable?", "nftables usable?"); options that belong to
+    /// the other backend are an error.
+    pub fn resolve_backend(
+        &self,
+        probe: impl Fn(BackendKind) -> bool,
+    ) -> Result<BackendKind, PortmapError> {
+        let mut specific: [(BackendKind, Vec<&str>); 2] = [
+            (BackendKind::Iptables, vec![]),
+            (BackendKind::Nftables, vec![]),
+        ];
+        let mut note = |kind: BackendKind, opt: &'static str| {
+            specific
+                .iter_mut()
+                .find(|(k, _)| *k == kind)
+                .expect("both kinds listed")
+                .1
+                .push(opt);
+        };
+        if self.external_set_mark_chain.is_some() {
+            note(BackendKind::Iptables, "externalSetMarkChain");
+        }
+        for (conds, key) in [
+            (&self.conditions_v4, "conditionsV4"),
+            (&self.conditions_v6, "conditionsV6"),
+        ] {
+            if let Some(first) = conds.first() {
+                let kind = if first.starts_with(['-', '!']) {
+                    BackendKind::Iptables
+                } else {
+                    BackendKind::Nftables
+                };
+                note(kind, key);
+            }
+        }
+        let chosen = match self.backend.as_deref() {
+            None if !probe(BackendKind::Iptables) && probe(BackendKind::Nftables) => {
+                BackendKind::Nftables
+            }
+            None | Some("iptables") => BackendKind::Iptables,
+            Some("nftables") => BackendKind::Nftables,
+            Some(other) => {
+                return Err(PortmapError::Backend(format!(
+                    "unrecognized backend {}",
+                    netconf::gofmt::quote(other)
+                )))
+            }
+        };
+        let wrong = specific
+            .iter()
+            .find(|(k, _)| *k != chosen)
+            .expect("two kinds");
+        if !wrong.1.is_empty() {
+            return Err(PortmapError::Backend(format!(
+                "{} backend was requested but configuration contains {}-specific options [{}]",
+                chosen.as_str(),
+                wrong.0.as_str(),
+                wrong.1.join(" ")
+            )));
+        }
+        Ok(chosen)
+    }
+
+    /// The conditions for `v6` or v4 rules.
+    pub fn conditions(&self, v6: bool) -> &[String] {
+        if v6 {
+            &self.conditions_v6
+        } else {
+            &self.conditions_v4
+        }
+    }
+
+    /// Mark value as iptables prints it (`0x2000/0x2000` for bit 13).
+    pub fn mark(&self) -> String {
+        let v = 1u64 << self.mark_masq_bit;
+        format!("{v:#x}/{v:#x}")
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

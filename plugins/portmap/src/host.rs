@@ -1,0 +1,56 @@
+//! Host-side tweaks around the NAT rules: `route_localnet` (so 127.0.0.1 can be DNATed to a
+//! container) and flushing stale UDP conntrack entries.
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use netops::netlink::Handle;
+
+use crate::error::PortmapError;
+
+/// The interface the kernel routes `ip` through, or `None` if there is no route (upstream
+/// then silently skips route_localnet).
+fn routable_interface(ip: IpAddr) -> Option<String> {
+    let mut nl = Handle::new().ok()?;
+    let route = nl.route_get(ip).ok()?;
+    let link = nl.link_by_index(route.oif?).ok()??;
+    Some(link.name)
+}
+
+/// Sets `net.ipv4.conf.<if>.route_localnet=1` on the interface routing to `container_ip`,
+/// so localhost connections to a host port can leave towards the container.
+pub fn enable_route_localnet(container_ip: IpAddr) -> Result<(), PortmapError> {
+    let Some(ifname) = routable_interface(container_ip) else {
+        return Ok(());
+    };
+    netops::sysctl::set(&format!("net/ipv4/conf/{ifname}/route_localnet"), "1")
+        .map(drop)
+        .map_err(|e| PortmapError::RouteLocalnet(e.to_string()))
+}
+
+/// Deletes conntrack entries for UDP traffic to `host_port`: an entry created before the
+/// mapping existed would keep sending that flow to the old destination. Failures are only
+/// logged, as upstream: the mapping itself is in place.
+pub fn flush_udp_conntrack(v6: bool, host_port: u16) {
+    let family = if v6 { "ipv6" } else { "ipv4" };
+    let port = host_port.to_string();
+    let out = Command::new("conntrack")
+        .args(["-D", "-p", "udp", "--dport", &port, "-f", family])
+        .output();
+    match out {
+        Err(e) => {
+            eprintln!("portmap: could not run conntrack to flush UDP port {port} ({family}): {e}")
+        }
+        // conntrack exits 1 with "0 flow entries have been deleted" when nothing matched.
+        Ok(o)
+            if !o.status.success()
+                && !String::from_utf8_lossy(&o.stderr).contains("0 flow entries") =>
+        {
+            eprintln!(
+                "portmap: failed to flush conntrack entries for UDP port {port} ({family}): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        Ok(_) => {}
+    }
+}

@@ -1,0 +1,16 @@
+//! The portmap CNI plugin: host-port forwarding to a container through NAT rules.
+//!
+//! The process edge lives in the binary; this library holds config parsing, rule generation,
+//! the firewall backends (iptables, nftables) and the ADD/DEL/CHECK flows.
+
+pub mod backend;
+pub mod chains;
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod iptables_backend;
+pub mod nft_backend;
+pub mod ops;
+
+pub use config::{BackendKind, PortMapConf, PortMapping};
+pub use error::PortmapError;
