@@ -1,0 +1,210 @@
+//! Host-side bridge work: creating the bridge, enslaving ports with their flags and VLANs,
+//! and the gateway address.
+
+use std::fs::File;
+
+use ipnet::IpNet;
+use netops::netlink::{Addr, BridgeSpec, Family, Handle, LinkInfo, LinkKind};
+use netops::sysctl;
+
+use crate::config::BridgeConf;
+use crate::error::{cause, BridgeError};
+use crate::veth;
+use crate::vlan::{VlanClient, VlanOp};
+
+/// Creates the bridge unless it exists (an existing bridge is not reconfigured, as upstream),
+/// applies promiscuous mode, turns off router advertisements on it and brings it up.
+pub fn ensure(h: &mut Handle, conf: &BridgeConf) -> Result<LinkInfo, BridgeError> {
+    let name = conf.bridge.as_str();
+    let failed = |reason: String| BridgeError::CreateBridge {
+        name: name.to_string(),
+        reason,
+    };
+    let spec = BridgeSpec {
+        name: name.to_string(),
+        mtu: conf.mtu,
+        vlan_filtering: conf.vlan_filtering().then_some(true),
+        mac: None,
+    };
+    h.add_bridge(&spec)
+        .map_err(|e| failed(format!("could not add {name:?}: {}", cause(&e))))?;
+    let br = lookup_bridge(h, name).map_err(failed)?;
+    if conf.promisc_mode {
+        h.set_promisc(br.index, true).map_err(|e| {
+            failed(format!(
+                "could not set promiscuous mode on {name:?}: {}",
+                cause(&e)
+            ))
+        })?;
+    }
+    // We own this bridge's addresses and routes; a router advertisement must not add any.
+    let _ = sysctl::set(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
+    h.set_link_up(br.index).map_err(|e| failed(cause(&e)))?;
+    Ok(br)
+}
+
+/// The bridge called `name`, or upstream's error text when it is missing or not a bridge.
+pub fn lookup_bridge(h: &mut Handle, name: &str) -> Result<LinkInfo, String> {
+    match h.link_by_name(name) {
+        Ok(Some(l)) if l.kind == Some(LinkKind::Bridge) => Ok(l),
+        Ok(Some(_)) => Err(format!("{name:?} already exists but is not a bridge")),
+        Ok(None) => Err(format!("could not lookup {name:?}: Link not found")),
+        Err(e) => Err(format!("could not lookup {name:?}: {}", cause(&e))),
+    }
+}
+
+/// Port settings for one host-side veth.
+#[derive(Debug, Clone, Copy)]
+pub struct PortSettings<'a> {
+    pub hairpin: bool,
+    pub isolated: bool,
+    pub vlan: u16,
+    pub trunk: &'a [u16],
+    pub preserve_default_vlan: bool,
+}
+
+/// Enslaves `port` to `br` and applies hairpin, isolation and VLANs. Hairpin and isolation
+/// are always written, so a recycled port never keeps a previous setting.
+pub fn attach_port(
+    h: &mut Handle,
+    br: &LinkInfo,
+    port: &LinkInfo,
+    s: PortSettings<'_>,
+) -> Result<(), BridgeError> {
+    let name = &port.name;
+    h.set_master(port.index, Some(br.index))
+        .map_err(BridgeError::netlink(format!(
+            "failed to connect {name:?} to bridge {}",
+            br.name
+        )))?;
+    h.set_hairpin(port.index, s.hairpin)
+        .map_err(BridgeError::netlink(format!(
+            "failed to setup hairpin mode for {name}"
+        )))?;
+    h.set_isolated(port.index, s.isolated)
+        .map_err(BridgeError::netlink(format!(
+            "failed to set isolated on {name}"
+        )))?;
+    if s.vlan == 0 && s.trunk.is_empty() {
+        return Ok(());
+    }
+    let mut vlans = VlanClient::open()?;
+    if !s.preserve_default_vlan {
+        let ctx = format!("failed to remove default vlan on interface {name:?}");
+        for vid in vlans.list(port.index, &ctx)? {
+            vlans.apply(port.index, VlanOp::Remove(vid), &ctx)?;
+        }
+    }
+    let ctx = format!("failed to setup vlan tag on interface {name:?}");
+    if s.vlan != 0 {
+        vlans.apply(port.index, VlanOp::Access(s.vlan), &ctx)?;
+    }
+    for vid in s.trunk {
+        vlans.apply(port.index, VlanOp::Tagged(*vid), &ctx)?;
+    }
+    Ok(())
+}
+
+/// Puts gateway address `gw` on `iface` (the bridge, or its VLAN gateway port).
+///
+/// The same address is fine. Any other IPv4 address, or an IPv6 address whose prefix
+/// overlaps, is a conflict: replaced with `force`, an error otherwise. The bridge MAC is then
+/// pinned to its current value, so it no longer follows the lowest port MAC as ports churn.
+pub fn ensure_addr(
+    h: &mut Handle,
+    iface: &LinkInfo,
+    gw: IpNet,
+    force: bool,
+) -> Result<(), BridgeError> {
+    let family = Family::of(&gw.addr());
+    let existing = h
+        .addr_list(Some(iface.index), Some(family))
+        .map_err(BridgeError::netlink("could not get list of IP addresses"))?;
+    for a in existing {
+        if a.addr == gw {
+            return Ok(());
+        }
+        let conflicts =
+            family == Family::V4 || a.addr.contains(&gw.addr()) || gw.contains(&a.addr.addr());
+        if !conflicts {
+            continue;
+        }
+        if !force {
+            return Err(BridgeError::AddrConflict {
+                bridge: iface.name.clone(),
+                addr: gw.to_string(),
+            });
+        }
+        h.del_addr(&a).map_err(BridgeError::netlink(format!(
+            "could not remove IP address from {:?}",
+            iface.name
+        )))?;
+    }
+    h.add_addr(&Addr::new(iface.index, gw))
+        .map_err(BridgeError::netlink(format!(
+            "could not add IP address to {:?}",
+            iface.name
+        )))?;
+    if let Some(mac) = h
+        .link_by_index(iface.index)
+        .map_err(BridgeError::netlink("could not set bridge's mac"))?
+        .and_then(|l| l.mac)
+    {
+        h.set_mac(iface.index, mac)
+            .map_err(BridgeError::netlink("could not set bridge's mac"))?;
+    }
+    Ok(())
+}
+
+/// Turns on forwarding for `family` (read first: writing `forwarding` resets per-interface
+/// settings even when the value does not change).
+pub fn enable_forwarding(family: Family) -> Result<(), BridgeError> {
+    let key = match family {
+        Family::V4 => "net/ipv4/ip_forward",
+        Family::V6 => "net/ipv6/conf/all/forwarding",
+    };
+    sysctl::set(key, "1")
+        .map(drop)
+        .map_err(|e| BridgeError::Forwarding(Box::new(e)))
+}
+
+/// With an access VLAN the gateway address cannot sit on the bridge itself (the bridge
+/// device is not a member of that VLAN); upstream instead adds a veth pair in the host
+/// namespace, `<bridge>.<vlan>` on one end and a port in the VLAN on the other, and puts
+/// the gateway on `<bridge>.<vlan>`. An existing one is reused.
+pub fn ensure_vlan_gateway(
+    h: &mut Handle,
+    host_ns: &File,
+    br: &LinkInfo,
+    vlan: u16,
+    preserve_default_vlan: bool,
+) -> Result<LinkInfo, BridgeError> {
+    let name = format!("{}.{vlan}", br.name);
+    let lookup = |h: &mut Handle| {
+        h.link_by_name(&name).map_err(BridgeError::netlink(format!(
+            "failed to find interface {name:?}"
+        )))
+    };
+    if let Some(existing) = lookup(h)? {
+        return Ok(existing);
+    }
+    let failed = |e: BridgeError| {
+        BridgeError::Failed(format!("failed to create vlan gateway {name:?}: {e}"))
+    };
+    // Both ends live in the host namespace; the pair is created through a second socket
+    // there, exactly as a container pair is created through the container's socket.
+    let mut same_ns =
+        Handle::new().map_err(BridgeError::netlink("failed to open netlink socket"))?;
+    let pair = veth::create(h, &mut same_ns, host_ns, &name, Some(br.mtu), None).map_err(failed)?;
+    let settings = PortSettings {
+        hairpin: false,
+        isolated: false,
+        vlan,
+        trunk: &[],
+        preserve_default_vlan,
+    };
+    attach_port(h, br, &pair.host, settings).map_err(failed)?;
+    h.set_link_up(pair.container.index)
+        .map_err(BridgeError::netlink(format!("failed to set {name:?} up")))?;
+    lookup(h)?.ok_or_else(|| BridgeError::Failed(format!("failed to find interface {name:?}")))
+}

@@ -1,0 +1,171 @@
+//! MAC spoof checking (`macspoofchk`): frames entering the bridge from a container's host
+//! veth must carry the container's MAC. nftables, bridge family, table `nat`:
+//!
+//! ```text
+//! chain PREROUTING { type filter hook prerouting priority -300; policy accept;
+//!     iifname "<host veth>" jump cni-br-iface-<ref> comment "macspoofchk-<ref>" }
+//! chain cni-br-iface-<ref> { jump cni-br-iface-<ref>-mac comment "..." }
+//! chain cni-br-iface-<ref>-mac { ether saddr <mac> return comment "..."; drop comment "..." }
+//! ```
+//! with `<ref>` = `<container id>-<ifname>`. Each operation is one `nft -f -` transaction,
+//! so a failure never leaves half a rule set.
+
+use serde_json::Value;
+
+use crate::nft::{self, NftError};
+use crate::sigterm::SigtermIgnored;
+
+const TABLE: &str = "bridge nat";
+const BASE_CHAIN: &str = "PREROUTING";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoofError {
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error("cannot parse nft output: {0}")]
+    Parse(String),
+}
+
+/// The chains and comment of one attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoofCheck {
+    iface_chain: String,
+    mac_chain: String,
+    comment: String,
+}
+
+impl SpoofCheck {
+    pub fn new(container_id: &str, ifname: &str) -> SpoofCheck {
+        let reference = format!("{container_id}-{ifname}");
+        let iface_chain = format!("cni-br-iface-{reference}");
+        SpoofCheck {
+            mac_chain: format!("{iface_chain}-mac"),
+            iface_chain,
+            comment: format!("macspoofchk-{reference}"),
+        }
+    }
+
+    /// The transaction that installs the rules for `host_veth` / `mac`.
+    pub fn setup_script(&self, host_veth: &str, mac: &str) -> String {
+        let (i, m, c) = (&self.iface_chain, &self.mac_chain, &self.comment);
+        format!(
+            "add table {TABLE}\n\
+             add chain {TABLE} {BASE_CHAIN} {{ type filter hook prerouting priority -300; policy accept; }}\n\
+             add chain {TABLE} {i}\n\
+             add chain {TABLE} {m}\n\
+             flush chain {TABLE} {i}\n\
+             flush chain {TABLE} {m}\n\
+             add rule {TABLE} {BASE_CHAIN} iifname \"{host_veth}\" jump {i} comment \"{c}\"\n\
+             add rule {TABLE} {i} jump {m} comment \"{c}\"\n\
+             add rule {TABLE} {m} ether saddr {mac} return comment \"{c}\"\n\
+             add rule {TABLE} {m} drop comment \"{c}\"\n"
+        )
+    }
+
+    /// The transaction that removes this attachment's rules from a table listing
+    /// (`nft -j list table bridge nat`); `None` when there is nothing to remove.
+    pub fn teardown_script(&self, listing: &Value) -> Result<Option<String>, SpoofError> {
+        let items = listing
+            .get("nftables")
+            .and_then(Value::as_array)
+            .ok_or_else(|| SpoofError::Parse("no \"nftables\" array".into()))?;
+        let mut script = String::new();
+        for rule in items.iter().filter_map(|i| i.get("rule")) {
+            let ours = rule.get("chain").and_then(Value::as_str) == Some(BASE_CHAIN)
+                && rule.get("comment").and_then(Value::as_str) == Some(self.comment.as_str());
+            if let (true, Some(handle)) = (ours, rule.get("handle").and_then(Value::as_u64)) {
+                script.push_str(&format!(
+                    "delete rule {TABLE} {BASE_CHAIN} handle {handle}\n"
+                ));
+            }
+        }
+        let chains: Vec<&str> = items
+            .iter()
+            .filter_map(|i| i.get("chain")?.get("name")?.as_str())
+            .collect();
+        // The iface chain jumps to the mac chain: empty both before deleting either.
+        for chain in [&self.iface_chain, &self.mac_chain] {
+            if chains.contains(&chain.as_str()) {
+                script.push_str(&format!("flush chain {TABLE} {chain}\n"));
+            }
+        }
+        for chain in [&self.iface_chain, &self.mac_chain] {
+            if chains.contains(&chain.as_str()) {
+                script.push_str(&format!("delete chain {TABLE} {chain}\n"));
+            }
+        }
+        Ok(Some(script).filter(|s| !s.is_empty()))
+    }
+
+    pub fn setup(&self, host_veth: &str, mac: &str) -> Result<(), SpoofError> {
+        let _hold = SigtermIgnored::new();
+        nft::run(&["-f", "-"], Some(&self.setup_script(host_veth, mac)))?;
+        Ok(())
+    }
+
+    pub fn teardown(&self) -> Result<(), SpoofError> {
+        let _hold = SigtermIgnored::new();
+        let listing = match nft::run(&["-j", "list", "table", "bridge", "nat"], None) {
+            Ok(out) => out,
+            // No table: nothing of ours can exist.
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let listing: Value =
+            serde_json::from_str(&listing).map_err(|e| SpoofError::Parse(e.to_string()))?;
+        match self.teardown_script(&listing)? {
+            Some(script) => Ok(nft::run(&["-f", "-"], Some(&script)).map(drop)?),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn setup_script_is_one_transaction_with_upstream_names() {
+        let sc = SpoofCheck::new("ctr1", "eth0");
+        assert_eq!(
+            sc.setup_script("veth0a1b2c3d", "0a:58:0a:f4:01:02"),
+            "add table bridge nat\n\
+             add chain bridge nat PREROUTING { type filter hook prerouting priority -300; policy accept; }\n\
+             add chain bridge nat cni-br-iface-ctr1-eth0\n\
+             add chain bridge nat cni-br-iface-ctr1-eth0-mac\n\
+             flush chain bridge nat cni-br-iface-ctr1-eth0\n\
+             flush chain bridge nat cni-br-iface-ctr1-eth0-mac\n\
+             add rule bridge nat PREROUTING iifname \"veth0a1b2c3d\" jump cni-br-iface-ctr1-eth0 comment \"macspoofchk-ctr1-eth0\"\n\
+             add rule bridge nat cni-br-iface-ctr1-eth0 jump cni-br-iface-ctr1-eth0-mac comment \"macspoofchk-ctr1-eth0\"\n\
+             add rule bridge nat cni-br-iface-ctr1-eth0-mac ether saddr 0a:58:0a:f4:01:02 return comment \"macspoofchk-ctr1-eth0\"\n\
+             add rule bridge nat cni-br-iface-ctr1-eth0-mac drop comment \"macspoofchk-ctr1-eth0\"\n"
+        );
+    }
+
+    #[test]
+    fn teardown_deletes_only_our_jump_and_chains() {
+        let sc = SpoofCheck::new("ctr1", "eth0");
+        let listing = json!({"nftables": [
+            {"metainfo": {"version": "1.0.6"}},
+            {"table": {"family": "bridge", "name": "nat", "handle": 1}},
+            {"chain": {"family": "bridge", "table": "nat", "name": "PREROUTING", "handle": 1}},
+            {"chain": {"family": "bridge", "table": "nat", "name": "cni-br-iface-ctr1-eth0", "handle": 2}},
+            {"chain": {"family": "bridge", "table": "nat", "name": "cni-br-iface-ctr1-eth0-mac", "handle": 3}},
+            {"rule": {"chain": "PREROUTING", "handle": 7, "comment": "macspoofchk-ctr1-eth0"}},
+            {"rule": {"chain": "PREROUTING", "handle": 8, "comment": "macspoofchk-ctr2-eth0"}},
+            {"rule": {"chain": "cni-br-iface-ctr1-eth0-mac", "handle": 9, "comment": "macspoofchk-ctr1-eth0"}}
+        ]});
+        assert_eq!(
+            sc.teardown_script(&listing).unwrap().unwrap(),
+            "delete rule bridge nat PREROUTING handle 7\n\
+             flush chain bridge nat cni-br-iface-ctr1-eth0\n\
+             flush chain bridge nat cni-br-iface-ctr1-eth0-mac\n\
+             delete chain bridge nat cni-br-iface-ctr1-eth0\n\
+             delete chain bridge nat cni-br-iface-ctr1-eth0-mac\n"
+        );
+        let gone = json!({"nftables": [{"table": {"family": "bridge", "name": "nat"}}]});
+        assert_eq!(sc.teardown_script(&gone).unwrap(), None);
+        assert!(sc.teardown_script(&json!({})).is_err());
+    }
+}
