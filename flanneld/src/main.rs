@@ -1,1 +1,52 @@
-fn main() {}
+//! The `flanneld` binary: flags and environment in, exit code out.
+
+use flanneld::options::{self, Invocation};
+
+fn main() {
+    let mut argv = std::env::args();
+    let program = argv.next().unwrap_or_else(|| "flanneld".to_owned());
+    let args: Vec<String> = argv.collect();
+    let opts = match options::parse(&program, &args, |k| std::env::var(k).ok()) {
+        Ok(Invocation::Run(opts)) => opts,
+        Ok(Invocation::Version) => {
+            eprintln!("{}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
+        Ok(Invocation::Help) => {
+            eprint!("{}", options::flag_set(&program).usage_text());
+            return;
+        }
+        Err(options::OptionsError::Flag(e)) => {
+            // Go's flag package: the error, the usage, exit status 2.
+            eprintln!("{e}");
+            eprint!("{}", options::flag_set(&program).usage_text());
+            std::process::exit(2);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    flanneld::logger::init(opts.verbosity);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("failed to start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    match runtime.block_on(flanneld::daemon::run(*opts)) {
+        Ok(()) => {
+            // Blocking tasks (an iptables run, a netlink dump) must not hold the exit.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(3));
+        }
+        Err(e) => {
+            log::error!("{e}");
+            std::process::exit(1);
+        }
+    }
+}

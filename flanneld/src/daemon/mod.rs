@@ -1,0 +1,280 @@
+//! Orchestration: startup in upstream's order, then the node loop until SIGTERM/SIGINT.
+//!
+//! Startup: signal handling → health endpoints → network config (retried every second) →
+//! external interface → backend device → lease → backend activation → iptables rules →
+//! subnet.env → ready (`/readyz`, `READY=1`). Fatal errors end the process with 1; a stop
+//! signal at any point ends it with 0. Nothing is torn down on exit: routes, rules and the
+//! lease stay, so a restart (or upstream flanneld) takes over without disturbing pods.
+
+mod node;
+mod upkeep;
+mod worker;
+
+pub use upkeep::{gateway_v4, gateway_v6, subnet_env, Upkeep, UpkeepFlags};
+pub use worker::{BackendWorker, WorkerError};
+
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use netconf::flannel::{FlannelConfigError, NetworkConfig};
+use netconf::subnet_env::SubnetEnv;
+use tokio::sync::watch;
+
+use crate::iface::{self, IfaceError, IfaceRequest};
+use crate::options::Options;
+use crate::state::State;
+use crate::subnet::etcd::{acquire_lease, AcquireRequest, Registry, SubnetError};
+use crate::subnet::{Lease, LeaseAttrs};
+
+const CONFIG_RETRY: Duration = Duration::from_secs(1);
+const ACQUIRE_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("the Kubernetes subnet manager (--kube-subnet-mgr) is not yet supported by this flanneld; use etcd")]
+    KubeUnsupported,
+    #[error("nftables mode (EnableNFTables) is not yet supported by this flanneld")]
+    NftablesUnsupported,
+    #[error("none defined stack")]
+    NoStack,
+    #[error("Failed to check br_netfilter: {0}")]
+    BrNetfilter(String),
+    #[error("Error fetching backend: {0}")]
+    BackendConfig(#[from] FlannelConfigError),
+    #[error("failed to start the health endpoints: {0}")]
+    Healthz(std::io::Error),
+    #[error("failed to create etcd client: {0}")]
+    Etcd(SubnetError),
+    #[error(transparent)]
+    Iface(#[from] IfaceError),
+    #[error("Error registering network: {0}")]
+    Backend(#[from] WorkerError),
+    #[error(transparent)]
+    Rules(#[from] crate::masq::RulesError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// A stop request (SIGTERM/SIGINT) as a watch channel every task can wait on.
+pub type Stop = watch::Receiver<bool>;
+
+async fn stopped(stop: &mut Stop) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sleeps `d` unless a stop arrives first; returns true on stop.
+pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut Stop) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stopped(stop) => true,
+    }
+}
+
+/// The first SIGTERM/SIGINT asks for a clean stop; a second one kills the process, as with
+/// upstream (whose handler is removed after the first signal).
+fn install_signals() -> std::io::Result<Stop> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        log::info!("shutdown requested, exiting cleanly (a second signal exits at once)");
+        let _ = tx.send(true);
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        std::process::exit(1);
+    });
+    Ok(rx)
+}
+
+/// Reads and validates the network config, retrying every second until it is usable.
+/// `None`: stopped while waiting.
+async fn wait_for_config(reg: &Registry, stop: &mut Stop) -> Option<NetworkConfig> {
+    loop {
+        let attempt = async {
+            let text = reg.get_network_config().await.map_err(|e| e.to_string())?;
+            let mut cfg = NetworkConfig::parse(text.as_bytes())
+                .map_err(|e| format!("error parsing subnet config: {e}"))?;
+            cfg.check()
+                .map_err(|e| format!("invalid network config: {e}"))?;
+            Ok::<_, String>(cfg)
+        };
+        match attempt.await {
+            Ok(cfg) => return Some(cfg),
+            Err(e) => log::error!("Couldn't fetch network config: {e}"),
+        }
+        if sleep_or_stop(CONFIG_RETRY, stop).await {
+            return None;
+        }
+    }
+}
+
+fn check_br_netfilter(cfg: &NetworkConfig) -> Result<(), DaemonError> {
+    let mut needed = Vec::new();
+    if cfg.enable_ipv4 {
+        needed.push("/proc/sys/net/bridge/bridge-nf-call-iptables");
+    }
+    if cfg.enable_ipv6 {
+        needed.push("/proc/sys/net/bridge/bridge-nf-call-ip6tables");
+    }
+    for path in needed {
+        std::fs::metadata(path)
+            .map_err(|e| DaemonError::BrNetfilter(format!("stat {path}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The subnet a previous run wrote to subnet.env, if the file is there and readable.
+fn previous_subnet(path: &Path) -> Option<(Ipv4Net, Option<Ipv6Net>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match SubnetEnv::parse(&text) {
+        Ok(env) => env.subnet_network().map(|s| (s, env.ipv6_subnet_network())),
+        Err(e) => {
+            log::warn!("ignoring unreadable {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Acquires a lease, retrying with backoff (capped at 30 s) on any failure: etcd down, pool
+/// exhausted (`out of subnets` until a node's lease expires or the config grows), lost races.
+/// `None`: stopped while trying.
+pub(crate) async fn acquire_until_stopped(
+    reg: &Registry,
+    config: &NetworkConfig,
+    attrs: &LeaseAttrs,
+    previous: Option<(Ipv4Net, Option<Ipv6Net>)>,
+    state: &State,
+    stop: &mut Stop,
+) -> Option<Lease> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let req = AcquireRequest {
+            config,
+            attrs,
+            previous,
+        };
+        match acquire_lease(reg, &req).await {
+            Ok(lease) => return Some(lease),
+            Err(e) => {
+                log::error!("failed to acquire lease: {e} (retrying in {delay:?})");
+                state.set_error(format!("failed to acquire lease: {e}"));
+            }
+        }
+        if sleep_or_stop(delay, stop).await {
+            return None;
+        }
+        delay = (delay * 2).min(ACQUIRE_BACKOFF_MAX);
+    }
+}
+
+/// Runs flanneld until stopped; `Ok` means a clean stop (exit 0).
+pub async fn run(opts: Options) -> Result<(), DaemonError> {
+    if opts.kube_subnet_mgr {
+        return Err(DaemonError::KubeUnsupported);
+    }
+    let mut stop =
+        install_signals().map_err(|e| DaemonError::Internal(format!("signal handlers: {e}")))?;
+    let state = State::new();
+    if let Some(addr) = opts.healthz {
+        crate::health::start(addr, state.clone())
+            .await
+            .map_err(DaemonError::Healthz)?;
+    }
+    // Without auth nothing is dialled here; with auth the token request can fail while etcd
+    // is down, which is worth waiting out like any other etcd outage.
+    let reg = loop {
+        match Registry::connect(&opts.etcd, opts.lease_ttl).await {
+            Ok(reg) => break reg,
+            Err(
+                e @ (SubnetError::TlsFile { .. }
+                | SubnetError::Etcd(
+                    etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_),
+                )),
+            ) => return Err(DaemonError::Etcd(e)),
+            Err(e) => log::error!("failed to connect to etcd: {e}"),
+        }
+        if sleep_or_stop(CONFIG_RETRY, &mut stop).await {
+            return Ok(());
+        }
+    };
+    let Some(config) = wait_for_config(&reg, &mut stop).await else {
+        return Ok(());
+    };
+    if !config.enable_ipv4 && !config.enable_ipv6 {
+        return Err(DaemonError::NoStack);
+    }
+    if config.enable_nftables {
+        return Err(DaemonError::NftablesUnsupported);
+    }
+    check_br_netfilter(&config)?;
+    let backend_cfg = config.backend_config()?;
+
+    let req = IfaceRequest {
+        ifaces: opts.ifaces.clone(),
+        regexes: opts.iface_regexes.clone(),
+        can_reach: opts.iface_can_reach,
+        public_ip: opts.public_ip,
+        public_ipv6: opts.public_ipv6,
+        ipv4: config.enable_ipv4,
+        ipv6: config.enable_ipv6,
+    };
+    let ext = blocking(move || {
+        let mut h = netops::netlink::Handle::new().map_err(IfaceError::from)?;
+        iface::select_external(&mut h, &req)
+    })
+    .await??;
+
+    let worker = BackendWorker::start(backend_cfg, ext.clone(), config.clone())?;
+    let (backend_data, backend_v6_data) = worker
+        .call(|b| b.prepare().map(|d| (d, b.backend_v6_data())))
+        .await?
+        .map_err(WorkerError::from)?;
+    let attrs = LeaseAttrs {
+        public_ip: ext.ext_addr,
+        public_ipv6: ext.ext_v6_addr.filter(|_| config.enable_ipv6),
+        backend_type: worker.backend_type().to_owned(),
+        backend_data,
+        backend_v6_data: backend_v6_data.filter(|_| config.enable_ipv6),
+    };
+    let previous = previous_subnet(&opts.subnet_file);
+    let Some(lease) =
+        acquire_until_stopped(&reg, &config, &attrs, previous, &state, &mut stop).await
+    else {
+        return Ok(());
+    };
+    let node = node::Node::start(node::NodeSetup {
+        opts,
+        config,
+        reg,
+        worker,
+        attrs,
+        lease,
+        state,
+    })
+    .await?;
+    node.run(stop).await;
+    log::info!("Exiting cleanly...");
+    Ok(())
+}
+
+/// Runs blocking kernel or iptables work off the async threads. No namespace switching
+/// happens in there, so pooled threads are fine.
+pub(crate) async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, DaemonError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DaemonError::Internal(format!("blocking task: {e}")))
+}

@@ -1,0 +1,347 @@
+//! The running node: follows peer leases into the backend, renews our lease, keeps local
+//! state repaired, and re-acquires the lease if it is ever lost.
+
+use std::time::{Duration, SystemTime};
+
+use netconf::flannel::NetworkConfig;
+use tokio::sync::mpsc;
+use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
+
+use super::{
+    acquire_until_stopped, blocking, stopped, BackendWorker, DaemonError, Stop, Upkeep,
+    UpkeepFlags, WorkerError,
+};
+use crate::backend::ApplyReport;
+use crate::options::{renew_delay, Options};
+use crate::state::State;
+use crate::subnet::etcd::{watch_subnets, Registry, SubnetError, WatchMsg};
+use crate::subnet::peers::{Change, PeerSet};
+use crate::subnet::{Event, Lease, LeaseAttrs};
+
+/// How often the kernel is compared against the full peer set, repairing routes or
+/// neighbours someone deleted (upstream's host-gw route check runs every 10 s too).
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
+/// Retry delay after a failed renewal (upstream: one minute), shortened for test TTLs.
+const RENEW_RETRY: Duration = Duration::from_secs(60);
+/// Watch messages are buffered up to this many while the backend is busy.
+const WATCH_QUEUE: usize = 256;
+
+pub struct NodeSetup {
+    pub opts: Options,
+    pub config: NetworkConfig,
+    pub reg: Registry,
+    pub worker: BackendWorker,
+    pub attrs: LeaseAttrs,
+    pub lease: Lease,
+    pub state: State,
+}
+
+pub struct Node {
+    opts: Options,
+    config: NetworkConfig,
+    reg: Registry,
+    worker: BackendWorker,
+    attrs: LeaseAttrs,
+    lease: Lease,
+    state: State,
+    peers: PeerSet,
+    upkeep: Upkeep,
+    mtu: u32,
+    renew_at: Instant,
+}
+
+fn flags(opts: &Options) -> UpkeepFlags {
+    UpkeepFlags {
+        ip_masq: opts.ip_masq,
+        random_fully_disabled: opts.random_fully_disabled,
+        forward_rules: opts.forward_rules,
+        blackhole_route: opts.blackhole_route,
+    }
+}
+
+fn log_report(what: &str, r: &ApplyReport) {
+    if r.added + r.removed + r.repaired > 0 {
+        log::info!(
+            "{what}: {} added, {} removed, {} repaired",
+            r.added,
+            r.removed,
+            r.repaired
+        );
+    }
+    for e in &r.errors {
+        log::error!("{what}: {e}");
+    }
+}
+
+impl Node {
+    /// Activates the backend for the lease, installs rules and subnet.env, reports ready.
+    pub async fn start(s: NodeSetup) -> Result<Node, DaemonError> {
+        let own = s.lease.clone();
+        s.worker
+            .call(move |b| b.activate(&own))
+            .await?
+            .map_err(WorkerError::from)?;
+        let mtu = s.worker.call(|b| b.mtu()).await?;
+        let upkeep = Self::build_upkeep(&s.opts, &s.config, &s.lease, mtu).await?;
+        let rules = upkeep.clone();
+        blocking(move || rules.ensure_rules()).await??;
+        let written = {
+            let up = upkeep.clone();
+            blocking(move || up.ensure_subnet_file()).await?
+        };
+        let mut node = Node {
+            peers: PeerSet::new(Some(s.lease.clone())),
+            renew_at: Instant::now(),
+            opts: s.opts,
+            config: s.config,
+            reg: s.reg,
+            worker: s.worker,
+            attrs: s.attrs,
+            lease: s.lease,
+            state: s.state,
+            upkeep,
+            mtu,
+        };
+        node.schedule_renewal();
+        {
+            let mut st = node.state.lock();
+            st.lease = Some(node.lease.clone());
+            match &written {
+                Ok(_) => st.ready = true,
+                Err(e) => {
+                    st.last_error = Some((SystemTime::now(), format!("writing subnet file: {e}")))
+                }
+            }
+        }
+        match written {
+            Ok(_) => {
+                log::info!("Wrote subnet file to {}", node.opts.subnet_file.display());
+                crate::notify::ready();
+            }
+            // Upstream carries on without the file (and is never ready); the resync tick retries.
+            Err(e) => log::warn!(
+                "Failed to write subnet file {}: {e}",
+                node.opts.subnet_file.display()
+            ),
+        }
+        Ok(node)
+    }
+
+    async fn build_upkeep(
+        opts: &Options,
+        config: &NetworkConfig,
+        lease: &Lease,
+        mtu: u32,
+    ) -> Result<Upkeep, DaemonError> {
+        let (flags, config, lease, path) = (
+            flags(opts),
+            config.clone(),
+            lease.clone(),
+            opts.subnet_file.clone(),
+        );
+        blocking(move || Upkeep::new(flags, &config, &lease, mtu, &path)).await
+    }
+
+    fn schedule_renewal(&mut self) {
+        let remaining = self
+            .lease
+            .expiration
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let delay = renew_delay(remaining, self.opts.renew_margin, self.reg.ttl());
+        log::info!("Waiting for {delay:?} to renew lease");
+        self.renew_at = Instant::now() + delay;
+    }
+
+    pub async fn run(mut self, mut stop: Stop) {
+        let (tx, mut rx) = mpsc::channel(WATCH_QUEUE);
+        tokio::spawn(watch_subnets(self.reg.clone(), tx, stop.clone()));
+        let mut resync = interval(self.opts.iptables_resync);
+        resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut reconcile = interval(RECONCILE_INTERVAL);
+        reconcile.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Both fire immediately once; the startup already did that work.
+        resync.tick().await;
+        reconcile.tick().await;
+        loop {
+            tokio::select! {
+                _ = stopped(&mut stop) => return,
+                msg = rx.recv() => {
+                    let Some(first) = msg else { return };
+                    let mut batch = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    if self.process(batch).await {
+                        self.reacquire(&mut stop).await;
+                    }
+                }
+                _ = sleep_until(self.renew_at) => self.renew(&mut stop).await,
+                _ = resync.tick() => {
+                    let up = self.upkeep.clone();
+                    match blocking(move || up.check()).await {
+                        Ok(errors) if !errors.is_empty() => self.state.set_error(errors.join("; ")),
+                        Ok(_) => {}
+                        Err(e) => log::error!("{e}"),
+                    }
+                }
+                _ = reconcile.tick() => self.reconcile().await,
+            }
+        }
+    }
+
+    /// Applies watch messages; returns true if our own record disappeared.
+    async fn process(&mut self, batch: Vec<WatchMsg>) -> bool {
+        let mut lost = false;
+        let mut snapshot = false;
+        let mut events: Vec<Event> = Vec::new();
+        let own_key = self.lease.key();
+        for msg in batch {
+            match msg {
+                WatchMsg::Snapshot(leases) => {
+                    match leases.iter().find(|l| l.key() == own_key) {
+                        Some(own) if own.attrs == self.attrs => {
+                            self.lease.expiration = own.expiration
+                        }
+                        _ => lost = true,
+                    }
+                    self.peers.reset(leases);
+                    // The reconcile below makes the kernel match the whole set.
+                    snapshot = true;
+                    events.clear();
+                }
+                WatchMsg::Changes(changes) => {
+                    for change in &changes {
+                        match change {
+                            Change::Put(l) if l.key() == own_key => {
+                                if l.attrs == self.attrs {
+                                    self.lease.expiration = l.expiration;
+                                } else {
+                                    log::warn!(
+                                        "our lease record {own_key} was overwritten by {}",
+                                        l.attrs.public_ip
+                                    );
+                                    lost = true;
+                                }
+                            }
+                            Change::Delete {
+                                subnet,
+                                ipv6_subnet,
+                            } if crate::subnet::subnet_key(*subnet, *ipv6_subnet) == own_key => {
+                                lost = true;
+                            }
+                            _ => {}
+                        }
+                    }
+                    events.extend(self.peers.update(changes));
+                }
+            }
+        }
+        self.state.lock().peers = self.peers.len();
+        if snapshot {
+            self.reconcile().await;
+        } else if !events.is_empty() {
+            match self.worker.call(move |b| b.handle(&events)).await {
+                Ok(Ok(report)) => log_report("peer update", &report),
+                Ok(Err(e)) => {
+                    log::error!("backend failed to apply peer events: {e}");
+                    self.state.set_error(e);
+                }
+                Err(e) => log::error!("{e}"),
+            }
+        }
+        lost
+    }
+
+    async fn reconcile(&mut self) {
+        let peers = self.peers.all();
+        match self.worker.call(move |b| b.reconcile(&peers)).await {
+            Ok(Ok(report)) => {
+                log_report("reconcile", &report);
+                self.state.lock().reconcile_repairs += report.repaired as u64;
+            }
+            Ok(Err(e)) => {
+                log::error!("backend reconcile failed: {e}");
+                self.state.set_error(e);
+            }
+            Err(e) => log::error!("{e}"),
+        }
+    }
+
+    async fn renew(&mut self, stop: &mut Stop) {
+        match self
+            .reg
+            .renew_subnet(self.lease.subnet, self.lease.ipv6_subnet, &self.attrs)
+            .await
+        {
+            Ok(expiration) => {
+                self.lease.expiration = expiration;
+                log::info!(
+                    "Lease renewed, new expiration: {}",
+                    crate::logger::rfc3339(expiration)
+                );
+                self.state.lock().lease_renewals += 1;
+                self.schedule_renewal();
+            }
+            Err(SubnetError::LeaseLost) => self.reacquire(stop).await,
+            Err(e) => {
+                let retry = RENEW_RETRY.min(self.reg.ttl() / 4);
+                log::error!("Error renewing lease (trying again in {retry:?}): {e}");
+                self.state.set_error(format!("renewing lease: {e}"));
+                self.renew_at = Instant::now() + retry;
+            }
+        }
+    }
+
+    /// Our record is gone (expired while etcd was unreachable, or deleted by hand). Upstream
+    /// exits here; we keep routes and rules serving and claim a lease again, preferring the
+    /// same subnet so pods keep their addresses.
+    async fn reacquire(&mut self, stop: &mut Stop) {
+        log::warn!(
+            "Lease {} has been revoked; re-acquiring (the data plane stays up)",
+            self.lease.key()
+        );
+        let previous = Some((self.lease.subnet, self.lease.ipv6_subnet));
+        let Some(lease) = acquire_until_stopped(
+            &self.reg,
+            &self.config,
+            &self.attrs,
+            previous,
+            &self.state,
+            stop,
+        )
+        .await
+        else {
+            return;
+        };
+        let changed = lease.key() != self.lease.key();
+        self.lease = lease;
+        self.schedule_renewal();
+        self.state.lock().lease = Some(self.lease.clone());
+        if !changed {
+            return;
+        }
+        log::warn!("this node moved to subnet {}; pods started before keep their old addresses until restarted", self.lease.subnet);
+        let own = self.lease.clone();
+        match self.worker.call(move |b| b.activate(&own)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::error!("backend activation for the new lease failed: {e}"),
+            Err(e) => log::error!("{e}"),
+        }
+        let events = self.peers.set_own(self.lease.clone());
+        if !events.is_empty() {
+            if let Ok(Ok(r)) = self.worker.call(move |b| b.handle(&events)).await {
+                log_report("peer update", &r);
+            }
+        }
+        match Self::build_upkeep(&self.opts, &self.config, &self.lease, self.mtu).await {
+            Ok(up) => {
+                self.upkeep = up.clone();
+                if let Err(e) = blocking(move || up.check()).await {
+                    log::error!("{e}");
+                }
+            }
+            Err(e) => log::error!("{e}"),
+        }
+    }
+}

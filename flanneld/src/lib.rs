@@ -1,0 +1,18 @@
+//! flanneld: the flannel node daemon.
+//!
+//! It claims a subnet for this node in etcd (`subnet`), publishes how to reach it, follows
+//! the other nodes' claims and programs the kernel through a backend (`backend`), keeps the
+//! masquerading/forwarding rules in place (`masq`) and writes `subnet.env` for the CNI plugin.
+//! [`daemon::run`] wires these together; `main.rs` only parses flags.
+
+pub mod backend;
+pub mod daemon;
+pub mod goflag;
+pub mod health;
+pub mod iface;
+pub mod logger;
+pub mod masq;
+pub mod notify;
+pub mod options;
+pub mod state;
+pub mod subnet;

@@ -1,0 +1,253 @@
+//! Subnet allocation rules: which subnets a config allows, which are free, which to pick.
+//!
+//! Pure functions over a checked [`NetworkConfig`] (SubnetLen/Min/Max filled in by `check()`).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use netconf::flannel::NetworkConfig;
+
+/// Upstream collects at most this many free subnets, then picks one of them at random: random
+/// enough to make two nodes starting together unlikely to collide, without scanning a /8.
+pub const MAX_CANDIDATES: usize = 100;
+
+/// Whether `subnet` is one this config could hand out: on the SubnetLen grid between
+/// SubnetMin and SubnetMax.
+pub fn v4_compatible(cfg: &NetworkConfig, subnet: Ipv4Net) -> bool {
+    let (Some(min), Some(max)) = (cfg.subnet_min, cfg.subnet_max) else {
+        return false;
+    };
+    u32::from(subnet.prefix_len()) == cfg.subnet_len && min <= subnet.addr() && subnet.addr() <= max
+}
+
+pub fn v6_compatible(cfg: &NetworkConfig, subnet: Ipv6Net) -> bool {
+    let (Some(min), Some(max)) = (cfg.ipv6_subnet_min, cfg.ipv6_subnet_max) else {
+        return false;
+    };
+    u32::from(subnet.prefix_len()) == cfg.ipv6_subnet_len
+        && min <= subnet.addr()
+        && subnet.addr() <= max
+}
+
+/// Whether a lease slot fits the config as a whole: the v4 part, and the v6 part exactly when
+/// IPv6 is enabled (a v6 part without IPv6 enabled makes a lease incompatible).
+pub fn lease_compatible(
+    cfg: &NetworkConfig,
+    subnet: Ipv4Net,
+    ipv6_subnet: Option<Ipv6Net>,
+) -> bool {
+    let v4 = !cfg.enable_ipv4 || v4_compatible(cfg, subnet);
+    let v6 = match (cfg.enable_ipv6, ipv6_subnet) {
+        (true, Some(s)) => v6_compatible(cfg, s),
+        (true, None) => false,
+        (false, s) => s.is_none(),
+    };
+    v4 && v6
+}
+
+fn overlaps_v4(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn overlaps_v6(a: Ipv6Net, b: Ipv6Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Free v4 subnets from SubnetMin upwards (at most [`MAX_CANDIDATES`]), skipping any that
+/// overlap a taken subnet of any prefix length.
+pub fn v4_candidates(cfg: &NetworkConfig, taken: &[Ipv4Net]) -> Vec<Ipv4Net> {
+    let (Some(min), Some(max)) = (cfg.subnet_min, cfg.subnet_max) else {
+        return Vec::new();
+    };
+    let Ok(len) = u8::try_from(cfg.subnet_len) else {
+        return Vec::new();
+    };
+    let step = 1u64 << (32 - u32::from(len).min(32));
+    let mut out = Vec::new();
+    let mut at = u64::from(u32::from(min));
+    while at <= u64::from(u32::from(max)) && out.len() < MAX_CANDIDATES {
+        let Ok(candidate) = Ipv4Net::new(Ipv4Addr::from(at as u32), len) else {
+            break;
+        };
+        if !taken.iter().any(|t| overlaps_v4(*t, candidate)) {
+            out.push(candidate);
+        }
+        at += step;
+    }
+    out
+}
+
+pub fn v6_candidates(cfg: &NetworkConfig, taken: &[Ipv6Net]) -> Vec<Ipv6Net> {
+    let (Some(min), Some(max)) = (cfg.ipv6_subnet_min, cfg.ipv6_subnet_max) else {
+        return Vec::new();
+    };
+    let Ok(len) = u8::try_from(cfg.ipv6_subnet_len) else {
+        return Vec::new();
+    };
+    if len == 0 || len > 128 {
+        return Vec::new();
+    }
+    let step = 1u128 << (128 - u32::from(len));
+    let mut out = Vec::new();
+    let mut at = u128::from(min);
+    let end = u128::from(max);
+    while at <= end && out.len() < MAX_CANDIDATES {
+        let Ok(candidate) = Ipv6Net::new(Ipv6Addr::from(at), len) else {
+            break;
+        };
+        if !taken.iter().any(|t| overlaps_v6(*t, candidate)) {
+            out.push(candidate);
+        }
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out
+}
+
+/// Picks uniformly among `candidates` with `rng(n)` returning an index below `n`.
+pub fn pick<T: Copy>(candidates: &[T], rng: impl FnOnce(usize) -> usize) -> Option<T> {
+    if candidates.is_empty() {
+        return None;
+    }
+    candidates.get(rng(candidates.len())).copied()
+}
+
+/// A new lease slot for this node: a free v4 subnet (when v4 is enabled) and a free v6 subnet
+/// (when v6 is enabled), each chosen at random among the first free ones. `None` is upstream's
+/// `out of subnets`.
+pub fn allocate(
+    cfg: &NetworkConfig,
+    taken_v4: &[Ipv4Net],
+    taken_v6: &[Ipv6Net],
+    mut rng: impl FnMut(usize) -> usize,
+) -> Option<(Ipv4Net, Option<Ipv6Net>)> {
+    let v4 = if cfg.enable_ipv4 {
+        pick(&v4_candidates(cfg, taken_v4), &mut rng)?
+    } else {
+        // An IPv6-only lease still carries the zero v4 subnet in its key, as upstream's does.
+        Ipv4Net::default()
+    };
+    let v6 = if cfg.enable_ipv6 {
+        Some(pick(&v6_candidates(cfg, taken_v6), &mut rng)?)
+    } else {
+        None
+    };
+    Some((v4, v6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(json: &str) -> NetworkConfig {
+        let mut c = NetworkConfig::parse(json.as_bytes()).unwrap();
+        c.check().unwrap();
+        c
+    }
+
+    fn n(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn candidates_start_at_subnet_min_and_stop_at_max() {
+        let c = cfg(r#"{"Network":"10.0.0.0/26"}"#); // SubnetLen 28, Min .16, Max .48
+        assert_eq!(
+            v4_candidates(&c, &[]),
+            vec![n("10.0.0.16/28"), n("10.0.0.32/28"), n("10.0.0.48/28")]
+        );
+        let c = cfg(r#"{"Network":"10.0.0.0/16","SubnetMin":"10.0.5.0","SubnetMax":"10.0.7.0"}"#);
+        assert_eq!(
+            v4_candidates(&c, &[]),
+            vec![n("10.0.5.0/24"), n("10.0.6.0/24"), n("10.0.7.0/24")]
+        );
+    }
+
+    #[test]
+    fn overlapping_leases_of_any_size_are_skipped() {
+        let c = cfg(r#"{"Network":"10.0.0.0/16","SubnetMax":"10.0.8.0"}"#);
+        let taken = [
+            n("10.0.2.0/24"),
+            n("10.0.4.128/25"),
+            n("10.0.6.0/23"),
+            n("10.0.8.1/32"),
+        ];
+        assert_eq!(
+            v4_candidates(&c, &taken),
+            vec![n("10.0.1.0/24"), n("10.0.3.0/24"), n("10.0.5.0/24")]
+        );
+    }
+
+    #[test]
+    fn at_most_one_hundred_candidates() {
+        let c = cfg(r#"{"Network":"10.0.0.0/8"}"#);
+        let all = v4_candidates(&c, &[]);
+        assert_eq!(all.len(), MAX_CANDIDATES);
+        assert_eq!(all[0], n("10.0.1.0/24"));
+        assert_eq!(all[99], n("10.0.100.0/24"));
+    }
+
+    #[test]
+    fn exhaustion_is_none() {
+        let c = cfg(r#"{"Network":"10.0.0.0/26"}"#);
+        let taken = [n("10.0.0.16/28"), n("10.0.0.32/28"), n("10.0.0.48/28")];
+        assert_eq!(allocate(&c, &taken, &[], |_| 0), None);
+        assert_eq!(
+            allocate(&c, &taken[..2], &[], |_| 0),
+            Some((n("10.0.0.48/28"), None))
+        );
+        // The whole network as one taken lease covers every candidate.
+        assert_eq!(allocate(&c, &[n("10.0.0.0/24")], &[], |_| 0), None);
+    }
+
+    #[test]
+    fn pick_uses_the_index_it_is_given() {
+        let c = cfg(r#"{"Network":"10.0.0.0/26"}"#);
+        let got = allocate(&c, &[], &[], |len| {
+            assert_eq!(len, 3);
+            2
+        });
+        assert_eq!(got, Some((n("10.0.0.48/28"), None)));
+        assert_eq!(pick::<u8>(&[], |_| 0), None);
+    }
+
+    #[test]
+    fn compatibility_follows_grid_and_range() {
+        let c = cfg(r#"{"Network":"10.244.0.0/16"}"#);
+        assert!(v4_compatible(&c, n("10.244.1.0/24")));
+        assert!(v4_compatible(&c, n("10.244.255.0/24")));
+        assert!(
+            !v4_compatible(&c, n("10.244.0.0/24")),
+            "the first subnet is skipped"
+        );
+        assert!(!v4_compatible(&c, n("10.244.1.0/25")));
+        assert!(!v4_compatible(&c, n("10.245.1.0/24")));
+        assert!(lease_compatible(&c, n("10.244.1.0/24"), None));
+        assert!(!lease_compatible(
+            &c,
+            n("10.244.1.0/24"),
+            Some("fc00::/64".parse().unwrap())
+        ));
+    }
+
+    #[test]
+    fn dual_stack_allocates_both_families() {
+        let c = cfg(r#"{"Network":"10.0.0.0/26","EnableIPv6":true,"IPv6Network":"fc00::/124"}"#);
+        let (a, b) = allocate(&c, &[], &[], |_| 0).unwrap();
+        assert_eq!(a, n("10.0.0.16/28"));
+        assert_eq!(b, Some("fc00::4/126".parse().unwrap()));
+        assert!(lease_compatible(&c, a, b));
+        assert!(!lease_compatible(&c, a, None));
+        let all_v6: Vec<Ipv6Net> = ["fc00::4/126", "fc00::8/126", "fc00::c/126"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(
+            allocate(&c, &[], &all_v6, |_| 0),
+            None,
+            "no v6 candidate is out of subnets"
+        );
+    }
+}

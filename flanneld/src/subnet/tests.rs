@@ -1,0 +1,173 @@
+use std::net::Ipv4Addr;
+
+use serde_json::json;
+
+use super::*;
+
+fn v4(s: &str) -> Ipv4Net {
+    s.parse().unwrap()
+}
+
+fn v6(s: &str) -> Ipv6Net {
+    s.parse().unwrap()
+}
+
+#[test]
+fn keys_format_and_parse_round_trip() {
+    assert_eq!(subnet_key(v4("10.244.1.0/24"), None), "10.244.1.0-24");
+    assert_eq!(
+        subnet_key(v4("10.244.1.0/24"), Some(v6("fc00::/64"))),
+        "10.244.1.0-24&fc00::-64"
+    );
+    for key in [
+        "10.5.52.0-24",
+        "10.244.1.0-24&fc00::-64",
+        "10.0.0.16-28&2001:cafe:42:1::-64",
+    ] {
+        let (a, b) = parse_subnet_key(key).unwrap();
+        assert_eq!(subnet_key(a, b), key);
+    }
+    assert_eq!(
+        parse_subnet_key("/coreos.com/network/subnets/10.5.52.0-24"),
+        Some((v4("10.5.52.0/24"), None))
+    );
+}
+
+#[test]
+fn bad_keys_are_rejected() {
+    for key in [
+        "",
+        "config",
+        "10.1.0.0",
+        "10.1.0.0-",
+        "10.1.0.0-x",
+        "10.1.0.0-32",
+        "10.1.0.0-24&fc00::",
+        "10.1.0.0-24&fc00::-128",
+        "10.1.0.0-24&FC00::-64",
+        "300.1.0.0-24",
+        "10.1.0.0-+24",
+    ] {
+        assert_eq!(parse_subnet_key(key), None, "{key:?}");
+    }
+}
+
+fn vxlan_attrs() -> LeaseAttrs {
+    LeaseAttrs {
+        public_ip: Ipv4Addr::new(192, 168, 64, 3),
+        public_ipv6: None,
+        backend_type: "vxlan".into(),
+        backend_data: Some(json!({"VNI": 1, "VtepMAC": "c6:d2:32:6f:8f:44"})),
+        backend_v6_data: None,
+    }
+}
+
+#[test]
+fn attrs_encode_byte_exact() {
+    assert_eq!(
+        vxlan_attrs().to_json(),
+        r#"{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}"#
+    );
+    let udp = LeaseAttrs {
+        public_ip: Ipv4Addr::new(10, 0, 0, 1),
+        public_ipv6: Some("fc00::1".parse().unwrap()),
+        backend_type: String::new(),
+        backend_data: None,
+        backend_v6_data: Some(json!({"PublicKey": "a<b"})),
+    };
+    assert_eq!(
+        udp.to_json(),
+        r#"{"PublicIP":"10.0.0.1","PublicIPv6":"fc00::1","BackendV6Data":{"PublicKey":"a\u003cb"}}"#
+    );
+}
+
+#[test]
+fn attrs_decode_like_go() {
+    let mixed = br#"{"publicip":"192.168.64.3","PUBLICIPV6":null,"backendType":"vxlan",
+        "backenddata":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"},"Unknown":7}"#;
+    assert_eq!(LeaseAttrs::from_json(mixed).unwrap(), vxlan_attrs());
+    let round = LeaseAttrs::from_json(vxlan_attrs().to_json().as_bytes()).unwrap();
+    assert_eq!(round, vxlan_attrs());
+    let empty = LeaseAttrs::from_json(b"{}").unwrap();
+    assert_eq!(empty.public_ip, Ipv4Addr::UNSPECIFIED);
+    assert!(LeaseAttrs::from_json(br#"{"PublicIP":"nope"}"#).is_err());
+    assert!(LeaseAttrs::from_json(br#"{"PublicIP":"10.0.0.1","PublicIPv6":"10.0.0.1"}"#).is_err());
+    assert!(LeaseAttrs::from_json(b"[]").is_err());
+}
+
+fn lease(subnet: &str, ip: [u8; 4]) -> Lease {
+    Lease {
+        enable_ipv4: true,
+        enable_ipv6: false,
+        subnet: v4(subnet),
+        ipv6_subnet: None,
+        attrs: LeaseAttrs {
+            public_ip: ip.into(),
+            ..vxlan_attrs()
+        },
+        expiration: std::time::UNIX_EPOCH,
+    }
+}
+
+#[test]
+fn peer_set_excludes_own_lease_and_diffs_snapshots() {
+    use peers::{Change, PeerSet};
+    let mut set = PeerSet::new(Some(lease("10.244.1.0/24", [1, 1, 1, 1])));
+    let events = set.reset(vec![
+        lease("10.244.1.0/24", [1, 1, 1, 1]),
+        lease("10.244.2.0/24", [2, 2, 2, 2]),
+    ]);
+    assert_eq!(
+        events,
+        vec![Event::Added(lease("10.244.2.0/24", [2, 2, 2, 2]))]
+    );
+
+    // A renewal (same attributes) is not an event; a changed record is.
+    assert!(set
+        .update(vec![Change::Put(lease("10.244.2.0/24", [2, 2, 2, 2]))])
+        .is_empty());
+    let moved = lease("10.244.2.0/24", [2, 2, 2, 9]);
+    assert_eq!(
+        set.update(vec![Change::Put(moved.clone())]),
+        vec![Event::Added(moved.clone())]
+    );
+
+    // Deletes hand back the stored lease, with its attributes.
+    let del = Change::Delete {
+        subnet: v4("10.244.2.0/24"),
+        ipv6_subnet: None,
+    };
+    assert_eq!(
+        set.update(vec![del.clone()]),
+        vec![Event::Removed(moved.clone())]
+    );
+    assert!(
+        set.update(vec![del]).is_empty(),
+        "unknown deletes are ignored"
+    );
+    assert!(set
+        .update(vec![Change::Delete {
+            subnet: v4("10.244.1.0/24"),
+            ipv6_subnet: None
+        }])
+        .is_empty());
+
+    // A snapshot after a compaction removes what vanished meanwhile and adds what appeared.
+    set.update(vec![Change::Put(lease("10.244.3.0/24", [3, 3, 3, 3]))]);
+    let events = set.reset(vec![lease("10.244.4.0/24", [4, 4, 4, 4])]);
+    assert_eq!(
+        events,
+        vec![
+            Event::Removed(lease("10.244.3.0/24", [3, 3, 3, 3])),
+            Event::Added(lease("10.244.4.0/24", [4, 4, 4, 4]))
+        ]
+    );
+    assert_eq!(set.all(), vec![lease("10.244.4.0/24", [4, 4, 4, 4])]);
+
+    // Taking over a slot that was a peer's removes the peer.
+    assert_eq!(
+        set.set_own(lease("10.244.4.0/24", [1, 1, 1, 1])),
+        vec![Event::Removed(lease("10.244.4.0/24", [4, 4, 4, 4]))]
+    );
+    assert!(set.is_empty());
+}

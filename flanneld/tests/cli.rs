@@ -1,0 +1,109 @@
+//! The binary's command-line edge: Go `flag` exit codes and messages, `--version`, `--help`,
+//! and the checks that fail before anything is contacted.
+
+use std::process::{Command, Output};
+
+fn flanneld(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flanneld"));
+    c.args(args).env_clear();
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn version_goes_to_stderr_and_exits_zero() {
+    let o = flanneld(&["--version"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stdout.is_empty());
+    assert_eq!(stderr(&o).trim(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn help_lists_every_flag_and_exits_zero() {
+    let o = flanneld(&["-h"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = stderr(&o);
+    assert!(text.starts_with("Usage: "), "{text}");
+    for flag in [
+        "etcd-endpoints",
+        "etcd-prefix",
+        "etcd-keyfile",
+        "etcd-certfile",
+        "etcd-cafile",
+        "etcd-username",
+        "etcd-password",
+        "iface",
+        "iface-regex",
+        "iface-can-reach",
+        "public-ip",
+        "public-ipv6",
+        "subnet-file",
+        "subnet-lease-renew-margin",
+        "ip-masq",
+        "ip-masq-fully-random-disable",
+        "iptables-resync",
+        "iptables-forward-rules",
+        "ip-blackhole-route",
+        "kube-subnet-mgr",
+        "kube-api-url",
+        "kubeconfig-file",
+        "kube-annotation-prefix",
+        "net-config-path",
+        "healthz-ip",
+        "healthz-port",
+        "version",
+        "v",
+    ] {
+        assert!(
+            text.contains(&format!("\n  -{flag}")),
+            "-{flag} missing from:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("(default \"http://127.0.0.1:4001,http://127.0.0.1:2379\")"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_flag_is_usage_error_with_exit_two() {
+    let o = flanneld(&["--no-such-flag"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let text = stderr(&o);
+    assert!(
+        text.starts_with("flag provided but not defined: -no-such-flag\nUsage: "),
+        "{text}"
+    );
+    let o = flanneld(&["--ip-masq=maybe"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).starts_with("invalid boolean value \"maybe\" for -ip-masq: parse error"));
+}
+
+#[test]
+fn renew_margin_out_of_range_exits_one() {
+    let o = flanneld(&["--subnet-lease-renew-margin=0"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o).trim(),
+        "Invalid subnet-lease-renew-margin option, out of acceptable range"
+    );
+    let o = flanneld(&[], &[("FLANNELD_SUBNET_LEASE_RENEW_MARGIN", "1440")]);
+    assert_eq!(o.status.code(), Some(1), "env values are checked too");
+}
+
+#[test]
+fn kube_mode_is_refused_clearly() {
+    let o = flanneld(&["--kube-subnet-mgr"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--kube-subnet-mgr) is not yet supported"),
+        "{}",
+        stderr(&o)
+    );
+}
