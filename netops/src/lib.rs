@@ -9,7 +9,8 @@
 //!   fake transport ([`netlink::fake::FakeClient`]) so message construction is testable
 //!   without root.
 //! - [`sysctl`]: read/write `/proc/sys` of the current thread's namespace.
-//! - [`firewall`]: `iptables-restore` batches and `iptables-save` parsing.
+//! - [`firewall`]: `iptables-restore` batches, `iptables-save` parsing, and `nft`
+//!   transactions and table listings.
 //!
 //! Threading rule: namespace membership is a property of an OS *thread*. Only call
 //! [`netns::NetnsGuard::enter`] (or anything using it) on a thread you own for the whole

@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 
 use common::TestNetns;
 use netops::firewall::iptables::{self, Batch, Family, IptablesError};
+use netops::firewall::nft::{self, NftError};
 use netops::netns::{run_in, NetnsGuard};
 use netops::sysctl;
 
@@ -199,4 +200,45 @@ fn ip6tables_batch_applies() {
     let rules: Vec<_> = saved.rules_in("CNI-FR-V6").collect();
     assert_eq!(rules.len(), 1);
     assert!(rules[0].iter().any(|t| t == COMMENT), "{rules:?}");
+}
+
+#[test]
+fn nft_scripts_apply_atomically_and_tables_list_back() {
+    let ns = TestNetns::new();
+    run_in(ns.path(), || {
+        nft::probe().unwrap();
+        assert_eq!(nft::list_table(nft::Family::Inet, "frtest").unwrap(), None);
+        nft::apply(
+            "add table inet frtest\n\
+             add chain inet frtest c1\n\
+             add rule inet frtest c1 drop comment \"mine\"\n\
+             add rule inet frtest c1 accept\n",
+        )
+        .unwrap();
+        let table = nft::list_table(nft::Family::Inet, "frtest")
+            .unwrap()
+            .expect("table exists");
+        assert_eq!(table.chains, ["c1"]);
+        let comments: Vec<_> = table.rules_in("c1").map(|r| r.comment.clone()).collect();
+        assert_eq!(comments, [Some("mine".to_string()), None]);
+
+        // The second command fails, so the first must not take effect either.
+        let err = nft::apply(
+            "add chain inet frtest c2\n\
+             add rule inet frtest nope accept\n",
+        )
+        .unwrap_err();
+        assert!(matches!(err, NftError::Failed { .. }), "{err}");
+        assert!(
+            err.to_string().contains("No such file or directory"),
+            "{err}"
+        );
+        let table = nft::list_table(nft::Family::Inet, "frtest")
+            .unwrap()
+            .unwrap();
+        assert!(!table.has_chain("c2"), "failed transaction left c2 behind");
+        // Same name, other family: still absent.
+        assert_eq!(nft::list_table(nft::Family::Ip, "frtest").unwrap(), None);
+    })
+    .unwrap();
 }

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 use common::TestNetns;
-use netops::netlink::{BridgeSpec, Handle, LinkKind, MacAddr, OperState, VethSpec, VxlanSpec};
+use netops::netlink::{
+    BridgeSpec, Handle, LinkKind, MacAddr, OperState, PortVlan, VethSpec, VxlanSpec,
+};
 use netops::netns::open_netns;
 
 #[test]
@@ -258,4 +260,55 @@ fn vxlan_device_matches_flannel_shape() {
     h.set_mtu(dev.index, 1400).unwrap();
     assert_eq!(h.link_by_index(dev.index).unwrap().unwrap().mtu, 1400);
     assert!(h.link_list().unwrap().iter().any(|l| l.name == "vx-gbp"));
+}
+
+#[test]
+fn bridge_port_vlans_are_added_listed_and_removed_or_rejected_with_the_kernel_reason() {
+    // Kernels built without CONFIG_BRIDGE_VLAN_FILTERING (like vlan_filtering itself above)
+    // reject every VLAN request; then the error must be the kernel's and nothing listed.
+    let ns = TestNetns::new();
+    let mut h = Handle::in_netns(ns.path()).unwrap();
+    h.add_bridge(&BridgeSpec {
+        name: "cnivl".into(),
+        ..BridgeSpec::default()
+    })
+    .unwrap();
+    let br = h.link_by_name("cnivl").unwrap().unwrap();
+    h.add_veth(&VethSpec {
+        name: "vp0".into(),
+        peer_name: "vp1".into(),
+        mtu: None,
+        mac: None,
+        peer_mac: None,
+        peer_netns: None,
+    })
+    .unwrap();
+    let port = h.link_by_name("vp0").unwrap().unwrap();
+    h.set_master(port.index, Some(br.index)).unwrap();
+
+    if let Err(e) = h.add_bridge_vlan(port.index, PortVlan::access(100)) {
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "failed to add vlan 100 to bridge port {}: operation not supported",
+                port.index
+            )
+        );
+        assert!(h.bridge_vlans(port.index).unwrap().is_empty());
+        return;
+    }
+    h.add_bridge_vlan(port.index, PortVlan::tagged(200))
+        .unwrap();
+    let vlans = h.bridge_vlans(port.index).unwrap();
+    assert!(vlans.contains(&PortVlan::access(100)), "{vlans:?}");
+    assert!(vlans.contains(&PortVlan::tagged(200)), "{vlans:?}");
+    let shown = ns.bridge(&["vlan", "show", "dev", "vp0"]);
+    assert!(shown.contains("100 PVID Egress Untagged"), "{shown}");
+
+    assert!(h.del_bridge_vlan(port.index, 200).unwrap());
+    assert!(!h.del_bridge_vlan(port.index, 200).unwrap(), "already gone");
+    assert!(!h
+        .bridge_vlans(port.index)
+        .unwrap()
+        .contains(&PortVlan::tagged(200)));
 }

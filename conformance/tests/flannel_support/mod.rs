@@ -3,7 +3,12 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -111,6 +116,8 @@ pub fn port_mappings() -> Value {
 /// A TCP and a UDP responder in `pod` answering `reply` on ports 80 and 53.
 pub struct Listeners {
     children: Vec<Child>,
+    udp_stop: Arc<AtomicBool>,
+    udp_thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for Listeners {
@@ -119,28 +126,58 @@ impl Drop for Listeners {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.udp_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.udp_thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
+/// A UDP responder on a dedicated thread that moves itself into `pod`'s namespace for good.
+/// socat's forking UDP server (`UDP-RECVFROM:53,fork`) was tried first: it sometimes received
+/// datagrams (the pod's UdpInDatagrams counted them) without ever answering, which made the
+/// UDP host-port checks flaky for the reference portmap as much as for ours.
+fn udp_responder(pod: &Netns, port: u16, reply: &str) -> (Arc<AtomicBool>, JoinHandle<()>) {
+    let ns = std::fs::File::open(pod.path()).expect("open pod netns");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut answer = reply.as_bytes().to_vec();
+    answer.push(b'\n');
+    let thread_stop = stop.clone();
+    let handle = std::thread::spawn(move || {
+        // This thread never goes back to the test's namespace: it serves one socket and ends.
+        // SAFETY: setns on our own thread with a valid namespace fd.
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns into pod: {}", std::io::Error::last_os_error());
+        let sock = UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP responder");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        ready_tx.send(()).expect("ready");
+        let mut buf = [0u8; 1500];
+        while !thread_stop.load(Ordering::Relaxed) {
+            if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(&answer, from);
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("UDP responder did not start");
+    (stop, handle)
+}
+
 pub fn listen(pod: &Netns, reply: &str) -> Listeners {
-    let spawn = |args: [String; 2]| {
-        pod.command("socat")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat")
-    };
-    let children = vec![
-        spawn([
-            "TCP-LISTEN:80,fork,reuseaddr".into(),
+    let tcp = pod
+        .command("socat")
+        .args([
+            "TCP-LISTEN:80,fork,reuseaddr".to_owned(),
             format!("SYSTEM:echo {reply}"),
-        ]),
-        spawn([
-            "UDP-RECVFROM:53,fork".into(),
-            format!("SYSTEM:echo {reply}"),
-        ]),
-    ];
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat");
+    let (udp_stop, udp_thread) = udp_responder(pod, 53, reply);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !pod
         .exec_ok(&["ss", "-Hltn", "sport = :80"])
@@ -154,7 +191,11 @@ pub fn listen(pod: &Netns, reply: &str) -> Listeners {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Listeners { children }
+    Listeners {
+        children: vec![tcp],
+        udp_stop,
+        udp_thread: Some(udp_thread),
+    }
 }
 
 /// What a TCP connection from `from` to `addr:port` reads back (empty on failure).
@@ -169,6 +210,7 @@ pub fn tcp_get(from: &Netns, addr: &str, port: u16) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// What a UDP request from `from` to `addr:port` reads back (empty on failure).
 pub fn udp_get(from: &Netns, addr: &str, port: u16) -> String {
     let out = from.sh(&format!("echo ping | socat -T 2 - UDP:{addr}:{port}"));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()

@@ -2,9 +2,9 @@
 
 use serde_json::{Map, Value};
 
-use super::{go_type_name, syntax_error_text};
+use super::go_type_name;
 use crate::error::{codes, CniError};
-use crate::gojson;
+use crate::gojson::{self, syntax_error_text, TypeError};
 use crate::version::{self, CniVersion};
 
 /// A network configuration list.
@@ -110,8 +110,8 @@ impl NetConfList {
                 return Err(CniError::new(
                     codes::DECODE,
                     format!(
-                        "error parsing configuration list: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                        super::go_kind(&other)
+                        "error parsing configuration list: {}",
+                        TypeError::new(&other, "map[string]interface {}")
                     ),
                 ))
             }
@@ -184,17 +184,13 @@ impl NetConfList {
 /// libcni decodes each plugin into `types.PluginConf` (case-insensitive) and requires `type`.
 fn check_plugin(plugin: &Value) -> Result<(), String> {
     let Value::Object(obj) = plugin else {
-        return Err(format!(
-            "json: cannot unmarshal {} into Go value of type types.PluginConf",
-            super::go_kind(plugin)
-        ));
+        return Err(TypeError::new(plugin, "types.PluginConf").to_string());
     };
     match gojson::get_folded(obj, "type") {
         Some(Value::String(t)) if !t.is_empty() => Ok(()),
         Some(Value::String(_)) | None => Err("missing 'type'".to_owned()),
-        Some(v) => Err(format!(
-            "json: cannot unmarshal {} into Go struct field PluginConf.type of type string",
-            super::go_kind(v)
-        )),
+        Some(v) => Err(TypeError::new(v, "string")
+            .at("PluginConf", "type")
+            .to_string()),
     }
 }

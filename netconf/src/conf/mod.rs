@@ -9,7 +9,7 @@ pub use list::NetConfList;
 
 use crate::env::is_valid_name;
 use crate::error::{codes, CniError};
-use crate::gojson;
+use crate::gojson::{self, syntax_error_text, TypeError};
 use crate::result::CniResult;
 use crate::version::CniVersion;
 
@@ -30,18 +30,6 @@ pub struct NetConf {
     pub raw: Value,
 }
 
-/// Go's name for a JSON value kind in `UnmarshalTypeError` messages.
-pub(crate) fn go_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// Go's `%T` of a value decoded into `interface{}`.
 pub(crate) fn go_type_name(v: &Value) -> &'static str {
     match v {
@@ -51,16 +39,6 @@ pub(crate) fn go_type_name(v: &Value) -> &'static str {
         Value::String(_) => "string",
         Value::Array(_) => "[]interface {}",
         Value::Object(_) => "map[string]interface {}",
-    }
-}
-
-/// A JSON syntax error worded like Go where the wording is well known (empty or truncated
-/// input is by far the most common failure a runtime or user produces).
-pub(crate) fn syntax_error_text(e: &serde_json::Error) -> String {
-    if e.is_eof() {
-        "unexpected end of JSON input".to_owned()
-    } else {
-        e.to_string()
     }
 }
 
@@ -80,12 +58,7 @@ fn string_field(obj: &Map<String, Value>, key: &str) -> Result<String, String> {
         match v {
             Value::String(s) => out = s.clone(),
             Value::Null => {}
-            other => {
-                return Err(format!(
-                    "json: cannot unmarshal {} into Go struct field .{key} of type string",
-                    go_kind(other)
-                ))
-            }
+            other => return Err(TypeError::new(other, "string").at("", key).to_string()),
         }
     }
     Ok(out)
@@ -97,10 +70,7 @@ fn as_object(v: &Value, go_type: &str) -> Result<Map<String, Value>, String> {
     match v {
         Value::Object(m) => Ok(m.clone()),
         Value::Null => Ok(Map::new()),
-        other => Err(format!(
-            "json: cannot unmarshal {} into Go value of type {go_type}",
-            go_kind(other)
-        )),
+        other => Err(TypeError::new(other, go_type).to_string()),
     }
 }
 
@@ -157,19 +127,19 @@ impl NetConf {
             Some(Value::Object(ipam)) => {
                 Some(string_field(ipam, "type").map_err(bad)?).filter(|t| !t.is_empty())
             }
-            Some(other) => return Err(bad(format!(
-                "json: cannot unmarshal {} into Go struct field NetConf.ipam of type types.IPAM",
-                go_kind(other)
-            ))),
+            Some(other) => {
+                return Err(bad(TypeError::new(other, "types.IPAM")
+                    .at("NetConf", "ipam")
+                    .to_string()))
+            }
         };
         let runtime_config = match gojson::get_folded(&obj, "runtimeConfig") {
             None => Map::new(),
             Some(Value::Object(m)) => m.clone(),
             Some(other) => {
-                return Err(bad(format!(
-                    "json: cannot unmarshal {} into Go struct field .runtimeConfig of type map[string]interface {{}}",
-                    go_kind(other)
-                )))
+                return Err(bad(TypeError::new(other, "map[string]interface {}")
+                    .at("", "runtimeConfig")
+                    .to_string()))
             }
         };
         let prev_result = gojson::get_folded(&obj, "prevResult")

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 pub use backend::{BackendConfig, UdpOptions, VxlanOptions};
 
-use crate::gojson;
+use crate::gojson::{self, TypeError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlannelConfigError {
@@ -180,17 +180,15 @@ fn backend_type(
             None => String::new(),
             Some(Value::String(t)) => t.to_lowercase(),
             Some(other) => {
-                return Err(FlannelConfigError::BackendProperty(format!(
-                    "json: cannot unmarshal {} into Go struct field .Type of type string",
-                    crate::conf::go_kind(other)
-                )))
+                return Err(FlannelConfigError::BackendProperty(
+                    TypeError::new(other, "string").at("", "Type").to_string(),
+                ))
             }
         },
         other => {
-            return Err(FlannelConfigError::BackendProperty(format!(
-                "json: cannot unmarshal {} into Go value of type struct {{ Type string }}",
-                crate::conf::go_kind(other)
-            )))
+            return Err(FlannelConfigError::BackendProperty(
+                TypeError::new(other, "struct { Type string }").to_string(),
+            ))
         }
     };
     Ok((kind, Some(raw.clone())))
@@ -206,10 +204,9 @@ impl NetworkConfig {
             Value::Object(m) => m.clone(),
             Value::Null => serde_json::Map::new(),
             other => {
-                return Err(FlannelConfigError::Decode(format!(
-                    "json: cannot unmarshal {} into Go value of type subnet.Config",
-                    crate::conf::go_kind(other)
-                )))
+                return Err(FlannelConfigError::Decode(
+                    TypeError::new(other, "subnet.Config").to_string(),
+                ))
             }
         };
         let wire: Wire =

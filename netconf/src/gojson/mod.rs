@@ -8,14 +8,19 @@
 //!
 //! Encoding ([`encode`]): Go's `json.Marshal` / `MarshalIndent` byte format, including its
 //! HTML-safe string escaping.
+//!
+//! Errors ([`TypeError`], [`kind`], [`syntax_error_text`]): Go's wording for JSON that does
+//! not parse or does not fit, for code that checks JSON kinds by hand.
 
 mod decode;
 pub mod encode;
+mod errors;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use decode::GoValue;
+pub use errors::{kind, syntax_error_text, TypeError};
 
 /// Decodes JSON bytes into `T` with Go's key matching.
 pub fn from_slice<T: DeserializeOwned>(b: &[u8]) -> Result<T, serde_json::Error> {

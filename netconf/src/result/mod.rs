@@ -2,6 +2,7 @@
 //! exist only at parse and print time, with libcni's conversion rules in between.
 
 mod addr;
+mod listed;
 mod v02;
 mod v04;
 mod v1;
@@ -16,7 +17,7 @@ pub use addr::{cidr_string, ip_string};
 
 use crate::error::{codes, CniError};
 use crate::gofmt;
-use crate::gojson::{self, encode};
+use crate::gojson::{self, encode, TypeError};
 use crate::version::{CniVersion, ResultFamily};
 
 /// A plugin result. `cni_version` is the version it was parsed from or built for; it matters
@@ -111,15 +112,9 @@ fn parse_err(msg: impl Into<String>) -> CniError {
     CniError::new(codes::INTERNAL, msg)
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
+/// What Go's `json.Unmarshal` into a `map[string]interface{}` says about a non-object.
+fn not_a_map(v: &Value) -> String {
+    TypeError::new(v, "map[string]interface {}").to_string()
 }
 
 /// Go's result creators accept these `cniVersion` values per family (020 also accepts "").
@@ -154,8 +149,8 @@ impl CniResult {
             Value::Null => Map::new(),
             other => {
                 return Err(parse_err(format!(
-                    "failed to unmarshal raw result: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                    kind_of(&other)
+                    "failed to unmarshal raw result: {}",
+                    not_a_map(&other)
                 )))
             }
         };
@@ -179,12 +174,7 @@ impl CniResult {
         let wrap = |m: String| parse_err(format!("could not parse prevResult: {m}"));
         let mut obj = match prev {
             Value::Object(m) => m.clone(),
-            other => {
-                return Err(wrap(format!(
-                    "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                    kind_of(other)
-                )))
-            }
+            other => return Err(wrap(not_a_map(other))),
         };
         // Go injects the config version under the exact key "CNIVersion" when that key is
         // absent or "", re-marshals (keys sorted) and decodes; the last key matching
@@ -205,10 +195,13 @@ impl CniResult {
         keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let version = match keys.last().map(|k| &obj[k.as_str()]) {
             Some(Value::String(s)) => s.clone(),
-            Some(other) => return Err(wrap(format!(
-                "json: cannot unmarshal {} into Go struct field Result.cniVersion of type string",
-                kind_of(other)
-            ))),
+            Some(other) => {
+                return Err(wrap(
+                    TypeError::new(other, "string")
+                        .at("Result", "cniVersion")
+                        .to_string(),
+                ))
+            }
             None => String::new(),
         };
         let family = config.family();

@@ -1,4 +1,6 @@
-//! Packet-filter programming. Only iptables (through `iptables-restore` batches) today; the
-//! nftables backend will sit beside it.
+//! Packet-filter programming: iptables through `iptables-restore` batches, nftables through
+//! `nft -f -` transactions. Both front-ends are run by [`tool`], never through a shell.
 
 pub mod iptables;
+pub mod nft;
+mod tool;

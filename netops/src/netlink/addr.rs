@@ -123,11 +123,7 @@ impl Request {
 impl<C: Client> Handle<C> {
     /// Adds an address; `Ok(false)` if the link already has it.
     pub fn add_addr(&mut self, a: &Addr) -> Result<bool, NetlinkError> {
-        match self.execute(&Request::addr_add(a)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_exists() => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.execute_create(&Request::addr_add(a))
     }
 
     pub fn replace_addr(&mut self, a: &Addr) -> Result<(), NetlinkError> {
@@ -136,11 +132,7 @@ impl<C: Client> Handle<C> {
 
     /// Removes an address; `Ok(false)` if it was not there.
     pub fn del_addr(&mut self, a: &Addr) -> Result<bool, NetlinkError> {
-        match self.execute(&Request::addr_del(a)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.execute_remove(&Request::addr_del(a))
     }
 
     /// Addresses, optionally only those of one link and/or one family.

@@ -444,14 +444,6 @@ fn absent_as_none<T>(r: Result<T, NetlinkError>) -> Result<Option<T>, NetlinkErr
     }
 }
 
-fn created(r: Result<(), NetlinkError>) -> Result<bool, NetlinkError> {
-    match r {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_exists() => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 impl<C: Client> Handle<C> {
     fn get_link(&mut self, op: &str, msg: LinkMessage) -> Result<Option<LinkInfo>, NetlinkError> {
         absent_as_none(self.get(op, RouteNetlinkMessage::GetLink(msg)))?
@@ -494,7 +486,7 @@ impl<C: Client> Handle<C> {
     /// Creates a bridge; `Ok(false)` if a link with that name already exists (which may not
     /// be a bridge: callers check the kind).
     pub fn add_bridge(&mut self, spec: &BridgeSpec) -> Result<bool, NetlinkError> {
-        created(self.execute(&Request::link_add_bridge(spec)))
+        self.execute_create(&Request::link_add_bridge(spec))
     }
 
     /// Creates a veth pair. An existing name is an error (EEXIST): unlike a bridge, a veth
@@ -505,7 +497,7 @@ impl<C: Client> Handle<C> {
 
     /// Creates a vxlan device; `Ok(false)` if the name exists (compare with `vxlan` info).
     pub fn add_vxlan(&mut self, spec: &VxlanSpec) -> Result<bool, NetlinkError> {
-        created(self.execute(&Request::link_add_vxlan(spec)))
+        self.execute_create(&Request::link_add_vxlan(spec))
     }
 
     pub fn set_link_up(&mut self, index: u32) -> Result<(), NetlinkError> {
@@ -538,11 +530,7 @@ impl<C: Client> Handle<C> {
 
     /// Deletes a link; `Ok(false)` if it did not exist.
     pub fn delete_link(&mut self, index: u32) -> Result<bool, NetlinkError> {
-        match self.execute(&Request::link_del(index)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.execute_remove(&Request::link_del(index))
     }
 
     pub fn set_hairpin(&mut self, index: u32, on: bool) -> Result<(), NetlinkError> {

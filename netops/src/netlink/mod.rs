@@ -6,6 +6,7 @@
 //! from any thread: the namespace is a property of the socket, fixed at creation.
 
 mod addr;
+mod bridge_vlan;
 mod error;
 pub mod fake;
 mod link;
@@ -20,6 +21,7 @@ mod transport;
 mod tests;
 
 pub use addr::Addr;
+pub use bridge_vlan::PortVlan;
 pub use error::{errno_text, NetlinkError};
 pub use link::{
     BridgePort, BridgeSpec, LinkInfo, LinkKind, OperState, VethSpec, VxlanInfo, VxlanSpec,

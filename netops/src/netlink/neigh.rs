@@ -45,6 +45,17 @@ fn raw_ip(ip: IpAddr) -> NeighbourAddress {
     }
 }
 
+/// The FDB entry `mac` -> `dst` on the device itself (NTF_SELF), without a state.
+fn fdb_message(ifindex: u32, mac: MacAddr, dst: IpAddr) -> NeighbourMessage {
+    let mut msg = neigh_message(AddressFamily::Bridge, ifindex);
+    msg.header.flags = NeighbourFlags::Own;
+    msg.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.0.to_vec()));
+    msg.attributes
+        .push(NeighbourAttribute::Destination(raw_ip(dst)));
+    msg
+}
+
 fn ip_of(a: &NeighbourAddress) -> Option<IpAddr> {
     match a {
         NeighbourAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
@@ -105,13 +116,8 @@ impl Request {
 
     /// A permanent FDB entry on the device itself (NTF_SELF), pointing `mac` at `dst`.
     pub fn fdb_set(ifindex: u32, mac: MacAddr, dst: IpAddr) -> Request {
-        let mut msg = neigh_message(AddressFamily::Bridge, ifindex);
+        let mut msg = fdb_message(ifindex, mac, dst);
         msg.header.state = NeighbourState::Permanent;
-        msg.header.flags = NeighbourFlags::Own;
-        msg.attributes
-            .push(NeighbourAttribute::LinkLayerAddress(mac.0.to_vec()));
-        msg.attributes
-            .push(NeighbourAttribute::Destination(raw_ip(dst)));
         Request::new(
             format!("failed to set fdb entry {mac} dst {dst} on link {ifindex}"),
             RouteNetlinkMessage::NewNeighbour(msg),
@@ -120,25 +126,11 @@ impl Request {
     }
 
     pub fn fdb_del(ifindex: u32, mac: MacAddr, dst: IpAddr) -> Request {
-        let mut msg = neigh_message(AddressFamily::Bridge, ifindex);
-        msg.header.flags = NeighbourFlags::Own;
-        msg.attributes
-            .push(NeighbourAttribute::LinkLayerAddress(mac.0.to_vec()));
-        msg.attributes
-            .push(NeighbourAttribute::Destination(raw_ip(dst)));
         Request::new(
             format!("failed to delete fdb entry {mac} dst {dst} on link {ifindex}"),
-            RouteNetlinkMessage::DelNeighbour(msg),
+            RouteNetlinkMessage::DelNeighbour(fdb_message(ifindex, mac, dst)),
             0,
         )
-    }
-}
-
-fn removed(r: Result<(), NetlinkError>) -> Result<bool, NetlinkError> {
-    match r {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e),
     }
 }
 
@@ -154,7 +146,7 @@ impl<C: Client> Handle<C> {
 
     /// `Ok(false)` if there was no such entry.
     pub fn del_neigh(&mut self, ifindex: u32, ip: IpAddr) -> Result<bool, NetlinkError> {
-        removed(self.execute(&Request::neigh_del(ifindex, ip)))
+        self.execute_remove(&Request::neigh_del(ifindex, ip))
     }
 
     pub fn neigh_list(
@@ -196,7 +188,7 @@ impl<C: Client> Handle<C> {
         mac: MacAddr,
         dst: IpAddr,
     ) -> Result<bool, NetlinkError> {
-        removed(self.execute(&Request::fdb_del(ifindex, mac, dst)))
+        self.execute_remove(&Request::fdb_del(ifindex, mac, dst))
     }
 
     /// FDB entries of one device.

@@ -241,11 +241,7 @@ impl<C: Client> Handle<C> {
 
     /// Deletes a route; `Ok(false)` if no route matched.
     pub fn del_route(&mut self, r: &RouteSpec) -> Result<bool, NetlinkError> {
-        match self.execute(&Request::route_del(r)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.execute_remove(&Request::route_del(r))
     }
 
     /// Routes of one table (`None`: main), without cached clones.

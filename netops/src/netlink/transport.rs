@@ -86,6 +86,24 @@ impl<C: Client> Handle<C> {
             .expect("one result per request")
     }
 
+    /// Executes a request that creates an object; `Ok(false)` if it exists already (EEXIST).
+    pub fn execute_create(&mut self, req: &Request) -> Result<bool, NetlinkError> {
+        match self.execute(req) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_exists() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Executes a request that removes an object; `Ok(false)` if there was no such object.
+    pub fn execute_remove(&mut self, req: &Request) -> Result<bool, NetlinkError> {
+        match self.execute(req) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Executes many requests with few round trips and returns one result per request, in
     /// order. Requests are independent: one failing does not stop the others.
     ///

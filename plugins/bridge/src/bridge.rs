@@ -10,7 +10,7 @@ use netops::sysctl;
 use crate::config::BridgeConf;
 use crate::error::{cause, BridgeError};
 use crate::veth;
-use crate::vlan::{VlanClient, VlanOp};
+use crate::vlan;
 
 /// Creates the bridge unless it exists (an existing bridge is not reconfigured, as upstream),
 /// applies promiscuous mode, turns off router advertisements on it and brings it up.
@@ -88,21 +88,7 @@ pub fn attach_port(
     if s.vlan == 0 && s.trunk.is_empty() {
         return Ok(());
     }
-    let mut vlans = VlanClient::open()?;
-    if !s.preserve_default_vlan {
-        let ctx = format!("failed to remove default vlan on interface {name:?}");
-        for vid in vlans.list(port.index, &ctx)? {
-            vlans.apply(port.index, VlanOp::Remove(vid), &ctx)?;
-        }
-    }
-    let ctx = format!("failed to setup vlan tag on interface {name:?}");
-    if s.vlan != 0 {
-        vlans.apply(port.index, VlanOp::Access(s.vlan), &ctx)?;
-    }
-    for vid in s.trunk {
-        vlans.apply(port.index, VlanOp::Tagged(*vid), &ctx)?;
-    }
-    Ok(())
+    vlan::configure_port(h, port, s.vlan, s.trunk, s.preserve_default_vlan)
 }
 
 /// Puts gateway address `gw` on `iface` (the bridge, or its VLAN gateway port).

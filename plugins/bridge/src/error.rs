@@ -8,7 +8,6 @@ use netops::netns::NetnsError;
 use crate::check::CheckError;
 use crate::config::ConfigError;
 use crate::masq::MasqError;
-use crate::vlan::VlanError;
 
 /// The cause part of a netlink failure, as Go prints a `syscall.Errno` (`file exists`).
 pub fn cause(e: &NetlinkError) -> String {
@@ -67,9 +66,7 @@ pub enum BridgeError {
     #[error(transparent)]
     Masq(#[from] MasqError),
     #[error("failed to setup spoof-check: {0}")]
-    SpoofCheck(#[from] crate::spoofchk::SpoofError),
-    #[error(transparent)]
-    Vlan(#[from] VlanError),
+    SpoofCheck(#[from] netops::firewall::nft::NftError),
     #[error(transparent)]
     Check(#[from] CheckError),
     /// Several independent teardown steps failed; all are reported.

@@ -7,6 +7,7 @@
 //! field names from the top, and the Go type of the field. Like Go, decoding carries on after a
 //! type mismatch and the first mismatch *in document order* is reported at the end.
 
+use netconf::gojson::TypeError;
 use serde_json::{Map, Value};
 
 /// Where a field lives, for error messages: Go struct type name and JSON path.
@@ -23,18 +24,6 @@ pub struct Decoder {
     /// reports is the one under the earliest key, whatever order we extract fields in.
     keys: Vec<String>,
     first_error: Option<(usize, String)>,
-}
-
-fn kind(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(_) => "bool".into(),
-        // Go names the literal for numbers that are numbers but do not fit the target.
-        Value::Number(n) => format!("number {n}"),
-        Value::String(_) => "string".into(),
-        Value::Array(_) => "array".into(),
-        Value::Object(_) => "object".into(),
-    }
 }
 
 /// The value Go would leave in the struct field whose JSON name is `key`: keys match
@@ -70,24 +59,16 @@ impl Decoder {
             .unwrap_or(usize::MAX)
     }
 
+    /// A value of the wrong JSON kind. Go adds the literal only for numbers that do not fit
+    /// a numeric field, which `int` reports itself.
     fn mismatch(&mut self, v: &Value, at: At<'_>, go_type: &str) {
-        // A plain kind ("string") for scalars of the wrong kind; Go adds the literal only
-        // for numbers that do not fit a numeric field, which `int` handles itself.
-        let shown = match v {
-            Value::Number(_) => "number".to_string(),
-            other => kind(other),
-        };
-        self.record(shown, at, go_type);
+        self.record(TypeError::new(v, go_type), at);
     }
 
-    fn record(&mut self, shown: String, at: At<'_>, go_type: &str) {
+    fn record(&mut self, e: TypeError, at: At<'_>) {
         let rank = self.rank(at.path);
         if self.first_error.as_ref().map_or(true, |(r, _)| rank < *r) {
-            let msg = format!(
-                "json: cannot unmarshal {shown} into Go struct field {}.{} of type {go_type}",
-                at.strukt, at.path
-            );
-            self.first_error = Some((rank, msg));
+            self.first_error = Some((rank, e.at(at.strukt, at.path).to_string()));
         }
     }
 
@@ -117,7 +98,7 @@ impl Decoder {
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Some(i),
                 None => {
-                    self.record(kind(&Value::Number(n.clone())), at, "int");
+                    self.record(TypeError::number(n, "int"), at);
                     None
                 }
             },

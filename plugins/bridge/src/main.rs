@@ -14,7 +14,6 @@ mod iface;
 mod masq;
 mod masq_backend;
 mod masq_nft;
-mod nft;
 mod setup;
 mod sigterm;
 mod spoofchk;

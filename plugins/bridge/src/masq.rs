@@ -29,9 +29,7 @@ pub enum MasqError {
     #[error("unknown ipmasq backend {0:?}")]
     UnknownBackend(String),
     #[error(transparent)]
-    Nft(#[from] crate::nft::NftError),
-    #[error("cannot parse nft output: {0}")]
-    NftOutput(String),
+    Nft(#[from] netops::firewall::nft::NftError),
 }
 
 /// Lowercase hex of SHA-512(`input`), truncated to `len` characters.

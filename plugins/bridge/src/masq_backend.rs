@@ -2,6 +2,7 @@
 
 use ipnet::IpNet;
 use netops::firewall::iptables::{self, Family};
+use netops::firewall::nft;
 
 use crate::masq::{MasqError, Owner};
 use crate::masq_nft;
@@ -21,7 +22,7 @@ pub fn choose(configured: Option<&str>) -> Result<Backend, MasqError> {
         Some(other) => Err(MasqError::UnknownBackend(other.to_string())),
         None => {
             let iptables_ok = iptables::usable(Family::V4) || iptables::usable(Family::V6);
-            if !iptables_ok && masq_nft::usable() {
+            if !iptables_ok && nft::usable() {
                 Ok(Backend::Nftables)
             } else {
                 Ok(Backend::Iptables)
@@ -57,7 +58,7 @@ pub fn teardown_all(owner: &Owner, ifname: &str) -> Result<(), MasqError> {
     let nft = masq_nft::teardown(&owner.network, ifname, &owner.container_id);
     match (ipt, nft) {
         (Err(e), _) if iptables::usable(Family::V4) || iptables::usable(Family::V6) => Err(e),
-        (_, Err(e)) if masq_nft::usable() => Err(e),
+        (_, Err(e)) if nft::usable() => Err(e),
         _ => Ok(()),
     }
 }

@@ -4,12 +4,13 @@
 //! that starts with a hash of network + ifname + container id.
 
 use ipnet::IpNet;
-use serde_json::Value;
+use netops::firewall::nft::{self, Family};
 
 use crate::masq::{hash_hex, MasqError};
-use crate::nft;
 use crate::sigterm::SigtermIgnored;
 
+const FAMILY: Family = Family::Inet;
+const TABLE_NAME: &str = "cni_plugins_masquerade";
 const TABLE: &str = "inet cni_plugins_masquerade";
 const CHECKS: &str = "masq_checks";
 
@@ -33,22 +34,12 @@ pub fn comment(network: &str, ifname: &str, container_id: &str) -> String {
     )
 }
 
-/// Handles of `masq_checks` rules whose comment starts with `prefix`, from
-/// `nft -j -a list chain ...`.
-fn rules_with_prefix(listing: &Value, prefix: &str) -> Vec<u64> {
-    listing
-        .get("nftables")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.get("rule"))
-        .filter(|r| r.get("chain").and_then(Value::as_str) == Some(CHECKS))
-        .filter(|r| {
-            r.get("comment")
-                .and_then(Value::as_str)
-                .is_some_and(|c| c.starts_with(prefix))
-        })
-        .filter_map(|r| r.get("handle").and_then(Value::as_u64))
+/// Handles of this instance's rules: `masq_checks` rules whose comment starts with `prefix`.
+fn rules_with_prefix(table: &nft::Table, prefix: &str) -> Vec<u64> {
+    table
+        .rules_in(CHECKS)
+        .filter(|r| r.comment.as_deref().is_some_and(|c| c.starts_with(prefix)))
+        .map(|r| r.handle)
         .collect()
 }
 
@@ -77,27 +68,6 @@ pub fn setup_script(ips: &[IpNet], comment: &str, stale: &[u64]) -> String {
     s
 }
 
-fn list_checks() -> Result<Option<Value>, MasqError> {
-    match nft::run(
-        &[
-            "-j",
-            "-a",
-            "list",
-            "chain",
-            "inet",
-            "cni_plugins_masquerade",
-            CHECKS,
-        ],
-        None,
-    ) {
-        Ok(out) => serde_json::from_str(&out)
-            .map(Some)
-            .map_err(|e| MasqError::NftOutput(e.to_string())),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 pub fn setup(
     ips: &[IpNet],
     network: &str,
@@ -106,36 +76,27 @@ pub fn setup(
 ) -> Result<(), MasqError> {
     let _hold = SigtermIgnored::new();
     let prefix = instance_hash(network, ifname, container_id);
-    let stale = list_checks()?.map_or_else(Vec::new, |l| rules_with_prefix(&l, &prefix));
+    let stale = nft::list_table(FAMILY, TABLE_NAME)?
+        .map_or_else(Vec::new, |t| rules_with_prefix(&t, &prefix));
     let script = setup_script(ips, &comment(network, ifname, container_id), &stale);
-    Ok(nft::run(&["-f", "-"], Some(&script)).map(drop)?)
+    Ok(nft::apply(&script)?)
 }
 
 pub fn teardown(network: &str, ifname: &str, container_id: &str) -> Result<(), MasqError> {
     let _hold = SigtermIgnored::new();
-    let Some(listing) = list_checks()? else {
+    let Some(table) = nft::list_table(FAMILY, TABLE_NAME)? else {
         return Ok(());
     };
-    let handles = rules_with_prefix(&listing, &instance_hash(network, ifname, container_id));
-    if handles.is_empty() {
-        return Ok(());
-    }
-    let script: String = handles
+    let script: String = rules_with_prefix(&table, &instance_hash(network, ifname, container_id))
         .iter()
         .map(|h| format!("delete rule {TABLE} {CHECKS} handle {h}\n"))
         .collect();
-    Ok(nft::run(&["-f", "-"], Some(&script)).map(drop)?)
-}
-
-/// Whether nft runs here (upstream's backend choice asks the same question).
-pub fn usable() -> bool {
-    nft::run(&["list", "tables"], None).is_ok()
+    Ok(nft::apply(&script)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn comment_starts_with_instance_hash() {
@@ -171,11 +132,20 @@ mod tests {
 
     #[test]
     fn finds_rules_by_comment_prefix() {
-        let listing = json!({"nftables": [
-            {"rule": {"chain": "masq_checks", "handle": 4, "comment": "aaaa-bbbb, net: n"}},
-            {"rule": {"chain": "masq_checks", "handle": 5, "comment": "aaaa-cccc, net: n"}},
-            {"rule": {"chain": "postrouting", "handle": 6, "comment": "aaaa-bbbb, net: n"}}
-        ]});
-        assert_eq!(rules_with_prefix(&listing, "aaaa-bbbb"), vec![4]);
+        let rule = |chain: &str, handle, comment: Option<&str>| nft::Rule {
+            chain: chain.into(),
+            handle,
+            comment: comment.map(Into::into),
+        };
+        let table = nft::Table {
+            chains: vec!["postrouting".into(), "masq_checks".into()],
+            rules: vec![
+                rule("masq_checks", 4, Some("aaaa-bbbb, net: n")),
+                rule("masq_checks", 5, Some("aaaa-cccc, net: n")),
+                rule("masq_checks", 7, None),
+                rule("postrouting", 6, Some("aaaa-bbbb, net: n")),
+            ],
+        };
+        assert_eq!(rules_with_prefix(&table, "aaaa-bbbb"), vec![4]);
     }
 }

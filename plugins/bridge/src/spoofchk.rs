@@ -10,21 +10,12 @@
 //! with `<ref>` = `<container id>-<ifname>`. Each operation is one `nft -f -` transaction,
 //! so a failure never leaves half a rule set.
 
-use serde_json::Value;
+use netops::firewall::nft::{self, Family, NftError};
 
-use crate::nft::{self, NftError};
 use crate::sigterm::SigtermIgnored;
 
 const TABLE: &str = "bridge nat";
 const BASE_CHAIN: &str = "PREROUTING";
-
-#[derive(Debug, thiserror::Error)]
-pub enum SpoofError {
-    #[error(transparent)]
-    Nft(#[from] NftError),
-    #[error("cannot parse nft output: {0}")]
-    Parse(String),
-}
 
 /// The chains and comment of one attachment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,68 +53,47 @@ impl SpoofCheck {
         )
     }
 
-    /// The transaction that removes this attachment's rules from a table listing
-    /// (`nft -j list table bridge nat`); `None` when there is nothing to remove.
-    pub fn teardown_script(&self, listing: &Value) -> Result<Option<String>, SpoofError> {
-        let items = listing
-            .get("nftables")
-            .and_then(Value::as_array)
-            .ok_or_else(|| SpoofError::Parse("no \"nftables\" array".into()))?;
+    /// The transaction that removes this attachment's rules from table `bridge nat`
+    /// (empty when there is nothing to remove).
+    pub fn teardown_script(&self, table: &nft::Table) -> String {
         let mut script = String::new();
-        for rule in items.iter().filter_map(|i| i.get("rule")) {
-            let ours = rule.get("chain").and_then(Value::as_str) == Some(BASE_CHAIN)
-                && rule.get("comment").and_then(Value::as_str) == Some(self.comment.as_str());
-            if let (true, Some(handle)) = (ours, rule.get("handle").and_then(Value::as_u64)) {
-                script.push_str(&format!(
-                    "delete rule {TABLE} {BASE_CHAIN} handle {handle}\n"
-                ));
-            }
+        for rule in table
+            .rules_in(BASE_CHAIN)
+            .filter(|r| r.comment.as_deref() == Some(self.comment.as_str()))
+        {
+            script.push_str(&format!(
+                "delete rule {TABLE} {BASE_CHAIN} handle {}\n",
+                rule.handle
+            ));
         }
-        let chains: Vec<&str> = items
-            .iter()
-            .filter_map(|i| i.get("chain")?.get("name")?.as_str())
-            .collect();
+        let ours = [&self.iface_chain, &self.mac_chain];
         // The iface chain jumps to the mac chain: empty both before deleting either.
-        for chain in [&self.iface_chain, &self.mac_chain] {
-            if chains.contains(&chain.as_str()) {
-                script.push_str(&format!("flush chain {TABLE} {chain}\n"));
+        for verb in ["flush", "delete"] {
+            for chain in ours.iter().filter(|c| table.has_chain(c)) {
+                script.push_str(&format!("{verb} chain {TABLE} {chain}\n"));
             }
         }
-        for chain in [&self.iface_chain, &self.mac_chain] {
-            if chains.contains(&chain.as_str()) {
-                script.push_str(&format!("delete chain {TABLE} {chain}\n"));
-            }
-        }
-        Ok(Some(script).filter(|s| !s.is_empty()))
+        script
     }
 
-    pub fn setup(&self, host_veth: &str, mac: &str) -> Result<(), SpoofError> {
+    pub fn setup(&self, host_veth: &str, mac: &str) -> Result<(), NftError> {
         let _hold = SigtermIgnored::new();
-        nft::run(&["-f", "-"], Some(&self.setup_script(host_veth, mac)))?;
-        Ok(())
+        nft::apply(&self.setup_script(host_veth, mac))
     }
 
-    pub fn teardown(&self) -> Result<(), SpoofError> {
+    pub fn teardown(&self) -> Result<(), NftError> {
         let _hold = SigtermIgnored::new();
-        let listing = match nft::run(&["-j", "list", "table", "bridge", "nat"], None) {
-            Ok(out) => out,
-            // No table: nothing of ours can exist.
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(e.into()),
+        // No table: nothing of ours can exist.
+        let Some(table) = nft::list_table(Family::Bridge, "nat")? else {
+            return Ok(());
         };
-        let listing: Value =
-            serde_json::from_str(&listing).map_err(|e| SpoofError::Parse(e.to_string()))?;
-        match self.teardown_script(&listing)? {
-            Some(script) => Ok(nft::run(&["-f", "-"], Some(&script)).map(drop)?),
-            None => Ok(()),
-        }
+        nft::apply(&self.teardown_script(&table))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn setup_script_is_one_transaction_with_upstream_names() {
@@ -146,7 +116,7 @@ mod tests {
     #[test]
     fn teardown_deletes_only_our_jump_and_chains() {
         let sc = SpoofCheck::new("ctr1", "eth0");
-        let listing = json!({"nftables": [
+        let listing = r#"{"nftables": [
             {"metainfo": {"version": "1.0.6"}},
             {"table": {"family": "bridge", "name": "nat", "handle": 1}},
             {"chain": {"family": "bridge", "table": "nat", "name": "PREROUTING", "handle": 1}},
@@ -155,17 +125,16 @@ mod tests {
             {"rule": {"chain": "PREROUTING", "handle": 7, "comment": "macspoofchk-ctr1-eth0"}},
             {"rule": {"chain": "PREROUTING", "handle": 8, "comment": "macspoofchk-ctr2-eth0"}},
             {"rule": {"chain": "cni-br-iface-ctr1-eth0-mac", "handle": 9, "comment": "macspoofchk-ctr1-eth0"}}
-        ]});
+        ]}"#;
+        let table = nft::parse_listing(listing).unwrap();
         assert_eq!(
-            sc.teardown_script(&listing).unwrap().unwrap(),
+            sc.teardown_script(&table),
             "delete rule bridge nat PREROUTING handle 7\n\
              flush chain bridge nat cni-br-iface-ctr1-eth0\n\
              flush chain bridge nat cni-br-iface-ctr1-eth0-mac\n\
              delete chain bridge nat cni-br-iface-ctr1-eth0\n\
              delete chain bridge nat cni-br-iface-ctr1-eth0-mac\n"
         );
-        let gone = json!({"nftables": [{"table": {"family": "bridge", "name": "nat"}}]});
-        assert_eq!(sc.teardown_script(&gone).unwrap(), None);
-        assert!(sc.teardown_script(&json!({})).is_err());
+        assert_eq!(sc.teardown_script(&nft::Table::default()), "");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use netconf::gojson;
+use netconf::gojson::{self, TypeError};
 use serde_json::{Map, Value};
 
 use crate::error::FlannelError;
@@ -25,23 +25,8 @@ pub struct FlannelConf {
     pub runtime_config: Option<Map<String, Value>>,
 }
 
-/// Go's name for the kind of a JSON value in `UnmarshalTypeError` messages.
-pub(crate) fn go_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 fn type_error(v: &Value, field: &str, go_type: &str) -> String {
-    format!(
-        "json: cannot unmarshal {} into Go struct field NetConf.{field} of type {go_type}",
-        go_kind(v)
-    )
+    TypeError::new(v, go_type).at("NetConf", field).to_string()
 }
 
 fn string_key(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
@@ -60,19 +45,10 @@ fn object_key(obj: &Map<String, Value>, key: &str) -> Result<Option<Map<String, 
     }
 }
 
-/// Go's wording for the JSON syntax error users hit most: empty or truncated input.
-pub(crate) fn syntax_text(e: &serde_json::Error) -> String {
-    if e.is_eof() {
-        "unexpected end of JSON input".to_owned()
-    } else {
-        e.to_string()
-    }
-}
-
 impl FlannelConf {
     pub fn parse(stdin: &[u8]) -> Result<FlannelConf, FlannelError> {
-        let value: Value =
-            serde_json::from_slice(stdin).map_err(|e| FlannelError::Netconf(syntax_text(&e)))?;
+        let value: Value = serde_json::from_slice(stdin)
+            .map_err(|e| FlannelError::Netconf(gojson::syntax_error_text(&e)))?;
         Self::from_value(&value).map_err(FlannelError::Netconf)
     }
 
@@ -81,12 +57,7 @@ impl FlannelConf {
         let obj = match value {
             Value::Object(m) => m,
             Value::Null => &empty,
-            other => {
-                return Err(format!(
-                    "json: cannot unmarshal {} into Go value of type main.NetConf",
-                    go_kind(other)
-                ))
-            }
+            other => return Err(TypeError::new(other, "main.NetConf").to_string()),
         };
         // `type` is not used here, but Go's decoder rejects a non-string one all the same.
         string_key(obj, "type")?;

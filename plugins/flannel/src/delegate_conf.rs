@@ -6,11 +6,11 @@
 //! exception is `ipam.routes`, a slice of structs, printed in struct field order. The exact
 //! bytes matter: they are saved and replayed on DEL, possibly by a different flannel build.
 
-use netconf::gojson::encode;
+use netconf::gojson::{self, encode};
 use netconf::subnet_env::SubnetEnv;
 use serde_json::{Map, Number, Value};
 
-use crate::config::{go_kind, syntax_text, FlannelConf};
+use crate::config::FlannelConf;
 use crate::error::FlannelError;
 use crate::ipam_routes::{self, IpamRoute};
 
@@ -180,11 +180,11 @@ impl Delegate {
     /// Reads a saved delegate config back: it must be a JSON object with a string `type`.
     pub fn from_saved(bytes: Vec<u8>) -> Result<Delegate, FlannelError> {
         let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| FlannelError::SavedConfig(syntax_text(&e)))?;
+            .map_err(|e| FlannelError::SavedConfig(gojson::syntax_error_text(&e)))?;
         if !v.is_object() {
             return Err(FlannelError::SavedConfig(format!(
                 "expected a JSON object, found {}",
-                go_kind(&v)
+                gojson::kind(&v)
             )));
         }
         let plugin_type = match v.get("type") {
@@ -192,7 +192,7 @@ impl Delegate {
             Some(other) if !other.is_string() => {
                 return Err(FlannelError::SavedConfig(format!(
                     "\"type\" is a JSON {}, not a string",
-                    go_kind(other)
+                    gojson::kind(other)
                 )))
             }
             _ => return Err(FlannelError::SavedConfig("no plugin \"type\"".into())),

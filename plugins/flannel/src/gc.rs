@@ -5,8 +5,6 @@ use std::collections::BTreeSet;
 use netconf::gojson;
 use serde_json::Value;
 
-use crate::config::go_kind;
-
 /// Both keys libcni sends: the current name and the pre-release one (`cni.dev/attachments`).
 pub const ATTACHMENT_KEYS: [&str; 2] = ["cni.dev/valid-attachments", "cni.dev/attachments"];
 
@@ -24,14 +22,14 @@ pub fn valid_container_ids(conf: &Value) -> Result<BTreeSet<String>, String> {
             Some(other) => {
                 return Err(format!(
                     "{key}: expected an array, found {}",
-                    go_kind(other)
+                    gojson::kind(other)
                 ))
             }
         };
         for item in list {
             let entry = item
                 .as_object()
-                .ok_or_else(|| format!("{key}: expected objects, found {}", go_kind(item)))?;
+                .ok_or_else(|| format!("{key}: expected objects, found {}", gojson::kind(item)))?;
             match gojson::get_folded(entry, "containerID") {
                 Some(Value::String(id)) => {
                     ids.insert(id.clone());
@@ -40,7 +38,7 @@ pub fn valid_container_ids(conf: &Value) -> Result<BTreeSet<String>, String> {
                 Some(other) => {
                     return Err(format!(
                         "{key}: containerID is a {}, not a string",
-                        go_kind(other)
+                        gojson::kind(other)
                     ))
                 }
             }

@@ -3,11 +3,9 @@
 //! dropping unknown keys and zero `omitempty` fields.
 
 use ipnet::IpNet;
-use netconf::gojson;
+use netconf::gojson::{self, TypeError};
 use netconf::result::{cidr_string, ip_string};
 use serde_json::{Map, Value};
-
-use crate::config::go_kind;
 
 /// A route as the delegate receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,20 +60,16 @@ impl IpamRoute {
 }
 
 fn field_err(v: &Value, field: &str, go_type: &str) -> String {
-    format!(
-        "json: cannot unmarshal {} into Go struct field route.{field} of type {go_type}",
-        go_kind(v)
-    )
+    TypeError::new(v, go_type).at("route", field).to_string()
 }
 
 fn int_field(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, String> {
     match gojson::get_folded(obj, field) {
         None => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
-            format!(
-                "json: cannot unmarshal number {n} into Go struct field route.{field} of type int"
-            )
-        }),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| TypeError::number(n, "int").at("route", field).to_string()),
         Some(other) => Err(field_err(other, field, "int")),
     }
 }
@@ -83,24 +77,14 @@ fn int_field(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, Strin
 fn parse_one(v: &Value) -> Result<IpamRoute, String> {
     let obj = match v {
         Value::Object(m) => m,
-        other => {
-            return Err(format!(
-                "json: cannot unmarshal {} into Go value of type types.route",
-                go_kind(other)
-            ))
-        }
+        other => return Err(TypeError::new(other, "types.route").to_string()),
     };
     // A missing dst would make Go emit `"<nil>"` and fail later inside the delegate; failing
     // here names the real culprit.
     let dst_text = match gojson::get_folded(obj, "dst") {
         None => "",
         Some(Value::String(s)) => s.as_str(),
-        Some(other) => {
-            return Err(format!(
-                "json: cannot unmarshal {} into Go value of type string",
-                go_kind(other)
-            ))
-        }
+        Some(other) => return Err(TypeError::new(other, "string").to_string()),
     };
     let dst = dst_text
         .parse::<IpNet>()
@@ -127,10 +111,7 @@ pub fn parse(v: &Value) -> Result<Vec<IpamRoute>, String> {
     match v {
         Value::Null => Ok(Vec::new()),
         Value::Array(items) => items.iter().map(parse_one).collect(),
-        other => Err(format!(
-            "json: cannot unmarshal {} into Go value of type []types.Route",
-            go_kind(other)
-        )),
+        other => Err(TypeError::new(other, "[]types.Route").to_string()),
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use netconf::gofmt::quote;
+
 use crate::error::Error;
 use crate::ip::{self, Cidr};
 
@@ -18,15 +20,12 @@ pub fn requested_ip(cni_args: &str) -> Result<Option<IpAddr>, Error> {
     for pair in cni_args.split(';') {
         let mut parts = pair.split('=');
         let (Some(key), Some(value), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(Error::Args(format!(
-                "ARGS: invalid pair {}",
-                go_quote(pair)
-            )));
+            return Err(Error::Args(format!("ARGS: invalid pair {}", quote(pair))));
         };
         let bad_value = |msg: String| {
             Error::Args(format!(
                 "ARGS: error parsing value of pair {}: {msg}",
-                go_quote(pair)
+                quote(pair)
             ))
         };
         match key {
@@ -49,7 +48,7 @@ pub fn requested_ip(cni_args: &str) -> Result<Option<IpAddr>, Error> {
         }
     }
     if !unknown.is_empty() && !ignore_unknown {
-        let quoted: Vec<String> = unknown.iter().map(|p| go_quote(p)).collect();
+        let quoted: Vec<String> = unknown.iter().map(|p| quote(p)).collect();
         return Err(Error::Args(format!(
             "ARGS: unknown args [{}]",
             quoted.join(" ")
@@ -71,28 +70,6 @@ fn parse_ip_value(value: &str) -> Result<Option<IpAddr>, String> {
     parsed
         .map(Some)
         .ok_or_else(|| format!("invalid IP address {value}"))
-}
-
-/// Go's `%q` for the printable ASCII that CNI_ARGS realistically holds; other characters are
-/// escaped the way `strconv.Quote` does.
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! on; a custom unmarshaller's failure (bad address, bad CIDR) stops decoding at once and wins over
 //! any remembered type error.
 
+use netconf::gojson::TypeError;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
@@ -35,15 +36,11 @@ impl Ctx {
     }
 }
 
-/// A decoding failure before context is attached.
+/// A decoding failure.
 #[derive(Debug, Clone)]
 pub enum Failure {
-    /// JSON kind (`number`, `string`, `number 1.5`...) that does not fit Go type `go_type`.
-    Type {
-        value: String,
-        go_type: String,
-        at: Option<(String, String)>,
-    },
+    /// A JSON value of the wrong kind for its Go type.
+    Type(TypeError),
     /// A message that is final as it is (e.g. `invalid CIDR address: x`).
     Text(String),
 }
@@ -54,24 +51,14 @@ impl Failure {
     }
 
     pub fn type_mismatch(v: &Value, go_type: &str) -> Failure {
-        Failure::Type {
-            value: kind(v).to_string(),
-            go_type: go_type.to_string(),
-            at: None,
-        }
+        Failure::Type(TypeError::new(v, go_type))
     }
 
     /// Go's `addErrorContext`: a type error takes the location of the decoder that reports it.
     pub fn located(self, ctx: &Ctx) -> Failure {
         match self {
-            Failure::Type { value, go_type, .. }
-                if !ctx.path.is_empty() || !ctx.strukt.is_empty() =>
-            {
-                Failure::Type {
-                    value,
-                    go_type,
-                    at: Some((ctx.strukt.to_string(), ctx.path.join("."))),
-                }
+            Failure::Type(e) if !ctx.path.is_empty() || !ctx.strukt.is_empty() => {
+                Failure::Type(e.at(ctx.strukt, ctx.path.join(".")))
             }
             other => other,
         }
@@ -79,22 +66,7 @@ impl Failure {
 
     pub fn message(&self) -> String {
         match self {
-            Failure::Type {
-                value,
-                go_type,
-                at: Some((s, f)),
-            } => {
-                format!(
-                    "json: cannot unmarshal {value} into Go struct field {s}.{f} of type {go_type}"
-                )
-            }
-            Failure::Type {
-                value,
-                go_type,
-                at: None,
-            } => {
-                format!("json: cannot unmarshal {value} into Go value of type {go_type}")
-            }
+            Failure::Type(e) => e.to_string(),
             Failure::Text(t) => t.clone(),
         }
     }
@@ -115,8 +87,12 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn mismatch(&mut self, ctx: &Ctx, v: &Value, go_type: &str) {
+        self.save(ctx, TypeError::new(v, go_type));
+    }
+
+    fn save(&mut self, ctx: &Ctx, e: TypeError) {
         if self.saved.is_none() {
-            self.saved = Some(Failure::type_mismatch(v, go_type).located(ctx));
+            self.saved = Some(Failure::Type(e).located(ctx));
         }
     }
 
@@ -142,16 +118,7 @@ impl Decoder {
         match v {
             Value::Number(n) => match n.as_i64() {
                 Some(i) => *out = Some(i),
-                None => {
-                    if self.saved.is_none() {
-                        let f = Failure::Type {
-                            value: format!("number {n}"),
-                            go_type: "int".into(),
-                            at: None,
-                        };
-                        self.saved = Some(f.located(ctx));
-                    }
-                }
+                None => self.save(ctx, TypeError::number(n, "int")),
             },
             Value::Null => {}
             other => self.mismatch(ctx, other, "int"),
@@ -202,18 +169,6 @@ pub fn fields<'m>(
             .find(|n| n.to_lowercase() == folded)
             .map(|n| (*n, v))
     })
-}
-
-/// The JSON kind word Go uses in `cannot unmarshal <kind>`.
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 #[cfg(test)]

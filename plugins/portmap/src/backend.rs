@@ -2,6 +2,7 @@
 //! auto-detection, see [`crate::config::PortMapConf::resolve_backend`]).
 
 use netops::firewall::iptables::{self, Family};
+use netops::firewall::nft;
 
 use crate::config::{BackendKind, PortMapConf};
 use crate::error::PortmapError;
@@ -51,6 +52,6 @@ pub fn for_kind(kind: BackendKind) -> &'static dyn Backend {
 pub fn usable(kind: BackendKind) -> bool {
     match kind {
         BackendKind::Iptables => iptables::usable(Family::V4) || iptables::usable(Family::V6),
-        BackendKind::Nftables => nft_backend::usable(),
+        BackendKind::Nftables => nft::usable(),
     }
 }

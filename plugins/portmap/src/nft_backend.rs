@@ -2,11 +2,8 @@
 //! one rule per mapping tagged with the container ID as comment. Every ADD or DEL is a single
 //! `nft -f -` transaction, planned against one JSON listing of the table.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use ipnet::IpNet;
-use serde_json::Value;
+use netops::firewall::nft::{self, Family, NftError, Rule};
 
 use crate::config::PortMapConf;
 use crate::error::PortmapError;
@@ -14,43 +11,6 @@ use crate::error::PortmapError;
 pub const TABLE: &str = "cni_hostport";
 const HOSTPORTS: &str = "hostports";
 const MASQ: &str = "masquerading";
-
-/// A rule already in the table, as far as planning needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExistingRule {
-    pub chain: String,
-    pub handle: u64,
-    pub comment: Option<String>,
-}
-
-fn nft_family(v6: bool) -> &'static str {
-    if v6 {
-        "ip6"
-    } else {
-        "ip"
-    }
-}
-
-/// Parses `nft -j list table <family> cni_hostport`.
-pub fn parse_listing(json: &str) -> Result<Vec<ExistingRule>, PortmapError> {
-    let v: Value = serde_json::from_str(json)
-        .map_err(|e| PortmapError::Nft(format!("cannot parse nft JSON listing: {e}")))?;
-    let items = v
-        .get("nftables")
-        .and_then(Value::as_array)
-        .ok_or_else(|| PortmapError::Nft("nft JSON listing has no \"nftables\" array".into()))?;
-    Ok(items
-        .iter()
-        .filter_map(|item| item.get("rule"))
-        .filter_map(|r| {
-            Some(ExistingRule {
-                chain: r.get("chain")?.as_str()?.to_owned(),
-                handle: r.get("handle")?.as_u64()?,
-                comment: r.get("comment").and_then(Value::as_str).map(str::to_owned),
-            })
-        })
-        .collect())
-}
 
 fn dnat_target(container: IpNet, port: u16) -> String {
     match container.addr() {
@@ -62,7 +22,7 @@ fn dnat_target(container: IpNet, port: u16) -> String {
 /// The container's rules for one family: `(chain, rule text)`; rule texts carry no comment.
 pub fn container_rules(conf: &PortMapConf, container: IpNet) -> Vec<(&'static str, String)> {
     let v6 = container.addr().is_ipv6();
-    let fam = nft_family(v6);
+    let fam = Family::of_ip(v6);
     let mut rules = Vec::new();
     for m in &conf.mappings {
         let daddr = match m.host_ip {
@@ -101,10 +61,10 @@ pub fn plan_add(
     conf: &PortMapConf,
     container_id: &str,
     container: IpNet,
-    existing: &[ExistingRule],
+    existing: &[Rule],
 ) -> String {
     let v6 = container.addr().is_ipv6();
-    let t = format!("{} {TABLE}", nft_family(v6));
+    let t = format!("{} {TABLE}", Family::of_ip(v6));
     let conds = conf.conditions(v6).join(" ");
     let conds = if conds.is_empty() {
         String::new()
@@ -150,7 +110,7 @@ pub fn plan_add(
     s
 }
 
-fn push_deletes(s: &mut String, t: &str, container_id: &str, existing: &[ExistingRule]) {
+fn push_deletes(s: &mut String, t: &str, container_id: &str, existing: &[Rule]) {
     for r in existing
         .iter()
         .filter(|r| r.comment.as_deref() == Some(container_id))
@@ -163,11 +123,11 @@ fn push_deletes(s: &mut String, t: &str, container_id: &str, existing: &[Existin
 }
 
 /// The DEL transaction for one family (empty when nothing is tagged with the container).
-pub fn plan_del(v6: bool, container_id: &str, existing: &[ExistingRule]) -> String {
+pub fn plan_del(v6: bool, container_id: &str, existing: &[Rule]) -> String {
     let mut s = String::new();
     push_deletes(
         &mut s,
-        &format!("{} {TABLE}", nft_family(v6)),
+        &format!("{} {TABLE}", Family::of_ip(v6)),
         container_id,
         existing,
     );
@@ -179,9 +139,9 @@ pub fn check_listing(
     conf: &PortMapConf,
     container_id: &str,
     container: IpNet,
-    existing: &[ExistingRule],
+    existing: &[Rule],
 ) -> Result<(), PortmapError> {
-    let fam = nft_family(container.addr().is_ipv6());
+    let fam = Family::of_ip(container.addr().is_ipv6());
     let expected = container_rules(conf, container);
     for chain in [HOSTPORTS, MASQ] {
         let want = expected.iter().filter(|(c, _)| *c == chain).count();
@@ -198,65 +158,20 @@ pub fn check_listing(
     Ok(())
 }
 
-fn nft(args: &[&str], input: Option<&str>) -> Result<String, PortmapError> {
-    let mut child = Command::new("nft")
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| PortmapError::Nft(format!("failed to run nft: {e}")))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        // nft reads the whole script before it prints anything, so writing first is safe.
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|e| PortmapError::Nft(format!("failed to feed nft: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| PortmapError::Nft(format!("failed to run nft: {e}")))?;
-    if !out.status.success() {
-        return Err(PortmapError::Nft(format!(
-            "nft {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Whether nft works here (the backend auto-selection probe).
-pub fn usable() -> bool {
-    nft(&["list", "tables"], None).is_ok()
+fn nft_err(e: NftError) -> PortmapError {
+    PortmapError::Nft(e.to_string())
 }
 
 /// The table's rules; a missing table has none.
-fn list(v6: bool) -> Result<Vec<ExistingRule>, PortmapError> {
-    let fam = nft_family(v6);
-    let tables = nft(&["-j", "list", "tables", fam], None)?;
-    let present = serde_json::from_str::<Value>(&tables)
-        .ok()
-        .and_then(|v| v.get("nftables").and_then(Value::as_array).cloned())
-        .is_some_and(|items| {
-            items
-                .iter()
-                .any(|i| i.pointer("/table/name").and_then(Value::as_str) == Some(TABLE))
-        });
-    if !present {
-        return Ok(Vec::new());
-    }
-    parse_listing(&nft(&["-j", "list", "table", fam, TABLE], None)?)
+fn list(v6: bool) -> Result<Vec<Rule>, PortmapError> {
+    Ok(nft::list_table(Family::of_ip(v6), TABLE)
+        .map_err(nft_err)?
+        .map(|t| t.rules)
+        .unwrap_or_default())
 }
 
 fn apply(script: &str) -> Result<(), PortmapError> {
-    if script.is_empty() {
-        return Ok(());
-    }
-    nft(&["-f", "-"], Some(script)).map(drop)
+    nft::apply(script).map_err(nft_err)
 }
 
 pub fn add(conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {

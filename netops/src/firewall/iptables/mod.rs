@@ -8,8 +8,7 @@ mod batch;
 pub mod quote;
 mod save;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use super::tool;
 
 pub use batch::Batch;
 pub use save::{save, SavedChain, SavedRule, SavedTable};
@@ -87,44 +86,20 @@ fn check_name(kind: &'static str, name: &str) -> Result<(), IptablesError> {
 
 /// Runs `program args`, feeding `input` on stdin; returns stdout.
 fn exec(program: &str, args: &[&str], input: Option<&str>) -> Result<String, IptablesError> {
-    let spawn_err = |source| IptablesError::Spawn {
+    let output = tool::run(program, args, input).map_err(|source| IptablesError::Spawn {
         program: program.to_string(),
         source,
-    };
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_err)?;
-    let output = std::thread::scope(|scope| {
-        // Feed stdin concurrently with draining stdout/stderr: a child that reports errors
-        // while we are still writing a large batch must not deadlock on a full pipe.
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            scope.spawn(move || {
-                // A write error means the child exited early; its status and stderr explain why.
-                let _ = stdin.write_all(text.as_bytes());
-            });
-        }
-        child.wait_with_output()
-    })
-    .map_err(spawn_err)?;
+    })?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        let failed_line = input.and_then(|text| failed_line(&stderr, text));
+        let failed_line = input.and_then(|text| failed_line(&output.stderr, text));
         return Err(IptablesError::Failed {
             program: program.to_string(),
             status: output.status,
-            stderr,
+            stderr: output.stderr,
             failed_line,
         });
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    Ok(output.stdout)
 }
 
 /// iptables-restore names the failing input line (`line N failed` from the legacy backend,

@@ -1,5 +1,6 @@
 //! Unit tests over the fake transport: what goes on the wire, and how replies are read.
 
+mod bridge_vlan;
 mod links;
 mod objects;
 mod transport;

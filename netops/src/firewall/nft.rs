@@ -1,0 +1,282 @@
+//! nftables through the `nft` front-end: a script applied as one kernel transaction
+//! (`nft -f -`, all or nothing) and tables read back from nft's JSON listing.
+//!
+//! No shell is involved; scripts travel on stdin. Commands run in the calling thread's
+//! network namespace.
+
+use std::io;
+use std::process::ExitStatus;
+
+use serde_json::Value;
+
+use super::tool;
+
+const PROGRAM: &str = "nft";
+
+/// An nftables address family, as nft names it on the command line and in scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    Ip,
+    Ip6,
+    Inet,
+    Bridge,
+    Arp,
+    Netdev,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+            Family::Inet => "inet",
+            Family::Bridge => "bridge",
+            Family::Arp => "arp",
+            Family::Netdev => "netdev",
+        }
+    }
+
+    /// `ip` or `ip6`, the family matching an address.
+    pub fn of_ip(v6: bool) -> Family {
+        if v6 {
+            Family::Ip6
+        } else {
+            Family::Ip
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    /// There is no `nft` binary on `PATH`.
+    #[error("nft is not installed (not found on PATH): {0}")]
+    NotInstalled(#[source] io::Error),
+    #[error("failed to run nft: {0}")]
+    Spawn(#[source] io::Error),
+    /// The binary runs but cannot talk to the kernel's nf_tables (module missing, no
+    /// permission in this namespace); the text is nft's own explanation.
+    #[error("nft cannot use the kernel's nf_tables here: {}", .0.trim_end())]
+    KernelUnsupported(String),
+    #[error("nft {args} failed ({status}): {}", stderr.trim_end())]
+    Failed {
+        args: String,
+        status: ExitStatus,
+        stderr: String,
+    },
+    #[error("cannot parse nft JSON listing: {0}")]
+    Listing(String),
+}
+
+/// One rule of a listed table, as far as callers find their own rules again: by chain and
+/// comment, removed by handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub chain: String,
+    pub handle: u64,
+    pub comment: Option<String>,
+}
+
+/// The chains and rules of one table, in nft's listing order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    pub chains: Vec<String>,
+    pub rules: Vec<Rule>,
+}
+
+impl Table {
+    pub fn has_chain(&self, name: &str) -> bool {
+        self.chains.iter().any(|c| c == name)
+    }
+
+    /// Rules of `chain`, in listing order.
+    pub fn rules_in<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules.iter().filter(move |r| r.chain == chain)
+    }
+}
+
+/// Runs `nft args` with `input` on stdin; returns stdout.
+fn exec(args: &[&str], input: Option<&str>) -> Result<String, NftError> {
+    exec_program(PROGRAM, args, input)
+}
+
+fn exec_program(program: &str, args: &[&str], input: Option<&str>) -> Result<String, NftError> {
+    let out = tool::run(program, args, input).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => NftError::NotInstalled(e),
+        _ => NftError::Spawn(e),
+    })?;
+    if !out.status.success() {
+        return Err(NftError::Failed {
+            args: args.join(" "),
+            status: out.status,
+            stderr: out.stderr,
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// Applies `script` (nft syntax, one command per line) as a single transaction: either
+/// every command takes effect or none does. An empty script is a no-op and runs nothing.
+pub fn apply(script: &str) -> Result<(), NftError> {
+    if script.is_empty() {
+        return Ok(());
+    }
+    exec(&["-f", "-"], Some(script)).map(drop)
+}
+
+/// The chains and rules of `family table`, or `None` when there is no such table.
+pub fn list_table(family: Family, table: &str) -> Result<Option<Table>, NftError> {
+    match exec(&["-j", "list", "table", family.as_str(), table], None) {
+        Ok(json) => parse_listing(&json).map(Some),
+        // nft's error text for a missing table is strerror(ENOENT), which the locale may
+        // translate; ask nft which tables exist instead of reading its message.
+        Err(e @ NftError::Failed { .. }) => match table_exists(family, table) {
+            Ok(false) => Ok(None),
+            _ => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+fn table_exists(family: Family, table: &str) -> Result<bool, NftError> {
+    let json = exec(&["-j", "list", "tables", family.as_str()], None)?;
+    Ok(items(&json)?
+        .iter()
+        .any(|i| i.pointer("/table/name").and_then(Value::as_str) == Some(table)))
+}
+
+fn items(json: &str) -> Result<Vec<Value>, NftError> {
+    let mut v: Value = serde_json::from_str(json).map_err(|e| NftError::Listing(e.to_string()))?;
+    match v.get_mut("nftables").map(Value::take) {
+        Some(Value::Array(items)) => Ok(items),
+        _ => Err(NftError::Listing("no \"nftables\" array".into())),
+    }
+}
+
+/// Parses the JSON nft prints for `nft -j list table ...` (handles are always included).
+pub fn parse_listing(json: &str) -> Result<Table, NftError> {
+    let mut table = Table::default();
+    for item in items(json)? {
+        if let Some(name) = item.pointer("/chain/name").and_then(Value::as_str) {
+            table.chains.push(name.to_owned());
+        }
+        let Some(rule) = item.get("rule") else {
+            continue;
+        };
+        if let (Some(chain), Some(handle)) = (
+            rule.get("chain").and_then(Value::as_str),
+            rule.get("handle").and_then(Value::as_u64),
+        ) {
+            table.rules.push(Rule {
+                chain: chain.to_owned(),
+                handle,
+                comment: rule
+                    .get("comment")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            });
+        }
+    }
+    Ok(table)
+}
+
+/// Checks that nft can be used here; the error says whether the binary is missing
+/// ([`NftError::NotInstalled`]) or the kernel side is ([`NftError::KernelUnsupported`]).
+pub fn probe() -> Result<(), NftError> {
+    match exec(&["list", "tables"], None) {
+        Ok(_) => Ok(()),
+        Err(NftError::Failed { stderr, .. }) => Err(NftError::KernelUnsupported(stderr)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether nft works here (the backend auto-selection question).
+pub fn usable() -> bool {
+    probe().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+ {"table": {"family": "bridge", "name": "nat", "handle": 1}},
+ {"chain": {"family": "bridge", "table": "nat", "name": "PREROUTING", "handle": 1}},
+ {"chain": {"family": "bridge", "table": "nat", "name": "c1", "handle": 2}},
+ {"rule": {"family": "bridge", "table": "nat", "chain": "PREROUTING", "handle": 7, "comment": "mine", "expr": []}},
+ {"rule": {"family": "bridge", "table": "nat", "chain": "c1", "handle": 8, "expr": [{"drop": null}]}}]}"#;
+
+    #[test]
+    fn listing_yields_chains_and_rules_in_order() {
+        let t = parse_listing(LISTING).unwrap();
+        assert_eq!(t.chains, ["PREROUTING", "c1"]);
+        assert!(t.has_chain("c1") && !t.has_chain("c2"));
+        assert_eq!(
+            t.rules,
+            [
+                Rule {
+                    chain: "PREROUTING".into(),
+                    handle: 7,
+                    comment: Some("mine".into())
+                },
+                Rule {
+                    chain: "c1".into(),
+                    handle: 8,
+                    comment: None
+                },
+            ]
+        );
+        assert_eq!(t.rules_in("c1").map(|r| r.handle).collect::<Vec<_>>(), [8]);
+    }
+
+    #[test]
+    fn malformed_listings_are_errors() {
+        for bad in ["{}", "nope", r#"{"nftables": {}}"#] {
+            assert!(
+                matches!(parse_listing(bad), Err(NftError::Listing(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_listing(r#"{"nftables": []}"#).unwrap(),
+            Table::default()
+        );
+    }
+
+    #[test]
+    fn a_missing_binary_is_reported_as_such() {
+        let e = exec_program("/nonexistent/nft", &["list", "tables"], None).unwrap_err();
+        assert!(matches!(e, NftError::NotInstalled(_)), "{e:?}");
+        assert!(e.to_string().starts_with("nft is not installed"), "{e}");
+    }
+
+    #[test]
+    fn failures_name_the_arguments_and_nft_reason() {
+        let e = NftError::Failed {
+            args: "-f -".into(),
+            status: std::os::unix::process::ExitStatusExt::from_raw(256),
+            stderr: "Error: No such file or directory\n".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "nft -f - failed (exit status: 1): Error: No such file or directory"
+        );
+        let e = NftError::KernelUnsupported("Error: Protocol not supported\n".into());
+        assert_eq!(
+            e.to_string(),
+            "nft cannot use the kernel's nf_tables here: Error: Protocol not supported"
+        );
+    }
+
+    #[test]
+    fn families_print_as_nft_spells_them() {
+        assert_eq!(Family::of_ip(false).to_string(), "ip");
+        assert_eq!(Family::of_ip(true).as_str(), "ip6");
+        assert_eq!(Family::Bridge.as_str(), "bridge");
+    }
+}
