@@ -13,6 +13,7 @@
 //! The bed fails loudly instead of skipping: the suite runs as root in CI,
 //! and a missing tool is a broken machine, not a reason to pass.
 
+pub mod bench;
 pub mod cmd;
 pub mod cni;
 pub mod etcd;

@@ -1,0 +1,23 @@
+//! Tooling shared by the demo and the benchmark binaries (`src/bin/`).
+//!
+//! Built on the same bed as the tests (namespaces, underlay, etcd, libcni
+//! driver) but returning errors instead of panicking: a benchmark that fails
+//! half-way must still unwind through every `Drop` so no namespace leaks,
+//! and so must one the operator interrupts with Ctrl-C ([`interrupt`]).
+//!
+//! - [`cluster`]: etcd, hosts running our flanneld, pods attached through libcni;
+//! - [`traffic`]: ping and iperf3 between namespaces, parsed;
+//! - [`routes`]: watching a namespace's routing table over netlink;
+//! - [`etcd_http`]: writing lease records with an exact send timestamp;
+//! - [`plugin_exec`]: running plugins directly (no libcni), timed, and their peak RSS;
+//! - [`stats`] and [`table`]: medians, percentiles and aligned text tables.
+
+pub mod cluster;
+pub mod etcd_http;
+pub mod in_netns;
+pub mod interrupt;
+pub mod plugin_exec;
+pub mod routes;
+pub mod stats;
+pub mod table;
+pub mod traffic;

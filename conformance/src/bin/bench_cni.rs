@@ -1,0 +1,478 @@
+//! CNI ADD/DEL latency and plugin peak memory, ours against the reference Go
+//! plugins (`scripts/bench-cni.sh`).
+//!
+//! Both implementations run in one process, interleaved call by call (with
+//! the order flipped every iteration) so that machine noise lands on both.
+//! Each side has its own host namespace and data dirs, so neither ever sees
+//! the other's bridge, IPAM store or iptables rules.
+//!
+//! Two paths are timed: through libcni (`cnidriver` started with `ip netns
+//! exec`, what a runtime pays, including the Go driver's own start-up), and
+//! the plugins alone (each plugin of the list exec'd directly, chained as
+//! libcni chains them).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use conformance::bench::interrupt;
+use conformance::bench::plugin_exec::{self, Chain, Target};
+use conformance::bench::stats::{fmt_kib, fmt_ratio, fmt_secs, or_dash, Samples};
+use conformance::bench::table::{Align, Table};
+use conformance::{Driver, Netns, PluginDir};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+type BoxError = Box<dyn std::error::Error>;
+
+const PARALLEL: usize = 16;
+const TARGET_RATIO: f64 = 0.2;
+const RSS_RUNS: usize = 5;
+const ITERATIONS_ENV: &str = "BENCH_CNI_ITERATIONS";
+const ROUNDS_ENV: &str = "BENCH_CNI_ROUNDS";
+const DEFAULT_ITERATIONS: usize = 30;
+const DEFAULT_ROUNDS: usize = 3;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Ours,
+    Reference,
+}
+
+const SIDES: [Side; 2] = [Side::Ours, Side::Reference];
+
+impl Side {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What is compared: a network config as each side runs it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    BridgeHostLocal,
+    FlannelChain,
+}
+
+impl Scenario {
+    fn label(self) -> &'static str {
+        match self {
+            Scenario::BridgeHostLocal => "bridge+host-local (1.0.0)",
+            Scenario::FlannelChain => "kube-flannel chain (0.3.1)",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Scenario::BridgeHostLocal => "bhl",
+            Scenario::FlannelChain => "kf",
+        }
+    }
+}
+
+/// One implementation's setup for one scenario.
+struct Bed {
+    host: Netns,
+    pods: Vec<Netns>,
+    driver: Driver,
+    conflist: String,
+    chain: Chain,
+    _data: TempDir,
+}
+
+/// Medians and tails of one operation, per side.
+#[derive(Default)]
+struct Op {
+    samples: [Samples; 2],
+}
+
+struct Results {
+    rows: Vec<(String, String, String, Op)>,
+}
+
+fn main() {
+    if let Err(e) = interrupt::install() {
+        eprintln!("bench-cni: cannot install the signal handler: {e}");
+        std::process::exit(2);
+    }
+    let code = match run() {
+        Ok(()) => 0,
+        Err(e) => match interrupt::received() {
+            Some(sig) => {
+                eprintln!("\nbench-cni: interrupted; everything it created has been removed.");
+                interrupt::exit_code(sig)
+            }
+            None => {
+                eprintln!("\nbench-cni: error: {e}");
+                1
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
+fn env_count(name: &str, default: usize) -> Result<usize, BoxError> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{name}={v:?}: expected a positive whole number").into()),
+        },
+        _ => Ok(default),
+    }
+}
+
+fn run() -> Result<(), BoxError> {
+    let iterations = env_count(ITERATIONS_ENV, DEFAULT_ITERATIONS)?;
+    let rounds = env_count(ROUNDS_ENV, DEFAULT_ROUNDS)?;
+    let t0 = Instant::now();
+    println!("bench-cni: {iterations} serial iterations ({ITERATIONS_ENV}), {rounds} rounds of {PARALLEL} in parallel ({ROUNDS_ENV}); ours vs reference interleaved");
+    let mut results = Results { rows: Vec::new() };
+    for scenario in [Scenario::BridgeHostLocal, Scenario::FlannelChain] {
+        let beds = [bed(scenario, Side::Ours)?, bed(scenario, Side::Reference)?];
+        println!("bench-cni: {}: serial ADD/DEL", scenario.label());
+        serial(scenario, &beds, iterations, &mut results)?;
+        println!("bench-cni: {}: {PARALLEL} pods at once", scenario.label());
+        parallel(scenario, &beds, rounds, &mut results)?;
+    }
+    println!("bench-cni: peak RSS (VmHWM at exit, {RSS_RUNS} ADDs each)");
+    let rss = peak_rss()?;
+    println!(
+        "\nCNI latency ({} in total)\n",
+        fmt_secs(t0.elapsed().as_secs_f64())
+    );
+    print!("{}", render_latency(&results));
+    println!("  libcni       = cnidriver (Go, libcni 1.1.2) started with `ip netns exec`, i.e. what a runtime pays, Go start-up included");
+    println!("  plugins only = each plugin of the list exec'd directly with CNI_* env and stdin, chained like libcni (no driver)");
+    println!("  ×{PARALLEL} = wall time for {PARALLEL} concurrent calls; p99 of fewer than 100 samples is the maximum");
+    println!("  reference kube-flannel chain = reference bridge (with the delegate config upstream flannel builds) + portmap: no Go flannel binary exists here\n");
+    println!("Peak RSS per plugin process (ADD)\n");
+    print!("{rss}");
+    Ok(())
+}
+
+fn plugin_dir(side: Side) -> Result<PluginDir, BoxError> {
+    Ok(match side {
+        Side::Ours => PluginDir::ours()?,
+        Side::Reference => PluginDir::reference()?,
+    })
+}
+
+fn bed(scenario: Scenario, side: Side) -> Result<Bed, BoxError> {
+    let host = Netns::new(if side == Side::Ours {
+        "cniours"
+    } else {
+        "cniref"
+    })?;
+    host.set_loopback_up()?;
+    let pods = (0..PARALLEL)
+        .map(|_| {
+            let p = Netns::new("cnipod")?;
+            p.set_loopback_up()?;
+            Ok(p)
+        })
+        .collect::<Result<Vec<_>, BoxError>>()?;
+    let data = tempfile::Builder::new().prefix("fr-bench-cni-").tempdir()?;
+    let conflist = conflist(scenario, side, data.path())?;
+    let driver = Driver::new(plugin_dir(side)?);
+    let chain = Chain::from_conflist(&conflist, driver.plugins().path())?;
+    Ok(Bed {
+        host,
+        pods,
+        driver,
+        conflist,
+        chain,
+        _data: data,
+    })
+}
+
+/// The network config each side runs. For the flannel chain the reference
+/// side gets what upstream flannel would hand its delegate for the same
+/// subnet.env, followed by the same portmap.
+fn conflist(scenario: Scenario, side: Side, data: &Path) -> Result<String, BoxError> {
+    let ipam_dir = data.join("ipam");
+    let list = match (scenario, side) {
+        (Scenario::BridgeHostLocal, _) => json!({
+            "cniVersion": "1.0.0",
+            "name": "benchnet",
+            "plugins": [{
+                "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.22.0.0/16"}]], "dataDir": ipam_dir}
+            }]
+        }),
+        (Scenario::FlannelChain, Side::Ours) => {
+            let subnet_env = data.join("subnet.env");
+            std::fs::write(
+                &subnet_env,
+                "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+            )?;
+            json!({
+                "name": "cbr0", "cniVersion": "0.3.1",
+                "plugins": [
+                    {"type": "flannel", "delegate": {"hairpinMode": true, "isDefaultGateway": true},
+                     "subnetFile": subnet_env, "dataDir": data.join("flannel"), "ipam": {"dataDir": ipam_dir}},
+                    {"type": "portmap", "capabilities": {"portMappings": true}}
+                ]
+            })
+        }
+        (Scenario::FlannelChain, Side::Reference) => json!({
+            "name": "cbr0", "cniVersion": "0.3.1",
+            "plugins": [
+                {"type": "bridge", "hairpinMode": true, "isDefaultGateway": true, "isGateway": true,
+                 "ipMasq": false, "mtu": 1450,
+                 "ipam": {"type": "host-local", "dataDir": ipam_dir, "ranges": [[{"subnet": "10.244.1.0/24"}]],
+                          "routes": [{"dst": "10.244.0.0/16"}]}},
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]
+        }),
+    };
+    Ok(list.to_string())
+}
+
+fn target<'a>(bed: &'a Bed, pod: usize, id: &'a str) -> Target<'a> {
+    Target {
+        host: &bed.host,
+        pod: bed.pods[pod].path(),
+        container_id: id,
+        ifname: "eth0",
+    }
+}
+
+/// The two sides in the order iteration `i` runs them.
+fn order(i: usize) -> [Side; 2] {
+    [SIDES, [Side::Reference, Side::Ours]][i % 2]
+}
+
+fn serial(
+    scenario: Scenario,
+    beds: &[Bed; 2],
+    iterations: usize,
+    results: &mut Results,
+) -> Result<(), BoxError> {
+    let [mut add, mut del, mut direct_add, mut direct_del] = [(); 4].map(|_| Op::default());
+    for i in 0..iterations {
+        for side in order(i) {
+            interrupt::check()?;
+            let bed = &beds[side.index()];
+            let id = format!("{}-s{i}", scenario.key());
+            let started = Instant::now();
+            bed.driver
+                .add(&bed.conflist, &bed.host, &bed.pods[0], "eth0", &id, None)?;
+            add.samples[side.index()].push_duration(started.elapsed());
+            let started = Instant::now();
+            bed.driver
+                .del(&bed.conflist, &bed.host, &bed.pods[0], "eth0", &id, None)?;
+            del.samples[side.index()].push_duration(started.elapsed());
+
+            let id = format!("{}-d{i}", scenario.key());
+            let t = target(bed, 0, &id);
+            let (result, took) = bed.chain.add(&t)?;
+            direct_add.samples[side.index()].push_duration(took);
+            direct_del.samples[side.index()].push_duration(bed.chain.del(&t, &result)?);
+        }
+    }
+    let label = scenario.label();
+    for (path, op, samples) in [
+        ("libcni", "ADD", add),
+        ("libcni", "DEL", del),
+        ("plugins only", "ADD", direct_add),
+        ("plugins only", "DEL", direct_del),
+    ] {
+        results
+            .rows
+            .push((label.to_owned(), path.to_owned(), op.to_owned(), samples));
+    }
+    Ok(())
+}
+
+/// `PARALLEL` calls of `f(pod)` at once; the wall time until all returned.
+fn all_at_once(f: impl Fn(usize) -> Result<(), String> + Sync) -> Result<Duration, BoxError> {
+    let started = Instant::now();
+    let outcomes: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..PARALLEL)
+            .map(|pod| {
+                s.spawn({
+                    let f = &f;
+                    move || f(pod)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("worker panicked".into())))
+            .collect()
+    });
+    let took = started.elapsed();
+    outcomes.into_iter().collect::<Result<Vec<()>, String>>()?;
+    Ok(took)
+}
+
+fn parallel(
+    scenario: Scenario,
+    beds: &[Bed; 2],
+    rounds: usize,
+    results: &mut Results,
+) -> Result<(), BoxError> {
+    let [mut add, mut del, mut direct_add, mut direct_del] = [(); 4].map(|_| Op::default());
+    for round in 0..rounds {
+        for side in order(round) {
+            interrupt::check()?;
+            let bed = &beds[side.index()];
+            let id = |pod: usize| format!("{}-p{round}-{pod}", scenario.key());
+            let via_driver = |verb_add: bool| {
+                all_at_once(|pod| {
+                    let (host, netns) = (&bed.host, &bed.pods[pod]);
+                    let r = if verb_add {
+                        bed.driver
+                            .add(&bed.conflist, host, netns, "eth0", &id(pod), None)
+                            .map(drop)
+                    } else {
+                        bed.driver
+                            .del(&bed.conflist, host, netns, "eth0", &id(pod), None)
+                    };
+                    r.map_err(|e| format!("{e}\n{}", e.stderr))
+                })
+            };
+            add.samples[side.index()].push_duration(via_driver(true)?);
+            del.samples[side.index()].push_duration(via_driver(false)?);
+
+            let did = |pod: usize| format!("{}-q{round}-{pod}", scenario.key());
+            let added: Vec<std::sync::Mutex<Value>> = (0..PARALLEL)
+                .map(|_| std::sync::Mutex::new(Value::Null))
+                .collect();
+            let took = all_at_once(|pod| {
+                let id = did(pod);
+                let (result, _) = bed
+                    .chain
+                    .add(&target(bed, pod, &id))
+                    .map_err(|e| e.to_string())?;
+                *added[pod].lock().unwrap_or_else(|p| p.into_inner()) = result;
+                Ok(())
+            })?;
+            direct_add.samples[side.index()].push_duration(took);
+            let took = all_at_once(|pod| {
+                let id = did(pod);
+                let result = added[pod].lock().unwrap_or_else(|p| p.into_inner()).clone();
+                bed.chain
+                    .del(&target(bed, pod, &id), &result)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })?;
+            direct_del.samples[side.index()].push_duration(took);
+        }
+    }
+    let label = scenario.label();
+    let n = PARALLEL;
+    for (path, op, samples) in [
+        (format!("libcni ×{n}"), "ADD", add),
+        (format!("libcni ×{n}"), "DEL", del),
+        (format!("plugins only ×{n}"), "ADD", direct_add),
+        (format!("plugins only ×{n}"), "DEL", direct_del),
+    ] {
+        results
+            .rows
+            .push((label.to_owned(), path, op.to_owned(), samples));
+    }
+    Ok(())
+}
+
+fn render_latency(results: &Results) -> String {
+    let mut t = Table::new(&[
+        ("scenario", Align::Left),
+        ("path", Align::Left),
+        ("op", Align::Left),
+        ("ours median", Align::Right),
+        ("ours p99", Align::Right),
+        ("ref median", Align::Right),
+        ("ref p99", Align::Right),
+        ("ours/ref", Align::Right),
+        ("≤ 0.2×?", Align::Left),
+    ]);
+    let mut last = None;
+    for (scenario, path, op, s) in &results.rows {
+        if last.is_some() && last != Some(scenario) {
+            t.separator();
+        }
+        last = Some(scenario);
+        let (ours, reference) = (&s.samples[0], &s.samples[1]);
+        let (om, rm) = (ours.median(), reference.median());
+        let verdict = match (om, rm) {
+            (Some(o), Some(r)) if r > 0.0 => {
+                if o / r <= TARGET_RATIO {
+                    "met"
+                } else {
+                    "missed"
+                }
+            }
+            _ => "-",
+        };
+        t.row([
+            scenario.clone(),
+            path.clone(),
+            op.clone(),
+            or_dash(om, fmt_secs),
+            or_dash(ours.percentile(99.0), fmt_secs),
+            or_dash(rm, fmt_secs),
+            or_dash(reference.percentile(99.0), fmt_secs),
+            fmt_ratio(om, rm),
+            verdict.to_owned(),
+        ]);
+    }
+    t.render()
+}
+
+/// Peak RSS of single plugin processes on ADD (delegates run as separate
+/// processes and are not included).
+fn peak_rss() -> Result<String, BoxError> {
+    let mut t = Table::new(&[
+        ("plugin (ADD)", Align::Left),
+        ("ours median", Align::Right),
+        ("ours max", Align::Right),
+        ("ref median", Align::Right),
+        ("ref max", Align::Right),
+        ("ours/ref", Align::Right),
+    ]);
+    let beds = [
+        bed(Scenario::BridgeHostLocal, Side::Ours)?,
+        bed(Scenario::BridgeHostLocal, Side::Reference)?,
+    ];
+    let flannel = bed(Scenario::FlannelChain, Side::Ours)?;
+    for plugin in ["bridge", "host-local", "flannel"] {
+        let mut kib = [Samples::new(), Samples::new()];
+        for i in 0..RSS_RUNS {
+            for side in order(i) {
+                interrupt::check()?;
+                let bed = match (plugin, side) {
+                    ("flannel", Side::Ours) => &flannel,
+                    ("flannel", Side::Reference) => continue,
+                    _ => &beds[side.index()],
+                };
+                let id = format!("rss-{plugin}-{i}");
+                let t = target(bed, 0, &id);
+                let list: Value = serde_json::from_str(&bed.conflist)?;
+                let mut conf = list["plugins"][0].clone();
+                conf["name"] = list["name"].clone();
+                conf["cniVersion"] = list["cniVersion"].clone();
+                let bin = bed.driver.plugins().path().join(plugin);
+                let cni_path = bed.driver.plugins().path();
+                let stdin = conf.to_string();
+                let run = plugin_exec::exec(&bin, "ADD", &t, cni_path, stdin.as_bytes(), true)?;
+                let peak = run
+                    .peak_rss_kib
+                    .ok_or_else(|| format!("no VmHWM for {plugin} (no exit stop seen)"))?;
+                kib[side.index()].push(peak as f64);
+                plugin_exec::exec(&bin, "DEL", &t, cni_path, stdin.as_bytes(), false)?;
+            }
+        }
+        let show = |v: Option<f64>| or_dash(v, |k| fmt_kib(k as u64));
+        t.row([
+            plugin.to_owned(),
+            show(kib[0].median()),
+            show(kib[0].max()),
+            show(kib[1].median()),
+            show(kib[1].max()),
+            fmt_ratio(kib[0].median(), kib[1].median()),
+        ]);
+    }
+    Ok(t.render()
+        + "  VmHWM of the plugin process itself, read under ptrace at its exit (wait4's ru_maxrss would include the harness's pre-exec memory)\n"
+        + "  bridge and flannel exec their delegates as separate processes, not counted here; no reference flannel binary exists\n")
+}

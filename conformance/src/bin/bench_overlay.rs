@@ -1,0 +1,423 @@
+//! Overlay benchmark (`scripts/bench-overlay.sh`): per flanneld backend,
+//! pod-to-pod TCP throughput next to the raw underlay between the same hosts,
+//! and how fast a new lease becomes a route on the peers.
+//!
+//! Topology as in the demo: etcd on the router, hosts h1 and h2 on segment
+//! A, h3 on segment B (host-gw: h1 and h2 only), one pod per host.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use conformance::bench::cluster::{segment_address, Backend, Cluster, Node, Pod, NETWORK, PREFIX};
+use conformance::bench::etcd_http::EtcdHttp;
+use conformance::bench::interrupt;
+use conformance::bench::routes::{Goal, RouteWatch};
+use conformance::bench::stats::{fmt_bps, fmt_ratio, fmt_secs, or_dash, Samples};
+use conformance::bench::table::{Align, Table};
+use conformance::bench::traffic::{self, IperfServer};
+use conformance::{Driver, PluginDir, Segment};
+use ipnet::Ipv4Net;
+use serde_json::json;
+
+type BoxError = Box<dyn std::error::Error>;
+
+const REPEATS_ENV: &str = "BENCH_OVERLAY_REPEATS";
+const LEASES_ENV: &str = "BENCH_OVERLAY_LEASES";
+const DEFAULT_REPEATS: usize = 3;
+const DEFAULT_LEASES: usize = 10;
+const IPERF_SECS: u32 = 2;
+const IPERF_PORT: u16 = 5201;
+const STREAMS: [u32; 2] = [1, 4];
+/// Fresh flanneld processes joining per backend.
+const JOINS: u8 = 3;
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const ROUTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TTL of the etcd lease the hand-written lease records hang on; longer
+/// than any run, and they are deleted explicitly anyway.
+const FAKE_LEASE_TTL: u64 = 600;
+
+struct Throughput {
+    backend: &'static str,
+    pair: String,
+    path: String,
+    streams: u32,
+    pod: Samples,
+    underlay: Samples,
+}
+
+struct Programming {
+    backend: &'static str,
+    peers: usize,
+    put: Samples,
+    delete: Samples,
+    join: Samples,
+}
+
+fn main() {
+    if let Err(e) = interrupt::install() {
+        eprintln!("bench-overlay: cannot install the signal handler: {e}");
+        std::process::exit(2);
+    }
+    let code = match run() {
+        Ok(()) => 0,
+        Err(e) => match interrupt::received() {
+            Some(sig) => {
+                eprintln!("\nbench-overlay: interrupted; everything it created has been removed.");
+                interrupt::exit_code(sig)
+            }
+            None => {
+                eprintln!("\nbench-overlay: error: {e}");
+                1
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
+fn env_count(name: &str, default: usize) -> Result<usize, BoxError> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{name}={v:?}: expected a positive whole number").into()),
+        },
+        _ => Ok(default),
+    }
+}
+
+fn run() -> Result<(), BoxError> {
+    let repeats = env_count(REPEATS_ENV, DEFAULT_REPEATS)?;
+    let leases = env_count(LEASES_ENV, DEFAULT_LEASES)?;
+    let t0 = Instant::now();
+    println!("bench-overlay: {repeats} × {IPERF_SECS} s per figure ({REPEATS_ENV}), {leases} leases per backend ({LEASES_ENV})");
+    let cluster = Cluster::start()?;
+    let driver = Driver::new(PluginDir::ours()?);
+    let mut throughput = Vec::new();
+    let mut programming = Vec::new();
+    for backend in Backend::ALL {
+        run_backend(
+            &cluster,
+            &driver,
+            backend,
+            repeats,
+            leases,
+            &mut throughput,
+            &mut programming,
+        )?;
+    }
+    drop(driver);
+    drop(cluster);
+    println!("\nTCP throughput, pod to pod vs underlay host to host (iperf3, median of {repeats} × {IPERF_SECS} s; {} in total)\n", fmt_secs(t0.elapsed().as_secs_f64()));
+    print!("{}", render_throughput(&throughput));
+    println!("  path = how h1 routes to the peer's pod subnet, read from its routing table during the run");
+    println!("\nRoute programming on the peers (flanneld watching etcd; kernel route table watched over netlink)\n");
+    print!("{}", render_programming(&programming));
+    println!("  lease put/delete: a lease record for a fake node written to etcd by hand; time from sending the request to the route appearing/disappearing, every peer counted");
+    println!("  new flanneld: a fresh host's flanneld spawned; time from spawn to its subnet's route on each peer (start-up, lease allocation and watch included)");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_backend(
+    cluster: &Cluster,
+    driver: &Driver,
+    backend: Backend,
+    repeats: usize,
+    leases: usize,
+    throughput: &mut Vec<Throughput>,
+    programming: &mut Vec<Programming>,
+) -> Result<(), BoxError> {
+    let tag = backend.label();
+    println!(
+        "[{tag}] starting flanneld on {} hosts",
+        backend.host_segments().len()
+    );
+    cluster.configure(backend)?;
+    let mut nodes = cluster.add_nodes(backend)?;
+    let endpoint = cluster.etcd.endpoint();
+    for node in &mut nodes {
+        node.start_flanneld(&endpoint, &["--ip-masq"])?;
+    }
+    let mut subnets = Vec::new();
+    for node in &mut nodes {
+        subnets.push(node.wait_ready(READY_TIMEOUT)?);
+    }
+    let mut pods = Vec::new();
+    for node in &nodes {
+        pods.push(node.add_pod(driver, &format!("{}a", node.tag()))?);
+    }
+    for (k, pod) in pods.iter().enumerate().skip(1) {
+        if !traffic::wait_reachable(&pods[0].netns, pod.ip, Duration::from_secs(15))? {
+            return Err(format!(
+                "[{tag}] {} cannot reach {}; h1 routes:\n{}",
+                pods[0].name,
+                pods[k].name,
+                nodes[0].routes_text()
+            )
+            .into());
+        }
+    }
+    for k in 1..nodes.len() {
+        let path = nodes[0].path_to(&nodes[k], subnets[k]);
+        for streams in STREAMS {
+            println!(
+                "[{tag}] iperf3 h1 -> {} ({path}), {streams} stream(s)",
+                nodes[k].tag()
+            );
+            let (pod, underlay) = measure_pair(&nodes, &pods, k, streams, repeats)?;
+            throughput.push(Throughput {
+                backend: tag,
+                pair: format!("h1 → {}", nodes[k].tag()),
+                path: path.clone(),
+                streams,
+                pod,
+                underlay,
+            });
+        }
+    }
+    println!("[{tag}] timing {leases} lease records and {JOINS} joining hosts");
+    let (put, delete) = lease_latency(cluster, &nodes, &subnets, backend, leases)?;
+    let join = join_latency(cluster, &nodes, &subnets)?;
+    programming.push(Programming {
+        backend: tag,
+        peers: nodes.len(),
+        put,
+        delete,
+        join,
+    });
+    for (node, pod) in nodes.iter().zip(&mut pods) {
+        node.remove_pod(driver, pod)?;
+    }
+    for node in &mut nodes {
+        node.stop_flanneld()?;
+    }
+    Ok(())
+}
+
+/// Pod h1 → pod k and host h1 → host k, alternating run by run.
+fn measure_pair(
+    nodes: &[Node],
+    pods: &[Pod],
+    k: usize,
+    streams: u32,
+    repeats: usize,
+) -> Result<(Samples, Samples), BoxError> {
+    let pod_server = IperfServer::start(&pods[k].netns, pods[k].ip, IPERF_PORT)?;
+    let host_server = IperfServer::start(nodes[k].host.netns(), nodes[k].host.ip(), IPERF_PORT)?;
+    let (mut pod, mut underlay) = (Samples::new(), Samples::new());
+    for rep in 0..repeats {
+        let pod_first = rep % 2 == 0;
+        for overlay in [pod_first, !pod_first] {
+            if overlay {
+                pod.push(pod_server.measure(&pods[0].netns, IPERF_SECS, streams)?);
+            } else {
+                underlay.push(host_server.measure(nodes[0].host.netns(), IPERF_SECS, streams)?);
+            }
+        }
+    }
+    Ok((pod, underlay))
+}
+
+/// Waits on every watcher at once for `goal`, after `trigger` (called once
+/// all watchers are polling) returns its start instant; the delay each saw.
+fn watch_all(
+    watchers: Vec<RouteWatch>,
+    goal: &Goal<'_>,
+    trigger: impl FnOnce() -> Result<Instant, BoxError>,
+) -> Result<Vec<Duration>, BoxError> {
+    let barrier = Barrier::new(watchers.len() + 1);
+    let (started, seen) = std::thread::scope(|s| {
+        let handles: Vec<_> = watchers
+            .into_iter()
+            .map(|mut w| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    w.wait(goal, ROUTE_TIMEOUT)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let started = trigger();
+        let seen: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        (started, seen)
+    });
+    let started = started?;
+    let mut delays = Vec::new();
+    for (i, outcome) in seen.into_iter().enumerate() {
+        let outcome = outcome.map_err(|_| "route watcher panicked")??;
+        let (_, at) = outcome.ok_or_else(|| {
+            format!(
+                "peer h{} did not reach {goal:?} within {ROUTE_TIMEOUT:?}",
+                i + 1
+            )
+        })?;
+        delays.push(
+            at.checked_duration_since(started)
+                .ok_or("route changed before the trigger")?,
+        );
+    }
+    Ok(delays)
+}
+
+fn watchers(nodes: &[Node]) -> Result<Vec<RouteWatch>, BoxError> {
+    Ok(nodes
+        .iter()
+        .map(|n| RouteWatch::open(n.host.netns().path()))
+        .collect::<std::io::Result<_>>()?)
+}
+
+/// Fake nodes' lease records, put and deleted by hand; every peer's delay.
+fn lease_latency(
+    cluster: &Cluster,
+    nodes: &[Node],
+    subnets: &[Ipv4Net],
+    backend: Backend,
+    count: usize,
+) -> Result<(Samples, Samples), BoxError> {
+    let endpoint = cluster.etcd.endpoint();
+    let etcd: SocketAddr = endpoint
+        .strip_prefix("http://")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("etcd endpoint {endpoint} is not plain http://ip:port"))?;
+    let mut http = EtcdHttp::connect(nodes[0].host.netns().path(), etcd)?;
+    let lease = http.grant(FAKE_LEASE_TTL)?;
+    let free: Vec<Ipv4Net> = (0..=255u8)
+        .rev()
+        .map(|n| Ipv4Net::new(Ipv4Addr::new(10, 244, n, 0), 24).expect("valid /24"))
+        .filter(|n| !subnets.contains(n))
+        .take(count)
+        .collect();
+    let (mut put, mut delete) = (Samples::new(), Samples::new());
+    for (k, subnet) in free.into_iter().enumerate() {
+        interrupt::check()?;
+        let key = format!(
+            "{PREFIX}/subnets/{}-{}",
+            subnet.network(),
+            subnet.prefix_len()
+        );
+        let value = fake_lease(backend, k as u8);
+        for d in watch_all(watchers(nodes)?, &Goal::Present(subnet), || {
+            Ok(http.send_put(&key, &value, Some(&lease))?)
+        })? {
+            put.push_duration(d);
+        }
+        http.finish()?;
+        for d in watch_all(watchers(nodes)?, &Goal::Absent(subnet), || {
+            Ok(http.send_delete(&key)?)
+        })? {
+            delete.push_duration(d);
+        }
+        http.finish()?;
+    }
+    Ok((put, delete))
+}
+
+/// A lease record as flanneld writes it, for a node that does not exist.
+/// host-gw needs its next hop on the peers' segment; the vxlan ones sit on
+/// segment B so DirectRouting cannot take the shortcut either.
+fn fake_lease(backend: Backend, k: u8) -> String {
+    let ip = match backend {
+        Backend::HostGw => segment_address(Segment::A, 200 + k),
+        _ => segment_address(Segment::B, 200 + k),
+    };
+    let (kind, data) = match backend {
+        Backend::HostGw => ("host-gw", serde_json::Value::Null),
+        _ => (
+            "vxlan",
+            json!({"VNI": 1, "VtepMAC": format!("0a:58:0a:f4:{k:02x}:01")}),
+        ),
+    };
+    json!({"PublicIP": ip.to_string(), "PublicIPv6": null, "BackendType": kind, "BackendData": data}).to_string()
+}
+
+/// Fresh hosts on segment A start flanneld one after the other; the delay
+/// from spawn to their subnet's route on every existing peer.
+fn join_latency(
+    cluster: &Cluster,
+    nodes: &[Node],
+    subnets: &[Ipv4Net],
+) -> Result<Samples, BoxError> {
+    let network: Ipv4Net = NETWORK.parse()?;
+    let mut known = subnets.to_vec();
+    let mut join = Samples::new();
+    let endpoint = cluster.etcd.endpoint();
+    for j in 0..JOINS {
+        interrupt::check()?;
+        let mut newcomer = cluster.add_node(
+            Segment::A,
+            segment_address(Segment::A, 10 + j),
+            &format!("j{}", j + 1),
+        )?;
+        let goal = Goal::NewIn {
+            network,
+            known: &known,
+        };
+        let delays = watch_all(watchers(nodes)?, &goal, || {
+            Ok(newcomer.start_flanneld(&endpoint, &["--ip-masq"])?)
+        })?;
+        for d in delays {
+            join.push_duration(d);
+        }
+        known.push(newcomer.wait_ready(READY_TIMEOUT)?);
+        newcomer.stop_flanneld()?;
+    }
+    Ok(join)
+}
+
+fn render_throughput(rows: &[Throughput]) -> String {
+    let mut t = Table::new(&[
+        ("backend", Align::Left),
+        ("pair", Align::Left),
+        ("path", Align::Left),
+        ("streams", Align::Right),
+        ("pod to pod", Align::Right),
+        ("underlay", Align::Right),
+        ("pod/underlay", Align::Right),
+    ]);
+    let mut last = None;
+    for r in rows {
+        if last.is_some() && last != Some(r.backend) {
+            t.separator();
+        }
+        last = Some(r.backend);
+        t.row([
+            r.backend.to_owned(),
+            r.pair.clone(),
+            r.path.clone(),
+            r.streams.to_string(),
+            or_dash(r.pod.median(), fmt_bps),
+            or_dash(r.underlay.median(), fmt_bps),
+            fmt_ratio(r.pod.median(), r.underlay.median()),
+        ]);
+    }
+    t.render()
+}
+
+fn render_programming(rows: &[Programming]) -> String {
+    let mut t = Table::new(&[
+        ("backend", Align::Left),
+        ("peers", Align::Right),
+        ("lease put: median", Align::Right),
+        ("p99", Align::Right),
+        ("lease delete: median", Align::Right),
+        ("p99", Align::Right),
+        ("new flanneld: median", Align::Right),
+        ("max", Align::Right),
+        ("samples", Align::Left),
+    ]);
+    for r in rows {
+        t.row([
+            r.backend.to_owned(),
+            r.peers.to_string(),
+            or_dash(r.put.median(), fmt_secs),
+            or_dash(r.put.percentile(99.0), fmt_secs),
+            or_dash(r.delete.median(), fmt_secs),
+            or_dash(r.delete.percentile(99.0), fmt_secs),
+            or_dash(r.join.median(), fmt_secs),
+            or_dash(r.join.max(), fmt_secs),
+            format!("{} / {} / {}", r.put.len(), r.delete.len(), r.join.len()),
+        ]);
+    }
+    t.render()
+}
