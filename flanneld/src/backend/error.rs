@@ -27,4 +27,6 @@ pub enum BackendError {
     Device { name: String, reason: String },
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Udp(#[from] super::udp::UdpError),
 }

@@ -4,11 +4,12 @@
 //! also ARP and FDB entries). Both implemented backends share one engine: each peer lease is
 //! first turned into the list of kernel objects it needs (routes, ARP and FDB entries); a batch of
 //! events or a full reconcile is then one netlink batch ([`apply`]), so the number of netlink
-//! round trips does not grow with the number of peers (upstream's #958).
+//! round trips does not grow with the number of peers (upstream's #958). The [`udp`] backend
+//! is the exception: its peers live in a userspace forwarding table, not in the kernel.
 //!
 //! Threading: a backend lives on one dedicated OS thread. It talks to the kernel through its
-//! own [`netops::netlink::Handle`]; vxlan also writes one sysctl, which applies to the network
-//! namespace of the calling thread.
+//! own [`netops::netlink::Handle`]; vxlan and udp also write a sysctl, which applies to the
+//! network namespace of the calling thread, and udp runs its datapath on threads of its own.
 
 mod apply;
 mod error;
@@ -17,6 +18,7 @@ mod lease_data;
 mod network;
 mod objects;
 mod peers;
+pub mod udp;
 mod vxlan;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -29,6 +31,7 @@ use crate::subnet::{Event, Lease};
 pub use error::BackendError;
 pub use hostgw::HostGwBackend;
 pub use lease_data::VxlanLeaseData;
+pub use udp::UdpBackend;
 pub use vxlan::VxlanBackend;
 
 /// The interface flannel sends its (encapsulated or routed) traffic through.
@@ -125,7 +128,12 @@ pub fn new_backend_with_vtep_macs(
             macs,
         )?)),
         BackendConfig::HostGw => Ok(Box::new(HostGwBackend::new(ext.clone(), network, nl)?)),
-        BackendConfig::Udp(_) => Err(BackendError::Unsupported("udp".into())),
+        BackendConfig::Udp(opts) => Ok(Box::new(UdpBackend::new(
+            opts.port,
+            ext.clone(),
+            network,
+            nl,
+        )?)),
         BackendConfig::Other { kind, .. } => Err(BackendError::Unsupported(kind.clone())),
     }
 }

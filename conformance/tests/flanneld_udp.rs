@@ -1,0 +1,80 @@
+//! Our flanneld with the udp backend on the three-host underlay (two segments joined by a
+//! router): pods made through libcni reach each other through flannel0 and UDP 8285, and a
+//! restarted node keeps its subnet and its traffic.
+
+mod flanneld_support;
+
+use conformance::Segment;
+use flanneld_support::*;
+use serde_json::json;
+
+const NETWORK: &str = "10.244.0.0/16";
+
+#[test]
+fn udp_mesh_across_segments_and_restart() {
+    let cluster = Cluster::new(&json!({"Network": NETWORK, "Backend": {"Type": "udp"}}));
+    let mut nodes: Vec<Flanneld> = [(Segment::A, "h1"), (Segment::A, "h2"), (Segment::B, "h3")]
+        .into_iter()
+        .map(|(seg, tag)| {
+            Flanneld::start(cluster.host(seg, tag), &cluster.etcd, &["--ip-masq"], None)
+        })
+        .collect();
+    for n in &mut nodes {
+        let env = n.wait_ready();
+        assert!(
+            env.starts_with(&format!(
+                "FLANNEL_NETWORK={NETWORK}\nFLANNEL_SUBNET=10.244."
+            )),
+            "{env}"
+        );
+        assert!(
+            env.ends_with("/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n"),
+            "{env}"
+        );
+    }
+    let subnets: Vec<_> = nodes.iter().map(Flanneld::subnet).collect();
+    assert!(
+        subnets[0] != subnets[1] && subnets[1] != subnets[2] && subnets[0] != subnets[2],
+        "{subnets:?}"
+    );
+    // Leases carry no BackendType, as upstream's udp leases.
+    let leases = cluster
+        .etcd
+        .etcdctl(&["get", "--prefix", &format!("{PREFIX}/subnets/")])
+        .unwrap();
+    assert!(
+        leases.contains("\"PublicIP\"") && !leases.contains("BackendType"),
+        "{leases}"
+    );
+
+    let h1 = nodes[0].host.netns();
+    let link = String::from_utf8_lossy(&h1.exec(&["ip", "-d", "link", "show", "flannel0"]).stdout)
+        .into_owned();
+    assert!(link.contains("mtu 1472") && link.contains("tun"), "{link}");
+    assert_eq!(
+        nodes[0].route_to(NETWORK.parse().unwrap()),
+        "10.244.0.0/16 dev flannel0"
+    );
+
+    let driver = our_driver();
+    let pods: Vec<Pod> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| add_pod(&driver, n, &format!("ctr-{i}")))
+        .collect();
+    let all_pods: Vec<&Pod> = pods.iter().collect();
+    assert_full_mesh(&all_pods, &nodes.iter().collect::<Vec<_>>());
+
+    // A restart closes the TUN device (it vanishes with the process) and makes it again;
+    // the subnet is kept and every pod is reachable again.
+    assert!(nodes[1].stop().success(), "flanneld exits 0 on SIGTERM");
+    let gone = nodes[1]
+        .host
+        .netns()
+        .exec(&["ip", "link", "show", "flannel0"]);
+    assert!(!gone.status.success(), "flannel0 outlived its process");
+    nodes[1].restart();
+    nodes[1].wait_ready();
+    assert_eq!(nodes[1].subnet(), subnets[1]);
+    assert_full_mesh(&all_pods, &nodes.iter().collect::<Vec<_>>());
+}

@@ -1,0 +1,64 @@
+//! Throughput of the udp backend next to kernel vxlan, in the same run on the same machine:
+//! iperf3, one TCP stream, between the pod gateways of two hosts (so through flannel0 or
+//! flannel.1 and the veth underlay). A benchmark, not a check: run it with
+//! `cargo test --release -p flanneld --test backend_udp_throughput -- --ignored --nocapture`.
+
+mod backend_support;
+mod backend_udp_support;
+
+use backend_support::{add_pod_gateway, two_hosts};
+use backend_udp_support::{iperf_tcp, mesh, UdpHost};
+use flanneld::subnet::Event;
+
+const RUNS: usize = 3;
+const SECS: u32 = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn vxlan_gbits() -> f64 {
+    let (mut a, mut b) = two_hosts();
+    let conf = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;
+    a.start(conf).unwrap();
+    b.start(conf).unwrap();
+    let (la, lb) = (a.join(), b.join());
+    a.handle(&[Event::Added(lb)]);
+    b.handle(&[Event::Added(la)]);
+    let (gw_a, gw_b) = (add_pod_gateway(&a), add_pod_gateway(&b));
+    median(
+        (0..RUNS)
+            .map(|_| iperf_tcp(&a.ns.name, &b.ns.name, gw_a, gw_b, SECS))
+            .collect(),
+    )
+}
+
+fn udp_gbits(workers: Option<usize>) -> f64 {
+    let (a, b) = two_hosts();
+    let (mut a, mut b) = (UdpHost::start(a, workers), UdpHost::start(b, workers));
+    mesh(&mut a, &mut b);
+    let info = a.backend.datapath().unwrap();
+    let (gw_a, gw_b) = (add_pod_gateway(&a.node), add_pod_gateway(&b.node));
+    let g = median(
+        (0..RUNS)
+            .map(|_| iperf_tcp(&a.node.ns.name, &b.node.ns.name, gw_a, gw_b, SECS))
+            .collect(),
+    );
+    println!("udp datapath: {info:?}");
+    println!("udp counters (sender): {:?}", a.backend.counters());
+    println!("udp counters (receiver): {:?}", b.backend.counters());
+    g
+}
+
+#[test]
+#[ignore = "benchmark; run explicitly"]
+fn udp_versus_vxlan_single_stream_tcp() {
+    let vxlan = vxlan_gbits();
+    let udp = udp_gbits(None);
+    println!(
+        "iperf3 TCP 1 stream, median of {RUNS} x {SECS} s: vxlan {vxlan:.2} Gbit/s, udp {udp:.2} Gbit/s, ratio {:.2}",
+        udp / vxlan
+    );
+    assert!(udp > 0.0 && vxlan > 0.0);
+}
