@@ -18,6 +18,7 @@ pub mod cmd;
 pub mod cni;
 pub mod etcd;
 pub mod inspect;
+pub mod kubeapi;
 pub mod netns;
 pub mod topology;
 

@@ -53,7 +53,7 @@ const FLAGS: &[Flag] = &[
         "kube-subnet-mgr",
         Kind::Bool,
         "false",
-        "take the subnet from the Kubernetes node's podCIDR instead of etcd (not supported yet)",
+        "take the subnet from the Kubernetes node's podCIDR instead of etcd",
     ),
     Flag::new(
         "kube-api-url",
@@ -226,6 +226,11 @@ pub enum Invocation {
 pub struct Options {
     pub etcd: EtcdConfig,
     pub kube_subnet_mgr: bool,
+    pub kube_api_url: String,
+    pub kubeconfig_file: String,
+    pub kube_annotation_prefix: String,
+    pub net_config_path: PathBuf,
+    pub set_node_network_unavailable: bool,
     pub ifaces: Vec<String>,
     pub iface_regexes: Vec<String>,
     pub iface_can_reach: Option<IpAddr>,
@@ -324,6 +329,11 @@ pub fn parse(
             password: v.string("etcd-password"),
         },
         kube_subnet_mgr: v.bool("kube-subnet-mgr"),
+        kube_api_url: v.string("kube-api-url"),
+        kubeconfig_file: v.string("kubeconfig-file"),
+        kube_annotation_prefix: v.string("kube-annotation-prefix"),
+        net_config_path: PathBuf::from(v.string("net-config-path")),
+        set_node_network_unavailable: v.bool("set-node-network-unavailable"),
         ifaces: v.list("iface"),
         iface_regexes: v.list("iface-regex"),
         iface_can_reach: ip_flag("iface-can-reach", v.string("iface-can-reach"), "IP")?,
@@ -381,6 +391,32 @@ mod tests {
         assert!(o.forward_rules && !o.ip_masq && !o.blackhole_route && !o.kube_subnet_mgr);
         assert_eq!(o.healthz, None);
         assert_eq!(o.lease_ttl, SUBNET_TTL);
+        assert_eq!(o.kube_annotation_prefix, "flannel.alpha.coreos.com");
+        assert_eq!(
+            o.net_config_path,
+            PathBuf::from("/etc/kube-flannel/net-conf.json")
+        );
+        assert!(o.set_node_network_unavailable);
+        assert!(o.kube_api_url.is_empty() && o.kubeconfig_file.is_empty());
+    }
+
+    #[test]
+    fn kube_flags_and_their_env_forms() {
+        let o = run(
+            &["--kube-subnet-mgr", "--set-node-network-unavailable=false"],
+            &[
+                ("FLANNELD_KUBECONFIG_FILE", "/etc/kubeconfig"),
+                ("FLANNELD_KUBE_API_URL", "http://10.0.0.1:6443"),
+                ("FLANNELD_NET_CONFIG_PATH", "/tmp/net-conf.json"),
+                ("FLANNELD_KUBE_ANNOTATION_PREFIX", "example.com/x"),
+            ],
+        )
+        .unwrap();
+        assert!(o.kube_subnet_mgr && !o.set_node_network_unavailable);
+        assert_eq!(o.kubeconfig_file, "/etc/kubeconfig");
+        assert_eq!(o.kube_api_url, "http://10.0.0.1:6443");
+        assert_eq!(o.net_config_path, PathBuf::from("/tmp/net-conf.json"));
+        assert_eq!(o.kube_annotation_prefix, "example.com/x");
     }
 
     #[test]

@@ -98,11 +98,24 @@ fn renew_margin_out_of_range_exits_one() {
 }
 
 #[test]
-fn kube_mode_is_refused_clearly() {
+fn kube_mode_outside_a_cluster_fails_like_upstream() {
+    // No kubeconfig, no URL and no in-cluster service account: fatal before anything else.
     let o = flanneld(&["--kube-subnet-mgr"], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("--kube-subnet-mgr) is not yet supported"),
+        stderr(&o).contains("Failed to create SubnetManager: fail to create kubernetes config: "),
+        "{}",
+        stderr(&o)
+    );
+    let o = flanneld(
+        &["--kube-subnet-mgr", "--kube-annotation-prefix=a/b/c"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(
+            "Failed to create SubnetManager: subnet/kube: prefix can contain at most single slash"
+        ),
         "{}",
         stderr(&o)
     );

@@ -6,10 +6,14 @@
 //! signal at any point ends it with 0. Nothing is torn down on exit: routes, rules and the
 //! lease stay, so a restart (or upstream flanneld) takes over without disturbing pods.
 
+mod config;
+mod manager;
 mod node;
 mod upkeep;
 mod worker;
 
+pub use config::{offending_field, parse_checked};
+pub use manager::{Manager, StartupHints};
 pub use upkeep::{gateway_v4, gateway_v6, subnet_env, Upkeep, UpkeepFlags};
 pub use worker::{BackendWorker, WorkerError};
 
@@ -32,8 +36,14 @@ const ACQUIRE_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("the Kubernetes subnet manager (--kube-subnet-mgr) is not yet supported by this flanneld; use etcd")]
+    #[error("this flanneld was built without the Kubernetes subnet manager (cargo feature \"kube\"); use etcd")]
     KubeUnsupported,
+    #[cfg(feature = "kube")]
+    #[error("Failed to create SubnetManager: {0}")]
+    KubeManager(crate::subnet::kube::KubeError),
+    #[cfg(feature = "kube")]
+    #[error("Error registering network: failed to acquire lease: {0}")]
+    KubeLease(crate::subnet::kube::KubeError),
     #[error("nftables mode (EnableNFTables) is not yet supported by this flanneld")]
     NftablesUnsupported,
     #[error("none defined stack")]
@@ -98,28 +108,6 @@ fn install_signals() -> std::io::Result<Stop> {
     Ok(rx)
 }
 
-/// Reads and validates the network config, retrying every second until it is usable.
-/// `None`: stopped while waiting.
-async fn wait_for_config(reg: &Registry, stop: &mut Stop) -> Option<NetworkConfig> {
-    loop {
-        let attempt = async {
-            let text = reg.get_network_config().await.map_err(|e| e.to_string())?;
-            let mut cfg = NetworkConfig::parse(text.as_bytes())
-                .map_err(|e| format!("error parsing subnet config: {e}"))?;
-            cfg.check()
-                .map_err(|e| format!("invalid network config: {e}"))?;
-            Ok::<_, String>(cfg)
-        };
-        match attempt.await {
-            Ok(cfg) => return Some(cfg),
-            Err(e) => log::error!("Couldn't fetch network config: {e}"),
-        }
-        if sleep_or_stop(CONFIG_RETRY, stop).await {
-            return None;
-        }
-    }
-}
-
 fn check_br_netfilter(cfg: &NetworkConfig) -> Result<(), DaemonError> {
     let mut needed = Vec::new();
     if cfg.enable_ipv4 {
@@ -181,9 +169,6 @@ pub(crate) async fn acquire_until_stopped(
 
 /// Runs flanneld until stopped; `Ok` means a clean stop (exit 0).
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
-    if opts.kube_subnet_mgr {
-        return Err(DaemonError::KubeUnsupported);
-    }
     let mut stop =
         install_signals().map_err(|e| DaemonError::Internal(format!("signal handlers: {e}")))?;
     let state = State::new();
@@ -192,24 +177,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             .await
             .map_err(DaemonError::Healthz)?;
     }
-    // Without auth nothing is dialled here; with auth the token request can fail while etcd
-    // is down, which is worth waiting out like any other etcd outage.
-    let reg = loop {
-        match Registry::connect(&opts.etcd, opts.lease_ttl).await {
-            Ok(reg) => break reg,
-            Err(
-                e @ (SubnetError::TlsFile { .. }
-                | SubnetError::Etcd(
-                    etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_),
-                )),
-            ) => return Err(DaemonError::Etcd(e)),
-            Err(e) => log::error!("failed to connect to etcd: {e}"),
-        }
-        if sleep_or_stop(CONFIG_RETRY, &mut stop).await {
-            return Ok(());
-        }
-    };
-    let Some(config) = wait_for_config(&reg, &mut stop).await else {
+    let Some((mgr, config)) = Manager::connect(&opts, &mut stop).await? else {
         return Ok(());
     };
     if !config.enable_ipv4 && !config.enable_ipv6 {
@@ -221,12 +189,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     check_br_netfilter(&config)?;
     let backend_cfg = config.backend_config()?;
 
+    let hints = mgr.startup_hints().await;
     let req = IfaceRequest {
         ifaces: opts.ifaces.clone(),
         regexes: opts.iface_regexes.clone(),
         can_reach: opts.iface_can_reach,
-        public_ip: opts.public_ip,
-        public_ipv6: opts.public_ipv6,
+        public_ip: hints.public_ip.or(opts.public_ip),
+        public_ipv6: hints.public_ipv6.or(opts.public_ipv6),
         ipv4: config.enable_ipv4,
         ipv6: config.enable_ipv6,
     };
@@ -236,7 +205,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     })
     .await??;
 
-    let worker = BackendWorker::start(backend_cfg, ext.clone(), config.clone())?;
+    let worker =
+        BackendWorker::start_with_vtep_macs(backend_cfg, ext.clone(), config.clone(), hints.macs)?;
     let (backend_data, backend_v6_data) = worker
         .call(|b| b.prepare().map(|d| (d, b.backend_v6_data())))
         .await?
@@ -249,15 +219,18 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         backend_v6_data: backend_v6_data.filter(|_| config.enable_ipv6),
     };
     let previous = previous_subnet(&opts.subnet_file);
-    let Some(lease) =
-        acquire_until_stopped(&reg, &config, &attrs, previous, &state, &mut stop).await
+    let Some(lease) = mgr
+        .acquire(&config, &attrs, previous, &state, &mut stop)
+        .await?
     else {
         return Ok(());
     };
+    // What was published, which kube mode's public-ip-overwrite may have changed.
+    let attrs = lease.attrs.clone();
     let node = node::Node::start(node::NodeSetup {
         opts,
         config,
-        reg,
+        mgr,
         worker,
         attrs,
         lease,

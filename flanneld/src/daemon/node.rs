@@ -4,17 +4,15 @@
 use std::time::{Duration, SystemTime};
 
 use netconf::flannel::NetworkConfig;
-use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 
 use super::{
-    acquire_until_stopped, blocking, stopped, BackendWorker, DaemonError, Stop, Upkeep,
-    UpkeepFlags, WorkerError,
+    blocking, stopped, BackendWorker, DaemonError, Manager, Stop, Upkeep, UpkeepFlags, WorkerError,
 };
 use crate::backend::ApplyReport;
 use crate::options::{renew_delay, Options};
 use crate::state::State;
-use crate::subnet::etcd::{watch_subnets, Registry, SubnetError, WatchMsg};
+use crate::subnet::etcd::{SubnetError, WatchMsg};
 use crate::subnet::peers::{Change, PeerSet};
 use crate::subnet::{Event, Lease, LeaseAttrs};
 
@@ -23,13 +21,11 @@ use crate::subnet::{Event, Lease, LeaseAttrs};
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
 /// Retry delay after a failed renewal (upstream: one minute), shortened for test TTLs.
 const RENEW_RETRY: Duration = Duration::from_secs(60);
-/// Watch messages are buffered up to this many while the backend is busy.
-const WATCH_QUEUE: usize = 256;
 
 pub struct NodeSetup {
     pub opts: Options,
     pub config: NetworkConfig,
-    pub reg: Registry,
+    pub mgr: Manager,
     pub worker: BackendWorker,
     pub attrs: LeaseAttrs,
     pub lease: Lease,
@@ -39,7 +35,7 @@ pub struct NodeSetup {
 pub struct Node {
     opts: Options,
     config: NetworkConfig,
-    reg: Registry,
+    mgr: Manager,
     worker: BackendWorker,
     attrs: LeaseAttrs,
     lease: Lease,
@@ -47,7 +43,12 @@ pub struct Node {
     peers: PeerSet,
     upkeep: Upkeep,
     mtu: u32,
-    renew_at: Instant,
+    /// `None` when leases do not expire (kube mode).
+    renew_at: Option<Instant>,
+    /// Whether the watch has shown our record as we wrote it since it was (re)acquired.
+    /// Until then a snapshot without it, or with an older version, is stale rather than a
+    /// loss: a kube-mode Node list is taken before our annotations are written.
+    own_seen: bool,
 }
 
 fn flags(opts: &Options) -> UpkeepFlags {
@@ -91,10 +92,11 @@ impl Node {
         };
         let mut node = Node {
             peers: PeerSet::new(Some(s.lease.clone())),
-            renew_at: Instant::now(),
+            renew_at: None,
+            own_seen: false,
             opts: s.opts,
             config: s.config,
-            reg: s.reg,
+            mgr: s.mgr,
             worker: s.worker,
             attrs: s.attrs,
             lease: s.lease,
@@ -118,12 +120,14 @@ impl Node {
                 log::info!("Wrote subnet file to {}", node.opts.subnet_file.display());
                 crate::notify::ready();
             }
-            // Upstream carries on without the file (and is never ready); the resync tick retries.
+            // Upstream carries on without the file; the resync tick retries, and the node
+            // becomes ready once it succeeds.
             Err(e) => log::warn!(
                 "Failed to write subnet file {}: {e}",
                 node.opts.subnet_file.display()
             ),
         }
+        node.mgr.complete().await;
         Ok(node)
     }
 
@@ -143,19 +147,22 @@ impl Node {
     }
 
     fn schedule_renewal(&mut self) {
+        let Some(ttl) = self.mgr.lease_ttl() else {
+            self.renew_at = None;
+            return;
+        };
         let remaining = self
             .lease
             .expiration
             .duration_since(SystemTime::now())
             .unwrap_or_default();
-        let delay = renew_delay(remaining, self.opts.renew_margin, self.reg.ttl());
+        let delay = renew_delay(remaining, self.opts.renew_margin, ttl);
         log::info!("Waiting for {delay:?} to renew lease");
-        self.renew_at = Instant::now() + delay;
+        self.renew_at = Some(Instant::now() + delay);
     }
 
     pub async fn run(mut self, mut stop: Stop) {
-        let (tx, mut rx) = mpsc::channel(WATCH_QUEUE);
-        tokio::spawn(watch_subnets(self.reg.clone(), tx, stop.clone()));
+        let mut rx = self.mgr.watch(stop.clone()).await;
         let mut resync = interval(self.opts.iptables_resync);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut reconcile = interval(RECONCILE_INTERVAL);
@@ -176,18 +183,38 @@ impl Node {
                         self.reacquire(&mut stop).await;
                     }
                 }
-                _ = sleep_until(self.renew_at) => self.renew(&mut stop).await,
+                _ = renewal_due(self.renew_at) => self.renew(&mut stop).await,
                 _ = resync.tick() => {
                     let up = self.upkeep.clone();
-                    match blocking(move || up.check()).await {
-                        Ok(errors) if !errors.is_empty() => self.state.set_error(errors.join("; ")),
-                        Ok(_) => {}
+                    match blocking(move || (up.check(), up.subnet_file_in_place())).await {
+                        Ok((errors, in_place)) => {
+                            if !errors.is_empty() {
+                                self.state.set_error(errors.join("; "));
+                            }
+                            if in_place {
+                                self.ready_once_written();
+                            }
+                        }
                         Err(e) => log::error!("{e}"),
                     }
                 }
                 _ = reconcile.tick() => self.reconcile().await,
             }
         }
+    }
+
+    /// subnet.env could not be written at startup and a resync has written it since: only
+    /// now may the CNI plugin, `/readyz` and systemd rely on this node.
+    fn ready_once_written(&self) {
+        {
+            let mut st = self.state.lock();
+            if st.ready {
+                return;
+            }
+            st.ready = true;
+        }
+        log::info!("Wrote subnet file to {}", self.opts.subnet_file.display());
+        crate::notify::ready();
     }
 
     /// Applies watch messages; returns true if our own record disappeared.
@@ -201,9 +228,10 @@ impl Node {
                 WatchMsg::Snapshot(leases) => {
                     match leases.iter().find(|l| l.key() == own_key) {
                         Some(own) if own.attrs == self.attrs => {
-                            self.lease.expiration = own.expiration
+                            self.lease.expiration = own.expiration;
+                            self.own_seen = true;
                         }
-                        _ => lost = true,
+                        _ => lost |= self.own_seen,
                     }
                     self.peers.reset(leases);
                     // The reconcile below makes the kernel match the whole set.
@@ -216,7 +244,8 @@ impl Node {
                             Change::Put(l) if l.key() == own_key => {
                                 if l.attrs == self.attrs {
                                     self.lease.expiration = l.expiration;
-                                } else {
+                                    self.own_seen = true;
+                                } else if self.own_seen {
                                     log::warn!(
                                         "our lease record {own_key} was overwritten by {}",
                                         l.attrs.public_ip
@@ -269,11 +298,7 @@ impl Node {
     }
 
     async fn renew(&mut self, stop: &mut Stop) {
-        match self
-            .reg
-            .renew_subnet(self.lease.subnet, self.lease.ipv6_subnet, &self.attrs)
-            .await
-        {
+        match self.mgr.renew(&self.lease, &self.attrs).await {
             Ok(expiration) => {
                 self.lease.expiration = expiration;
                 log::info!(
@@ -285,10 +310,11 @@ impl Node {
             }
             Err(SubnetError::LeaseLost) => self.reacquire(stop).await,
             Err(e) => {
-                let retry = RENEW_RETRY.min(self.reg.ttl() / 4);
+                let ttl = self.mgr.lease_ttl().unwrap_or(RENEW_RETRY);
+                let retry = RENEW_RETRY.min(ttl / 4);
                 log::error!("Error renewing lease (trying again in {retry:?}): {e}");
                 self.state.set_error(format!("renewing lease: {e}"));
-                self.renew_at = Instant::now() + retry;
+                self.renew_at = Some(Instant::now() + retry);
             }
         }
     }
@@ -302,20 +328,16 @@ impl Node {
             self.lease.key()
         );
         let previous = Some((self.lease.subnet, self.lease.ipv6_subnet));
-        let Some(lease) = acquire_until_stopped(
-            &self.reg,
-            &self.config,
-            &self.attrs,
-            previous,
-            &self.state,
-            stop,
-        )
-        .await
+        let Some(lease) = self
+            .mgr
+            .reacquire(&self.config, &self.attrs, previous, &self.state, stop)
+            .await
         else {
             return;
         };
         let changed = lease.key() != self.lease.key();
         self.lease = lease;
+        self.own_seen = false;
         self.schedule_renewal();
         self.state.lock().lease = Some(self.lease.clone());
         if !changed {
@@ -343,5 +365,13 @@ impl Node {
             }
             Err(e) => log::error!("{e}"),
         }
+    }
+}
+
+/// Resolves when a renewal is due; never when there is nothing to renew.
+async fn renewal_due(at: Option<Instant>) {
+    match at {
+        Some(t) => sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }

@@ -132,6 +132,11 @@ impl Upkeep {
         }
     }
 
+    /// Whether subnet.env holds exactly what this node writes.
+    pub fn subnet_file_in_place(&self) -> bool {
+        std::fs::read_to_string(&self.subnet_file).is_ok_and(|text| text == self.subnet_env)
+    }
+
     pub fn ensure_blackholes(&self) -> Result<usize, netops::netlink::NetlinkError> {
         if self.blackholes.is_empty() {
             return Ok(0);

@@ -9,7 +9,9 @@ use netconf::flannel::{BackendConfig, NetworkConfig};
 use netops::netlink::Handle;
 use tokio::sync::oneshot;
 
-use crate::backend::{new_backend, Backend, BackendError, ExternalInterface};
+use crate::backend::{
+    new_backend_with_vtep_macs, Backend, BackendError, ExternalInterface, StoredMacs,
+};
 
 type Job = Box<dyn FnOnce(&mut dyn Backend) + Send>;
 
@@ -37,13 +39,25 @@ impl BackendWorker {
         ext: ExternalInterface,
         network: NetworkConfig,
     ) -> Result<BackendWorker, WorkerError> {
+        Self::start_with_vtep_macs(cfg, ext, network, StoredMacs::default())
+    }
+
+    /// [`BackendWorker::start`], re-creating a vxlan device with the MACs a previous run
+    /// published (kube mode keeps them in the Node's annotations).
+    pub fn start_with_vtep_macs(
+        cfg: BackendConfig,
+        ext: ExternalInterface,
+        network: NetworkConfig,
+        macs: StoredMacs,
+    ) -> Result<BackendWorker, WorkerError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<&'static str, WorkerError>>(1);
         thread::Builder::new()
             .name("backend".into())
             .spawn(move || {
                 let built = Handle::new().map_err(WorkerError::from).and_then(|nl| {
-                    new_backend(&cfg, &ext, &network, nl).map_err(WorkerError::from)
+                    new_backend_with_vtep_macs(&cfg, &ext, &network, nl, macs)
+                        .map_err(WorkerError::from)
                 });
                 let mut backend = match built {
                     Ok(b) => {

@@ -3,6 +3,8 @@
 
 pub mod alloc;
 pub mod etcd;
+#[cfg(feature = "kube")]
+pub mod kube;
 pub mod peers;
 
 #[cfg(test)]

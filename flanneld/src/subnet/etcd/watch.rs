@@ -66,6 +66,9 @@ pub async fn watch_subnets_from(
     let mut backoff = Backoff(BACKOFF_START);
     // The next revision to watch from; None means a snapshot is needed first.
     let mut next_rev: Option<i64> = from;
+    // Set by a broken stream until its successor is confirmed, so an outage is logged both
+    // when it starts and when it ends.
+    let mut interrupted = false;
     loop {
         if *stop.borrow() {
             return;
@@ -82,6 +85,7 @@ pub async fn watch_subnets_from(
                 }
                 Err(e) => {
                     log::warn!("failed to list subnet leases: {e}");
+                    interrupted = true;
                     if sleep_or_stop(backoff.next(), &mut stop).await {
                         return;
                     }
@@ -89,7 +93,18 @@ pub async fn watch_subnets_from(
                 }
             },
         };
-        match follow(&reg, rev, &tx, &mut next_rev, &mut backoff, &mut stop).await {
+        let resuming = std::mem::take(&mut interrupted);
+        match follow(
+            &reg,
+            rev,
+            resuming,
+            &tx,
+            &mut next_rev,
+            &mut backoff,
+            &mut stop,
+        )
+        .await
+        {
             StreamEnd::Stop => return,
             StreamEnd::Compacted => {
                 log::warn!("watch revision {rev} was compacted, re-listing subnet leases");
@@ -100,6 +115,7 @@ pub async fn watch_subnets_from(
                     "subnet watch interrupted ({why}), resuming from revision {}",
                     next_rev.unwrap_or(rev)
                 );
+                interrupted = true;
                 if sleep_or_stop(backoff.next(), &mut stop).await {
                     return;
                 }
@@ -116,9 +132,11 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
+/// `resuming`: the previous stream broke; the creation of this one ends the outage.
 async fn follow(
     reg: &Registry,
     from: i64,
+    mut resuming: bool,
     tx: &mpsc::Sender<WatchMsg>,
     next_rev: &mut Option<i64>,
     backoff: &mut Backoff,
@@ -133,6 +151,8 @@ async fn follow(
         Ok(s) => s,
         Err(e) => return StreamEnd::Broken(e.to_string()),
     };
+    // The call returning only means the request went out; the server's creation response
+    // is what shows etcd is serving again.
     loop {
         let msg = tokio::select! {
             m = stream.message() => m,
@@ -151,6 +171,10 @@ async fn follow(
         };
         if resp.compact_revision() != 0 {
             return StreamEnd::Compacted;
+        }
+        if resuming && resp.created() && !resp.canceled() {
+            log::info!("subnet watch re-established, resuming from revision {from}");
+            resuming = false;
         }
         if resp.canceled() {
             let reason = resp.cancel_reason().to_owned();

@@ -1,0 +1,74 @@
+#!/bin/sh
+# Installs flannel-rs onto a node: the CNI plugins into $CNI_BIN_DIR (/opt/cni/bin), flanneld
+# into $BIN_DIR (/usr/local/bin) with its systemd unit, and optionally the CNI conflist.
+#
+# Everything is placed under $DESTDIR (empty by default), so packaging, the DaemonSet's init
+# container (DESTDIR=/host) and tests (DESTDIR=<tempdir>) never touch the running system.
+#
+#   SRC_DIR           where the built binaries are (default: target/release next to this script)
+#   DESTDIR           root to install under (default: none)
+#   CNI_BIN_DIR       default /opt/cni/bin
+#   BIN_DIR           default /usr/local/bin
+#   INSTALL_FLANNELD  "false" installs only the CNI side (the DaemonSet runs flanneld itself)
+#   SYSTEMD_DIR       default /etc/systemd/system; the unit is installed with flanneld
+#   CNI_CONF_SRC      a conflist to install as $CNI_CONF_DIR/$CNI_CONF_NAME (default: none)
+#   CNI_CONF_DIR      default /etc/cni/net.d
+#   CNI_CONF_NAME     default 10-flannel.conflist
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+SRC_DIR=${SRC_DIR:-$here/../target/release}
+DESTDIR=${DESTDIR:-}
+CNI_BIN_DIR=${CNI_BIN_DIR:-/opt/cni/bin}
+BIN_DIR=${BIN_DIR:-/usr/local/bin}
+INSTALL_FLANNELD=${INSTALL_FLANNELD:-true}
+SYSTEMD_DIR=${SYSTEMD_DIR:-/etc/systemd/system}
+CNI_CONF_SRC=${CNI_CONF_SRC:-}
+CNI_CONF_DIR=${CNI_CONF_DIR:-/etc/cni/net.d}
+CNI_CONF_NAME=${CNI_CONF_NAME:-10-flannel.conflist}
+UNIT_SRC=${UNIT_SRC:-$here/../deploy/flanneld.service}
+
+PLUGINS="flannel bridge host-local portmap"
+
+die() {
+    echo "install.sh: $*" >&2
+    exit 1
+}
+
+# Copies $1 to $2 through a temporary name in the same directory and renames it into place:
+# a runtime executing the old plugin at that moment keeps its inode, and never sees a
+# half-written file ("text file busy" and truncated binaries are the classic failure).
+place() {
+    src=$1 dst=$2 mode=$3
+    [ -f "$src" ] || die "missing $src (build with: cargo build --release)"
+    mkdir -p "$(dirname "$dst")"
+    tmp="$dst.tmp.$$"
+    cp "$src" "$tmp"
+    chmod "$mode" "$tmp"
+    mv -f "$tmp" "$dst"
+    echo "installed $dst"
+}
+
+# Check everything first so a missing binary leaves nothing half-installed.
+for p in $PLUGINS; do
+    [ -f "$SRC_DIR/$p" ] || die "missing $SRC_DIR/$p (build with: cargo build --release)"
+done
+if [ "$INSTALL_FLANNELD" != false ]; then
+    [ -f "$SRC_DIR/flanneld" ] || die "missing $SRC_DIR/flanneld (build with: cargo build --release)"
+fi
+if [ -n "$CNI_CONF_SRC" ]; then
+    [ -f "$CNI_CONF_SRC" ] || die "missing $CNI_CONF_SRC"
+fi
+
+for p in $PLUGINS; do
+    place "$SRC_DIR/$p" "$DESTDIR$CNI_BIN_DIR/$p" 0755
+done
+if [ "$INSTALL_FLANNELD" != false ]; then
+    place "$SRC_DIR/flanneld" "$DESTDIR$BIN_DIR/flanneld" 0755
+    if [ -f "$UNIT_SRC" ]; then
+        place "$UNIT_SRC" "$DESTDIR$SYSTEMD_DIR/flanneld.service" 0644
+    fi
+fi
+if [ -n "$CNI_CONF_SRC" ]; then
+    place "$CNI_CONF_SRC" "$DESTDIR$CNI_CONF_DIR/$CNI_CONF_NAME" 0644
+fi
