@@ -242,3 +242,28 @@ fn nft_scripts_apply_atomically_and_tables_list_back() {
     })
     .unwrap();
 }
+
+#[test]
+fn nfquery_sees_nft_tables_and_iptables_nft_chains_without_a_process() {
+    use netops::firewall::nfquery::{self, IptablesVariant, NfFamily};
+    let ns = TestNetns::new();
+    run_in(ns.path(), || {
+        assert!(!nfquery::table_exists(NfFamily::Inet, "nfq").unwrap());
+        assert!(!nfquery::chain_exists(NfFamily::Inet, "nfq", "c1").unwrap());
+        nft::apply("add table inet nfq\nadd chain inet nfq c1\n").unwrap();
+        assert!(nfquery::table_exists(NfFamily::Inet, "nfq").unwrap());
+        assert!(!nfquery::table_exists(NfFamily::Ip, "nfq").unwrap(), "other family");
+        assert!(nfquery::chain_exists(NfFamily::Inet, "nfq", "c1").unwrap());
+        assert!(!nfquery::chain_exists(NfFamily::Inet, "nfq", "c2").unwrap());
+
+        // iptables-nft chains are nf_tables chains of table `ip nat`.
+        if nfquery::iptables_variant("iptables-restore") == IptablesVariant::Nft {
+            let mut b = Batch::load(Family::V4, "nat").unwrap();
+            b.ensure_chain("CNI-NFQ").unwrap();
+            b.apply().unwrap();
+            assert!(nfquery::chain_exists(NfFamily::Ip, "nat", "CNI-NFQ").unwrap());
+            assert!(!nfquery::chain_exists(NfFamily::Ip6, "nat", "CNI-NFQ").unwrap());
+        }
+    })
+    .unwrap();
+}

@@ -2,5 +2,6 @@
 //! `nft -f -` transactions. Both front-ends are run by [`tool`], never through a shell.
 
 pub mod iptables;
+pub mod nfquery;
 pub mod nft;
 mod tool;

@@ -36,6 +36,16 @@ impl Family {
         }
     }
 
+    fn nf_family(self) -> Option<super::nfquery::NfFamily> {
+        use super::nfquery::NfFamily;
+        match self {
+            Family::Ip => Some(NfFamily::Ip),
+            Family::Ip6 => Some(NfFamily::Ip6),
+            Family::Inet => Some(NfFamily::Inet),
+            _ => None,
+        }
+    }
+
     /// `ip` or `ip6`, the family matching an address.
     pub fn of_ip(v6: bool) -> Family {
         if v6 {
@@ -131,6 +141,13 @@ pub fn apply(script: &str) -> Result<(), NftError> {
 
 /// The chains and rules of `family table`, or `None` when there is no such table.
 pub fn list_table(family: Family, table: &str) -> Result<Option<Table>, NftError> {
+    // The common answer on DEL paths is "no such table": the kernel gives it without a
+    // process. Any doubt (an error, a family nfquery does not map) goes to nft itself.
+    if let Some(nf) = family.nf_family() {
+        if let Ok(false) = super::nfquery::table_exists(nf, table) {
+            return Ok(None);
+        }
+    }
     match exec(&["-j", "list", "table", family.as_str(), table], None) {
         Ok(json) => parse_listing(&json).map(Some),
         // nft's error text for a missing table is strerror(ENOENT), which the locale may

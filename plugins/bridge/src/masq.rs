@@ -12,7 +12,7 @@
 //! recognise rules created by upstream's plugin too.
 
 use ipnet::IpNet;
-use netops::firewall::iptables::{Batch, Family, IptablesError};
+use netops::firewall::iptables::{self, Batch, Family, IptablesError};
 use sha2::{Digest, Sha512};
 
 use crate::sigterm::SigtermIgnored;
@@ -30,6 +30,8 @@ pub enum MasqError {
     UnknownBackend(String),
     #[error(transparent)]
     Nft(#[from] netops::firewall::nft::NftError),
+    #[error("the masquerade setup thread panicked")]
+    Panicked,
 }
 
 /// Lowercase hex of SHA-512(`input`), truncated to `len` characters.
@@ -165,7 +167,7 @@ impl Owner {
             if mine.is_empty() {
                 continue;
             }
-            let mut batch = Batch::load(family, TABLE)?;
+            let mut batch = Batch::load_for_chain(family, TABLE, &self.chain)?;
             self.plan_setup(&mut batch, &mine)?;
             batch.apply()?;
         }
@@ -178,6 +180,9 @@ impl Owner {
         let _hold = SigtermIgnored::new();
         let mut first = None;
         for family in [Family::V4, Family::V6] {
+            if iptables::chain_absent(family, TABLE, &self.chain) {
+                continue; // nothing of ours can be there: no save, no restore
+            }
             let outcome = Batch::load(family, TABLE).and_then(|mut batch| {
                 self.plan_teardown(&mut batch)?;
                 batch.apply()

@@ -20,7 +20,7 @@ use crate::bridge::{self, PortSettings};
 use crate::config::BridgeConf;
 use crate::error::BridgeError;
 use crate::gateway::{self, CONTAINER_IFACE_INDEX};
-use crate::masq::Owner;
+use crate::masq::{MasqError, Owner};
 use crate::spoofchk::SpoofCheck;
 use crate::{iface, masq_backend, veth};
 
@@ -51,12 +51,17 @@ struct Attach<'r> {
 pub fn add(req: &Request) -> Result<CniResult, BridgeError> {
     let conf = BridgeConf::load(&req.conf, &req.env.args)?;
     conf.validate_for_add()?;
+    // A CNI_NETNS that is not a namespace is refused before anything is created; upstream
+    // builds the bridge and runs IPAM first and leaves the bridge behind.
+    let path = netns_path(req);
+    let cont_ns = open_netns(Path::new(&path))
+        .map_err(|source| BridgeError::OpenNetns { path, source })?;
     let host = Handle::new().map_err(BridgeError::netlink("failed to open netlink socket"))?;
     let mut attach = Attach {
         req,
         conf,
         host,
-        cont_ns: None,
+        cont_ns: Some(cont_ns),
         cont: None,
         undo: Vec::new(),
     };
@@ -85,17 +90,59 @@ fn iface(link: &LinkInfo) -> Interface {
     }
 }
 
-impl Attach<'_> {
+/// The links an ADD made before addressing: the bridge, the veth pair, the host namespace.
+struct Plumbing {
+    br: LinkInfo,
+    pair: veth::VethPair,
+    host_ns: File,
+    path: String,
+}
+
+impl<'r> Attach<'r> {
+    /// IPAM runs in its own process while this one builds the bridge and the veth pair:
+    /// neither depends on the other, and the host-local exec is a large share of an ADD.
+    /// The masquerade rules likewise go in while the container side is addressed. Errors
+    /// are reported in upstream's order (links, then IPAM), and whatever succeeded is on the
+    /// undo list either way.
     fn run(&mut self) -> Result<CniResult, BridgeError> {
         let req = self.req;
+        std::thread::scope(|scope| {
+            let ipam = self.conf.ipam_type.clone().map(|plugin| {
+                scope.spawn(move || {
+                    skel::delegate::add(&plugin, &req.stdin, &req.env, req.conf.cni_version)
+                })
+            });
+            let plumbing = self.plumb();
+            let ipam_result = ipam.map(|thread| {
+                thread.join().unwrap_or_else(|_| {
+                    Err(netconf::CniError::new(
+                        netconf::codes::INTERNAL,
+                        "IPAM delegate thread panicked",
+                    ))
+                })
+            });
+            if let Some(Ok(_)) = ipam_result {
+                self.undo.push(Undo::Ipam);
+            }
+            let plumbing = plumbing?;
+            let ipam_result = ipam_result.transpose().map_err(BridgeError::Ipam)?;
+            self.address(scope, plumbing, ipam_result)
+        })
+    }
+
+    fn plumb(&mut self) -> Result<Plumbing, BridgeError> {
+        let req = self.req;
         let ifname = req.env.ifname.as_str();
-        let mut br = bridge::ensure(&mut self.host, &self.conf)?;
+        let br = bridge::ensure(&mut self.host, &self.conf)?;
 
         let path = netns_path(req);
-        let cont_ns = open_netns(Path::new(&path)).map_err(|source| BridgeError::OpenNetns {
-            path: path.clone(),
-            source,
-        })?;
+        let cont_ns = match self.cont_ns.take() {
+            Some(ns) => ns,
+            None => open_netns(Path::new(&path)).map_err(|source| BridgeError::OpenNetns {
+                path: path.clone(),
+                source,
+            })?,
+        };
         // One socket per namespace, created once; the thread enters the container only
         // for the instant the socket is created.
         let cont = {
@@ -126,6 +173,31 @@ impl Attach<'_> {
             preserve_default_vlan: self.conf.preserve_default_vlan,
         };
         bridge::attach_port(&mut self.host, &br, &pair.host, settings)?;
+        Ok(Plumbing {
+            br,
+            pair,
+            host_ns,
+            path,
+        })
+    }
+
+    fn address<'scope>(
+        &mut self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        plumbing: Plumbing,
+        ipam_result: Option<CniResult>,
+    ) -> Result<CniResult, BridgeError>
+    where
+        'r: 'scope,
+    {
+        let req = self.req;
+        let ifname = req.env.ifname.as_str();
+        let Plumbing {
+            mut br,
+            pair,
+            host_ns,
+            path,
+        } = plumbing;
 
         let mut result = CniResult::new(CniVersion::V1_1_0);
         result.interfaces = vec![
@@ -147,11 +219,8 @@ impl Attach<'_> {
             sc.setup(&pair.host.name, &container_mac)?;
         }
 
-        if let Some(ipam) = self.conf.ipam_type.clone() {
-            let ipam_result =
-                skel::delegate::add(&ipam, &req.stdin, &req.env, req.conf.cni_version)
-                    .map_err(BridgeError::Ipam)?;
-            self.undo.push(Undo::Ipam);
+        let mut masq = None;
+        if let Some(ipam_result) = ipam_result {
             result.ips = ipam_result.ips;
             result.routes = ipam_result.routes;
             result.dns = ipam_result.dns;
@@ -163,6 +232,19 @@ impl Attach<'_> {
                 self.conf.is_gateway,
                 self.conf.is_default_gateway,
             );
+
+            if self.conf.ip_masq {
+                let backend = masq_backend::choose(self.conf.ip_masq_backend.as_deref())?;
+                let owner = Owner::new(&self.conf.network, &req.env.container_id);
+                self.undo.push(Undo::Masq(backend, owner.clone()));
+                let ips: Vec<_> = result.ips.iter().map(|ip| ip.address).collect();
+                // Spawned while this thread is in the host namespace, so the rule tools
+                // run there too.
+                masq = Some(scope.spawn(move || {
+                    masq_backend::setup(backend, &owner, &ips, ifname, &req.env.container_id)
+                }));
+            }
+
             let cont = self.cont.as_mut().expect("opened above");
             let cont_ns = self.cont_ns.as_ref().expect("opened above");
             iface::container_sysctls(cont_ns, ifname, self.conf.enable_dad)?;
@@ -196,14 +278,6 @@ impl Attach<'_> {
                     result.interfaces.push(iface(&port));
                 }
             }
-
-            if self.conf.ip_masq {
-                let backend = masq_backend::choose(self.conf.ip_masq_backend.as_deref())?;
-                let owner = Owner::new(&self.conf.network, &req.env.container_id);
-                self.undo.push(Undo::Masq(backend, owner.clone()));
-                let ips: Vec<_> = result.ips.iter().map(|ip| ip.address).collect();
-                masq_backend::setup(backend, &owner, &ips, ifname, &req.env.container_id)?;
-            }
         } else if !self.conf.disable_container_interface {
             let cont = self.cont.as_mut().expect("opened above");
             iface::link_up(cont, pair.container.index, ifname)?;
@@ -211,6 +285,11 @@ impl Attach<'_> {
 
         if !self.conf.disable_container_interface {
             self.wait_port_up(&pair.host.name)?;
+        }
+        if let Some(thread) = masq {
+            thread
+                .join()
+                .unwrap_or_else(|_| Err(MasqError::Panicked))?;
         }
 
         // MACs can change after creation: the bridge takes the lowest port MAC until an

@@ -22,31 +22,44 @@ pub fn del(req: &Request) -> Result<(), BridgeError> {
     let conf = BridgeConf::load(&req.conf, &req.env.args)?;
     let mut errors = Errors::new();
 
-    // Upstream returns at once when this fails (e.g. CNI_NETNS is not a namespace), keeping
-    // the IP reserved; here the IP and the rules are released regardless and the error is
-    // still reported.
-    if let Some(path) = req
-        .env
-        .netns
-        .as_deref()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        errors.note(remove_container_link(path, &req.env.ifname));
-    }
-    if let Some(ipam) = &conf.ipam_type {
-        errors.note(skel::delegate::del(ipam, &req.stdin, &req.env).map_err(BridgeError::Ipam));
-    }
-    if conf.mac_spoof_check {
-        // Upstream only logs spoof-check teardown failures: a leftover chain matches a
-        // veth name that no longer exists and is harmless.
-        if let Err(e) = SpoofCheck::new(&req.env.container_id, &req.env.ifname).teardown() {
-            eprintln!("bridge: spoof-check teardown: {e}");
+    // The three parts share nothing, and each mostly waits (the kernel's link removal, the
+    // IPAM process, the rule tools): run them side by side. The link thread enters the
+    // container namespace itself; this thread stays in the host's for the rule tools.
+    std::thread::scope(|scope| {
+        // Upstream returns at once when this fails (e.g. CNI_NETNS is not a namespace),
+        // keeping the IP reserved; here the IP and the rules are released regardless and
+        // the error is still reported.
+        let link = req
+            .env
+            .netns
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|path| scope.spawn(move || remove_container_link(path, &req.env.ifname)));
+        let ipam = conf.ipam_type.as_deref().map(|ipam| {
+            scope.spawn(move || {
+                skel::delegate::del(ipam, &req.stdin, &req.env).map_err(BridgeError::Ipam)
+            })
+        });
+        if conf.mac_spoof_check {
+            // Upstream only logs spoof-check teardown failures: a leftover chain matches a
+            // veth name that no longer exists and is harmless.
+            if let Err(e) = SpoofCheck::new(&req.env.container_id, &req.env.ifname).teardown() {
+                eprintln!("bridge: spoof-check teardown: {e}");
+            }
         }
-    }
-    if conf.is_layer3() && conf.ip_masq {
-        let owner = Owner::new(&conf.network, &req.env.container_id);
-        errors.note(masq_backend::teardown_all(&owner, &req.env.ifname));
-    }
+        let masq = (conf.is_layer3() && conf.ip_masq).then(|| {
+            let owner = Owner::new(&conf.network, &req.env.container_id);
+            masq_backend::teardown_all(&owner, &req.env.ifname)
+        });
+        for thread in [link, ipam].into_iter().flatten() {
+            errors.note(thread.join().unwrap_or_else(|_| {
+                Err(BridgeError::Failed("teardown thread panicked".into()))
+            }));
+        }
+        if let Some(outcome) = masq {
+            errors.note(outcome);
+        }
+    });
     errors.into_result()
 }
 

@@ -155,18 +155,32 @@ pub fn add(conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
 }
 
 /// DEL: both families that work here; one of them may be missing (no IPv6 in the kernel).
-/// Loading a family's table doubles as upstream's "is it usable" probe.
+/// Loading a family's table doubles as upstream's "is it usable" probe. A family where the
+/// kernel says neither of the container's chains exists is skipped without a save: every
+/// rule DEL removes is in, or jumps to, one of them, and the answer proves it usable.
 pub fn del(conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
-    let v4 = Batch::load(Family::V4, TABLE);
-    let v6 = Batch::load(Family::V6, TABLE);
-    if let (Err(e4), Err(e6)) = (&v4, &v6) {
+    let dnat = chains::dnat_chain_name(&conf.name, container_id);
+    let snat = chains::legacy_snat_chain_name(&conf.name, container_id);
+    let mut loaded = Vec::new();
+    let mut failed = Vec::new();
+    for (family, label) in [(Family::V4, "ipv4"), (Family::V6, "ipv6")] {
+        if iptables::chain_absent(family, TABLE, &dnat)
+            && iptables::chain_absent(family, TABLE, &snat)
+        {
+            continue;
+        }
+        match Batch::load(family, TABLE) {
+            Ok(batch) => loaded.push((batch, label)),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if let [v4, v6] = &failed[..] {
         return Err(PortmapError::NoIptables {
-            v4: e4.to_string(),
-            v6: e6.to_string(),
+            v4: v4.clone(),
+            v6: v6.clone(),
         });
     }
-    for (batch, label) in [(v4, "ipv4"), (v6, "ipv6")] {
-        let Ok(mut batch) = batch else { continue };
+    for (mut batch, label) in loaded {
         let teardown = |source| PortmapError::Teardown {
             family: label,
             source,

@@ -43,6 +43,29 @@ impl Batch {
         })
     }
 
+    /// Like [`Batch::load`] for a batch whose every conditional operation concerns rules
+    /// that mention `chain` (the chain's own rules, jumps to it): when the kernel says the
+    /// chain does not exist, none of those rules can exist either (iptables refuses to drop
+    /// a chain that is still referenced), so an empty snapshot decides them exactly as the
+    /// real one would, and the `iptables-save` process is skipped.
+    pub fn load_for_chain(
+        family: Family,
+        table: &str,
+        chain: &str,
+    ) -> Result<Batch, IptablesError> {
+        if super::chain_absent(family, table, chain) {
+            Batch::with_state(
+                family,
+                SavedTable {
+                    table: table.to_string(),
+                    ..SavedTable::default()
+                },
+            )
+        } else {
+            Batch::load(family, table)
+        }
+    }
+
     /// Starts a batch against a known state (a save taken earlier, or a fixture in tests).
     pub fn with_state(family: Family, state: SavedTable) -> Result<Batch, IptablesError> {
         check_name("table", &state.table)?;

@@ -8,6 +8,7 @@ mod batch;
 pub mod quote;
 mod save;
 
+use super::nfquery::{self, IptablesVariant, NfFamily};
 use super::tool;
 
 pub use batch::Batch;
@@ -33,6 +34,17 @@ impl Family {
             Family::V4 => "iptables-restore",
             Family::V6 => "ip6tables-restore",
         }
+    }
+
+    fn nf_family(self) -> NfFamily {
+        match self {
+            Family::V4 => NfFamily::Ip,
+            Family::V6 => NfFamily::Ip6,
+        }
+    }
+
+    fn variant(self) -> IptablesVariant {
+        nfquery::iptables_variant(self.restore_bin())
     }
 
     fn save_bin(self) -> &'static str {
@@ -125,8 +137,28 @@ pub fn probe(family: Family) -> Result<(), IptablesError> {
     exec(family.save_bin(), &["-t", "nat"], None).map(drop)
 }
 
+///
+/// With iptables-nft tools and a kernel that answers nf_tables queries this needs no
+/// process: both parts iptables-nft depends on are then known to be present.
 pub fn usable(family: Family) -> bool {
+    if family.variant() == IptablesVariant::Nft
+        && nfquery::table_exists(family.nf_family(), "nat").is_ok()
+    {
+        return true;
+    }
     probe(family).is_ok()
+}
+
+/// True only when the kernel says for certain that `chain` is not in `table`: the tools
+/// are iptables-nft, whose chains are nf_tables chains, and nf_tables answered. Callers use
+/// it to skip an `iptables-save` (and a restore) that could find nothing; on any doubt it
+/// says false and the caller asks the tools as before.
+pub fn chain_absent(family: Family, table: &str, chain: &str) -> bool {
+    family.variant() == IptablesVariant::Nft
+        && matches!(
+            nfquery::chain_exists(family.nf_family(), table, chain),
+            Ok(false)
+        )
 }
 
 #[cfg(test)]
