@@ -65,6 +65,12 @@ for p in $PLUGINS; do
 done
 if [ "$INSTALL_FLANNELD" != false ]; then
     place "$SRC_DIR/flanneld" "$DESTDIR$BIN_DIR/flanneld" 0755
+    # The companion tools go with the daemon when they were built.
+    for tool in mk-docker-opts flannelctl; do
+        if [ -f "$SRC_DIR/$tool" ]; then
+            place "$SRC_DIR/$tool" "$DESTDIR$BIN_DIR/$tool" 0755
+        fi
+    done
     if [ -f "$UNIT_SRC" ]; then
         place "$UNIT_SRC" "$DESTDIR$SYSTEMD_DIR/flanneld.service" 0644
     fi

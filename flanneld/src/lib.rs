@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod daemon;
+pub mod docker_opts;
 pub mod goflag;
 pub mod health;
 pub mod iface;

@@ -298,6 +298,38 @@ fn systemd_unit_notifies_and_uses_real_flags() {
     }
 }
 
+#[test]
+fn docker_unit_pair_hands_mk_docker_opts_output_to_dockerd() {
+    let unit = read("deploy/docker/flanneld.service");
+    assert!(unit.lines().any(|l| l == "Type=notify"), "{unit}");
+    let flags = help_flags();
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/flanneld"));
+    for w in words {
+        let name = flag_name(w).unwrap();
+        assert!(flags.contains(name), "--{name} is not a flanneld flag");
+    }
+    let post: Vec<&str> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStartPost="))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(post[0], "/usr/local/bin/mk-docker-opts");
+    let args: Vec<String> = post[1..].iter().map(|s| s.to_string()).collect();
+    let opts = flanneld::docker_opts::parse_args(&args).expect("options mk-docker-opts accepts");
+    assert_eq!(opts.combined_key, "DOCKER_NETWORK_OPTIONS");
+
+    let dropin = read("deploy/docker/docker.service.d/flannel.conf");
+    assert!(
+        dropin.lines().any(|l| l == format!("EnvironmentFile={}", opts.docker_env)),
+        "the drop-in reads the file mk-docker-opts writes: {dropin}"
+    );
+    assert!(dropin.contains("$DOCKER_NETWORK_OPTIONS"), "{dropin}");
+    assert!(dropin.lines().any(|l| l == "ExecStart="), "resets the packaged ExecStart");
+}
+
 fn fake_build(dir: &Path) {
     for bin in ["flannel", "bridge", "host-local", "portmap", "flanneld"] {
         std::fs::write(dir.join(bin), format!("#!/bin/sh\necho {bin}\n")).unwrap();

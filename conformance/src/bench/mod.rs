@@ -9,11 +9,13 @@
 //! - [`traffic`]: ping and iperf3 between namespaces, parsed;
 //! - [`routes`]: watching a namespace's routing table over netlink;
 //! - [`etcd_http`]: writing lease records with an exact send timestamp;
+//! - [`floor`]: the kernel and process costs every plugin pays, for context;
 //! - [`plugin_exec`]: running plugins directly (no libcni), timed, and their peak RSS;
 //! - [`stats`] and [`table`]: medians, percentiles and aligned text tables.
 
 pub mod cluster;
 pub mod etcd_http;
+pub mod floor;
 pub mod in_netns;
 pub mod interrupt;
 pub mod plugin_exec;

@@ -135,6 +135,8 @@ fn run() -> Result<(), BoxError> {
     }
     println!("bench-cni: peak RSS (VmHWM at exit, {RSS_RUNS} ADDs each)");
     let rss = peak_rss()?;
+    println!("bench-cni: the floor every plugin pays");
+    let floor = conformance::bench::floor::measure(iterations)?;
     println!(
         "\nCNI latency ({} in total)\n",
         fmt_secs(t0.elapsed().as_secs_f64())
@@ -146,6 +148,9 @@ fn run() -> Result<(), BoxError> {
     println!("  reference kube-flannel chain = reference bridge (with the delegate config upstream flannel builds) + portmap: no Go flannel binary exists here\n");
     println!("Peak RSS per plugin process (ADD)\n");
     print!("{rss}");
+    println!("\nThe floor: steps every bridge ADD/DEL contains, whoever implements it\n");
+    print!("{floor}");
+    println!("  an ADD creates a veth pair and starts the IPAM process; a DEL deletes the pair; ipMasq/portmap add a restore each");
     Ok(())
 }
 
