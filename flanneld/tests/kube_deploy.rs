@@ -136,7 +136,7 @@ fn configmap_holds_a_valid_conflist_and_net_conf() {
     assert_eq!(net.backend_type, "vxlan");
     assert!(
         !net.enable_nftables,
-        "flanneld refuses EnableNFTables for now"
+        "the manifest keeps upstream's default (iptables mode)"
     );
 }
 

@@ -70,16 +70,24 @@ pub enum Backend {
     Vxlan,
     VxlanDirectRouting,
     HostGw,
+    /// TUN `flannel0` with every packet forwarded by flanneld in user space.
+    Udp,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::Vxlan, Backend::VxlanDirectRouting, Backend::HostGw];
+    pub const ALL: [Backend; 4] = [
+        Backend::Vxlan,
+        Backend::VxlanDirectRouting,
+        Backend::HostGw,
+        Backend::Udp,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             Backend::Vxlan => "vxlan",
             Backend::VxlanDirectRouting => "vxlan+DirectRouting",
             Backend::HostGw => "host-gw",
+            Backend::Udp => "udp",
         }
     }
 
@@ -89,6 +97,7 @@ impl Backend {
             Backend::Vxlan => json!({"Type": "vxlan"}),
             Backend::VxlanDirectRouting => json!({"Type": "vxlan", "DirectRouting": true}),
             Backend::HostGw => json!({"Type": "host-gw"}),
+            Backend::Udp => json!({"Type": "udp"}),
         };
         json!({"Network": NETWORK, "Backend": backend})
     }
@@ -390,10 +399,13 @@ impl Node {
         if std::ptr::eq(self, other) {
             return "same host, cni0".to_owned();
         }
+        // `route get` rather than the subnet's own route: udp has one route for the whole
+        // network (via flannel0), the other backends one per peer.
+        let probe = other_subnet.hosts().next().unwrap_or(other_subnet.addr());
         let out = self
             .host
             .netns()
-            .exec(&["ip", "-4", "route", "show", &other_subnet.to_string()]);
+            .exec(&["ip", "-4", "route", "get", &probe.to_string()]);
         let route = String::from_utf8_lossy(&out.stdout);
         let dev = route
             .split_whitespace()

@@ -44,6 +44,50 @@ struct Throughput {
     streams: u32,
     pod: Samples,
     underlay: Samples,
+    /// Machine-wide busy CPU seconds per GB moved (iperf3 itself included, on both paths).
+    pod_cpu: Samples,
+    underlay_cpu: Samples,
+}
+
+/// Busy CPU time of the whole machine so far (every core; user, system, irq, softirq,
+/// steal), from /proc/stat. Machine-wide because the overlays' work lands in softirq on
+/// whatever core the packet is on (vxlan) or in flanneld's threads (udp): no per-process
+/// figure would compare them fairly.
+fn busy_cpu_secs() -> Result<f64, BoxError> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().ok_or("empty /proc/stat")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse::<u64>())
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| ticks.get(i)).sum();
+    let hz = nix_clk_tck();
+    Ok(busy as f64 / hz)
+}
+
+fn nix_clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
+}
+
+/// One iperf3 run with the CPU it cost: (bits/s, busy CPU seconds per GB).
+fn measure_with_cpu(
+    server: &IperfServer,
+    client: &conformance::Netns,
+    streams: u32,
+) -> Result<(f64, f64), BoxError> {
+    let before = busy_cpu_secs()?;
+    let bps = server.measure(client, IPERF_SECS, streams)?;
+    let cpu = busy_cpu_secs()? - before;
+    let gb = bps * f64::from(IPERF_SECS) / 8.0 / 1e9;
+    Ok((bps, if gb > 0.0 { cpu / gb } else { f64::NAN }))
 }
 
 struct Programming {
@@ -110,6 +154,8 @@ fn run() -> Result<(), BoxError> {
     println!("\nTCP throughput, pod to pod vs underlay host to host (iperf3, median of {repeats} × {IPERF_SECS} s; {} in total)\n", fmt_secs(t0.elapsed().as_secs_f64()));
     print!("{}", render_throughput(&throughput));
     println!("  path = how h1 routes to the peer's pod subnet, read from its routing table during the run");
+    println!("  pod/vxlan = this backend's pod-to-pod median over kernel vxlan's for the same pair and streams (udp target: ≥ 0.5×)");
+    println!("  CPU s/GB = busy CPU seconds of the whole machine (all cores, iperf3 included) per GB received, from /proc/stat");
     println!("\nRoute programming on the peers (flanneld watching etcd; kernel route table watched over netlink)\n");
     print!("{}", render_programming(&programming));
     println!("  lease put/delete: a lease record for a fake node written to etcd by hand; time from sending the request to the route appearing/disappearing, every peer counted");
@@ -164,27 +210,33 @@ fn run_backend(
                 "[{tag}] iperf3 h1 -> {} ({path}), {streams} stream(s)",
                 nodes[k].tag()
             );
-            let (pod, underlay) = measure_pair(&nodes, &pods, k, streams, repeats)?;
+            let m = measure_pair(&nodes, &pods, k, streams, repeats)?;
             throughput.push(Throughput {
                 backend: tag,
                 pair: format!("h1 → {}", nodes[k].tag()),
                 path: path.clone(),
                 streams,
-                pod,
-                underlay,
+                pod: m[0].clone(),
+                underlay: m[1].clone(),
+                pod_cpu: m[2].clone(),
+                underlay_cpu: m[3].clone(),
             });
         }
     }
-    println!("[{tag}] timing {leases} lease records and {JOINS} joining hosts");
-    let (put, delete) = lease_latency(cluster, &nodes, &subnets, backend, leases)?;
-    let join = join_latency(cluster, &nodes, &subnets)?;
-    programming.push(Programming {
-        backend: tag,
-        peers: nodes.len(),
-        put,
-        delete,
-        join,
-    });
+    // udp routes the whole network to flannel0 once and learns peers in user space: there
+    // is no per-peer route whose arrival could be timed.
+    if backend != Backend::Udp {
+        println!("[{tag}] timing {leases} lease records and {JOINS} joining hosts");
+        let (put, delete) = lease_latency(cluster, &nodes, &subnets, backend, leases)?;
+        let join = join_latency(cluster, &nodes, &subnets)?;
+        programming.push(Programming {
+            backend: tag,
+            peers: nodes.len(),
+            put,
+            delete,
+            join,
+        });
+    }
     for (node, pod) in nodes.iter().zip(&mut pods) {
         node.remove_pod(driver, pod)?;
     }
@@ -194,28 +246,32 @@ fn run_backend(
     Ok(())
 }
 
-/// Pod h1 → pod k and host h1 → host k, alternating run by run.
+/// Pod h1 → pod k and host h1 → host k, alternating run by run: throughput of pod and
+/// underlay, then CPU seconds per GB of each.
 fn measure_pair(
     nodes: &[Node],
     pods: &[Pod],
     k: usize,
     streams: u32,
     repeats: usize,
-) -> Result<(Samples, Samples), BoxError> {
+) -> Result<[Samples; 4], BoxError> {
     let pod_server = IperfServer::start(&pods[k].netns, pods[k].ip, IPERF_PORT)?;
     let host_server = IperfServer::start(nodes[k].host.netns(), nodes[k].host.ip(), IPERF_PORT)?;
-    let (mut pod, mut underlay) = (Samples::new(), Samples::new());
+    let mut out: [Samples; 4] = Default::default();
     for rep in 0..repeats {
         let pod_first = rep % 2 == 0;
         for overlay in [pod_first, !pod_first] {
-            if overlay {
-                pod.push(pod_server.measure(&pods[0].netns, IPERF_SECS, streams)?);
+            let (bps, cpu) = if overlay {
+                measure_with_cpu(&pod_server, &pods[0].netns, streams)?
             } else {
-                underlay.push(host_server.measure(nodes[0].host.netns(), IPERF_SECS, streams)?);
-            }
+                measure_with_cpu(&host_server, nodes[0].host.netns(), streams)?
+            };
+            let at = if overlay { 0 } else { 1 };
+            out[at].push(bps);
+            out[at + 2].push(cpu);
         }
     }
-    Ok((pod, underlay))
+    Ok(out)
 }
 
 /// Waits on every watcher at once for `goal`, after `trigger` (called once
@@ -323,6 +379,7 @@ fn fake_lease(backend: Backend, k: u8) -> String {
     };
     let (kind, data) = match backend {
         Backend::HostGw => ("host-gw", serde_json::Value::Null),
+        Backend::Udp => ("", serde_json::Value::Null),
         _ => (
             "vxlan",
             json!({"VNI": 1, "VtepMAC": format!("0a:58:0a:f4:{k:02x}:01")}),
@@ -374,13 +431,20 @@ fn render_throughput(rows: &[Throughput]) -> String {
         ("pod to pod", Align::Right),
         ("underlay", Align::Right),
         ("pod/underlay", Align::Right),
+        ("pod/vxlan", Align::Right),
+        ("CPU s/GB pod", Align::Right),
+        ("CPU s/GB underlay", Align::Right),
     ]);
     let mut last = None;
+    let cpu = |v: Option<f64>| or_dash(v, |x| format!("{x:.2}"));
     for r in rows {
         if last.is_some() && last != Some(r.backend) {
             t.separator();
         }
         last = Some(r.backend);
+        let vxlan = rows
+            .iter()
+            .find(|v| v.backend == "vxlan" && v.pair == r.pair && v.streams == r.streams);
         t.row([
             r.backend.to_owned(),
             r.pair.clone(),
@@ -389,6 +453,9 @@ fn render_throughput(rows: &[Throughput]) -> String {
             or_dash(r.pod.median(), fmt_bps),
             or_dash(r.underlay.median(), fmt_bps),
             fmt_ratio(r.pod.median(), r.underlay.median()),
+            fmt_ratio(r.pod.median(), vxlan.and_then(|v| v.pod.median())),
+            cpu(r.pod_cpu.median()),
+            cpu(r.underlay_cpu.median()),
         ]);
     }
     t.render()
