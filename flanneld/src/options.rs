@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::goflag::{Flag, FlagError, FlagSet, Kind};
 use crate::subnet::etcd::{EtcdConfig, SUBNET_TTL};
+use crate::subnet::etcd_store::EtcdApi;
 
 /// Env prefix of the flag fallback (`FLANNELD_IP_MASQ`, ...).
 pub const ENV_PREFIX: &str = "FLANNELD";
@@ -46,6 +47,12 @@ const FLAGS: &[Flag] = &[
         Kind::String,
         "",
         "CA bundle that verifies the etcd server (with key and cert only)",
+    ),
+    Flag::new(
+        "etcd-api",
+        Kind::String,
+        "auto",
+        "etcd keyspace holding config and leases: v3, v2 (flannel <= v0.17 clusters), or auto (v3 if its config key exists, else v2 if the v2 API has a config)",
     ),
     Flag::new("etcd-username", Kind::String, "", "etcd v3 auth user name"),
     Flag::new("etcd-password", Kind::String, "", "etcd v3 auth password"),
@@ -210,6 +217,8 @@ pub enum OptionsError {
     Resync(i64),
     #[error("invalid {LEASE_TTL_ENV} {0:?}: must be a positive number of seconds")]
     LeaseTtl(String),
+    #[error("invalid -etcd-api {0:?}: must be auto, v2 or v3")]
+    EtcdApi(String),
     #[error("unexpected argument {0:?}: flanneld takes no positional arguments")]
     Positional(String),
 }
@@ -225,6 +234,7 @@ pub enum Invocation {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub etcd: EtcdConfig,
+    pub etcd_api: EtcdApi,
     pub kube_subnet_mgr: bool,
     pub kube_api_url: String,
     pub kubeconfig_file: String,
@@ -313,6 +323,10 @@ pub fn parse(
             _ => return Err(OptionsError::LeaseTtl(s)),
         },
     };
+    let etcd_api = v
+        .string("etcd-api")
+        .parse()
+        .map_err(OptionsError::EtcdApi)?;
     let endpoints = v
         .string("etcd-endpoints")
         .split(',')
@@ -328,6 +342,7 @@ pub fn parse(
             username: v.string("etcd-username"),
             password: v.string("etcd-password"),
         },
+        etcd_api,
         kube_subnet_mgr: v.bool("kube-subnet-mgr"),
         kube_api_url: v.string("kube-api-url"),
         kubeconfig_file: v.string("kubeconfig-file"),
@@ -486,6 +501,20 @@ mod tests {
             parse("f", &["-h".to_owned()], |_| None),
             Ok(Invocation::Help)
         ));
+    }
+
+    #[test]
+    fn etcd_api_flag_env_and_default() {
+        assert_eq!(run(&[], &[]).unwrap().etcd_api, EtcdApi::Auto);
+        assert_eq!(run(&["-etcd-api=v2"], &[]).unwrap().etcd_api, EtcdApi::V2);
+        assert_eq!(run(&["--etcd-api", "v3"], &[]).unwrap().etcd_api, EtcdApi::V3);
+        assert_eq!(
+            run(&[], &[("FLANNELD_ETCD_API", "v2")]).unwrap().etcd_api,
+            EtcdApi::V2
+        );
+        let err = run(&["-etcd-api=v4"], &[]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid -etcd-api \"v4\": must be auto, v2 or v3");
+        assert!(flag_set("flanneld").usage_text().contains("-etcd-api string"));
     }
 
     #[test]

@@ -90,7 +90,15 @@ pub trait Backend: Send {
     fn handle(&mut self, events: &[Event]) -> Result<ApplyReport, BackendError>;
     /// Make the kernel match exactly `peers` (the full current set).
     fn reconcile(&mut self, peers: &[Lease]) -> Result<ApplyReport, BackendError>;
+    /// Packet counters of a datapath the backend runs itself (udp); kernel datapaths have
+    /// their own counters and return `None`.
+    fn counter_source(&self) -> Option<CounterSource> {
+        None
+    }
 }
+
+/// A live view of a userspace datapath's counters, readable from any thread.
+pub type CounterSource = std::sync::Arc<dyn Fn() -> udp::CounterSnapshot + Send + Sync>;
 
 /// Builds the backend named by `cfg`. Nothing touches the kernel before [`Backend::prepare`],
 /// except host-gw's NAT check, which only compares the given addresses.

@@ -6,7 +6,9 @@ use netconf::flannel::{FlannelConfigError, NetworkConfig};
 use serde_json::Value;
 
 use super::{sleep_or_stop, Stop, CONFIG_RETRY};
-use crate::subnet::etcd::Registry;
+use crate::metrics::count_etcd_error;
+use crate::state::{Phase, State};
+use crate::subnet::etcd_store::{Store, StoreSelector};
 
 /// The keys whose value must be an IPv4 and an IPv6 CIDR respectively.
 const V4_NETWORK_KEY: &str = "Network";
@@ -51,17 +53,29 @@ pub fn parse_checked(raw: &str) -> Result<NetworkConfig, String> {
     Ok(cfg)
 }
 
-/// Reads and validates the network config, retrying every second until it is usable.
-/// `None`: stopped while waiting.
-pub async fn wait_for_config(reg: &Registry, stop: &mut Stop) -> Option<NetworkConfig> {
+/// Reads and validates the network config, retrying every second until it is usable; the
+/// keyspace it was found in is the one this node uses. `None`: stopped while waiting.
+/// `state` shows the wait and its reason (`/status`, the CNI plugin's STATUS).
+pub async fn wait_for_config(
+    stores: &StoreSelector,
+    state: &State,
+    stop: &mut Stop,
+) -> Option<(Store, NetworkConfig)> {
+    state.set_phase(Phase::WaitingForConfig(None));
     loop {
         let attempt = async {
-            let raw = reg.get_network_config().await.map_err(|e| e.to_string())?;
-            parse_checked(&raw)
+            let (store, raw) = stores.network_config().await.map_err(|e| {
+                count_etcd_error(&e);
+                e.to_string()
+            })?;
+            parse_checked(&raw).map(|cfg| (store, cfg))
         };
         match attempt.await {
             Ok(cfg) => return Some(cfg),
-            Err(e) => log::error!("Couldn't fetch network config: {e}"),
+            Err(e) => {
+                log::error!("Couldn't fetch network config: {e}");
+                state.fail_phase(Phase::WaitingForConfig(Some(e)));
+            }
         }
         if sleep_or_stop(CONFIG_RETRY, stop).await {
             return None;

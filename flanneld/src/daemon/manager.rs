@@ -10,9 +10,11 @@ use netconf::flannel::NetworkConfig;
 use tokio::sync::mpsc;
 
 use super::{acquire_until_stopped, sleep_or_stop, DaemonError, Stop, CONFIG_RETRY};
+use crate::metrics::count_etcd_error;
 use crate::options::Options;
-use crate::state::State;
-use crate::subnet::etcd::{watch_subnets, Registry, SubnetError, WatchMsg};
+use crate::state::{Phase, State};
+use crate::subnet::etcd::{SubnetError, WatchMsg};
+use crate::subnet::etcd_store::{Store, StoreSelector};
 #[cfg(feature = "kube")]
 use crate::subnet::kube::KubeManager;
 use crate::subnet::{Lease, LeaseAttrs};
@@ -27,7 +29,7 @@ const REACQUIRE_BACKOFF_MAX: Duration = Duration::from_secs(30);
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum Manager {
-    Etcd(Registry),
+    Etcd(Store),
     #[cfg(feature = "kube")]
     Kube(Arc<KubeManager>),
 }
@@ -48,7 +50,7 @@ impl Manager {
         match self {
             Manager::Etcd(reg) => {
                 let (tx, rx) = mpsc::channel(WATCH_QUEUE);
-                tokio::spawn(watch_subnets(reg.clone(), tx, stop));
+                reg.spawn_watch(tx, stop);
                 rx
             }
             #[cfg(feature = "kube")]
@@ -100,7 +102,9 @@ impl Manager {
                         Ok(lease) => return Some(lease),
                         Err(e) => {
                             log::error!("failed to acquire lease: {e} (retrying in {delay:?})");
-                            state.set_error(format!("failed to acquire lease: {e}"));
+                            crate::metrics::store_error(crate::metrics::Store::Kube);
+                            state.metrics().lease_failed();
+                            state.fail_phase(Phase::AcquiringLease(Some(e.to_string())));
                         }
                     }
                     if sleep_or_stop(delay, stop).await {
@@ -137,6 +141,7 @@ impl Manager {
     /// `Ok(None)`: stopped while waiting.
     pub async fn connect(
         opts: &Options,
+        state: &State,
         stop: &mut Stop,
     ) -> Result<Option<(Manager, NetworkConfig)>, DaemonError> {
         if opts.kube_subnet_mgr {
@@ -144,25 +149,30 @@ impl Manager {
         }
         // Without auth nothing is dialled here; with auth the token request can fail while
         // etcd is down, which is worth waiting out like any other etcd outage.
-        let reg = loop {
-            match Registry::connect(&opts.etcd, opts.lease_ttl).await {
-                Ok(reg) => break reg,
+        let stores = loop {
+            match StoreSelector::connect(&opts.etcd, opts.etcd_api, opts.lease_ttl).await {
+                Ok(stores) => break stores,
                 Err(
-                    e @ (SubnetError::TlsFile { .. }
-                    | SubnetError::Etcd(
+                    e @ crate::subnet::etcd_store::StoreError::V3(SubnetError::Etcd(
                         etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_),
                     )),
                 ) => return Err(DaemonError::Etcd(e)),
-                Err(e) => log::error!("failed to connect to etcd: {e}"),
+                Err(e) if e.is_permanent() => return Err(DaemonError::Etcd(e)),
+                Err(e) => {
+                    log::error!("failed to connect to etcd: {e}");
+                    count_etcd_error(&e);
+                    state.fail_phase(Phase::ConnectFailed(format!("etcd: {e}")));
+                }
             }
             if sleep_or_stop(CONFIG_RETRY, stop).await {
                 return Ok(None);
             }
         };
-        let Some(config) = super::config::wait_for_config(&reg, stop).await else {
+        let Some((store, config)) = super::config::wait_for_config(&stores, state, stop).await
+        else {
             return Ok(None);
         };
-        Ok(Some((Manager::Etcd(reg), config)))
+        Ok(Some((Manager::Etcd(store), config)))
     }
 
     #[cfg(not(feature = "kube"))]

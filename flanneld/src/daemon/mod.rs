@@ -14,7 +14,7 @@ mod worker;
 
 pub use config::{offending_field, parse_checked};
 pub use manager::{Manager, StartupHints};
-pub use upkeep::{gateway_v4, gateway_v6, subnet_env, Upkeep, UpkeepFlags};
+pub use upkeep::{gateway_v4, gateway_v6, subnet_env, CheckReport, Upkeep, UpkeepFlags};
 pub use worker::{BackendWorker, WorkerError};
 
 use std::path::Path;
@@ -26,9 +26,11 @@ use netconf::subnet_env::SubnetEnv;
 use tokio::sync::watch;
 
 use crate::iface::{self, IfaceError, IfaceRequest};
+use crate::metrics::count_etcd_error;
 use crate::options::Options;
-use crate::state::State;
-use crate::subnet::etcd::{acquire_lease, AcquireRequest, Registry, SubnetError};
+use crate::state::{Phase, State};
+use crate::subnet::etcd::{acquire_lease, AcquireRequest};
+use crate::subnet::etcd_store::{Store, StoreError};
 use crate::subnet::{Lease, LeaseAttrs};
 
 const CONFIG_RETRY: Duration = Duration::from_secs(1);
@@ -44,8 +46,6 @@ pub enum DaemonError {
     #[cfg(feature = "kube")]
     #[error("Error registering network: failed to acquire lease: {0}")]
     KubeLease(crate::subnet::kube::KubeError),
-    #[error("nftables mode (EnableNFTables) is not yet supported by this flanneld")]
-    NftablesUnsupported,
     #[error("none defined stack")]
     NoStack,
     #[error("Failed to check br_netfilter: {0}")]
@@ -55,7 +55,7 @@ pub enum DaemonError {
     #[error("failed to start the health endpoints: {0}")]
     Healthz(std::io::Error),
     #[error("failed to create etcd client: {0}")]
-    Etcd(SubnetError),
+    Etcd(StoreError),
     #[error(transparent)]
     Iface(#[from] IfaceError),
     #[error("Error registering network: {0}")]
@@ -139,7 +139,7 @@ fn previous_subnet(path: &Path) -> Option<(Ipv4Net, Option<Ipv6Net>)> {
 /// exhausted (`out of subnets` until a node's lease expires or the config grows), lost races.
 /// `None`: stopped while trying.
 pub(crate) async fn acquire_until_stopped(
-    reg: &Registry,
+    reg: &Store,
     config: &NetworkConfig,
     attrs: &LeaseAttrs,
     previous: Option<(Ipv4Net, Option<Ipv6Net>)>,
@@ -157,7 +157,9 @@ pub(crate) async fn acquire_until_stopped(
             Ok(lease) => return Some(lease),
             Err(e) => {
                 log::error!("failed to acquire lease: {e} (retrying in {delay:?})");
-                state.set_error(format!("failed to acquire lease: {e}"));
+                count_etcd_error(&e);
+                state.metrics().lease_failed();
+                state.fail_phase(Phase::AcquiringLease(Some(e.to_string())));
             }
         }
         if sleep_or_stop(delay, stop).await {
@@ -177,17 +179,22 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             .await
             .map_err(DaemonError::Healthz)?;
     }
-    let Some((mgr, config)) = Manager::connect(&opts, &mut stop).await? else {
+    let Some((mgr, config)) = Manager::connect(&opts, &state, &mut stop).await? else {
         return Ok(());
     };
     if !config.enable_ipv4 && !config.enable_ipv6 {
         return Err(DaemonError::NoStack);
     }
-    if config.enable_nftables {
-        return Err(DaemonError::NftablesUnsupported);
+    let mode = crate::masq::Mode::from_config(config.enable_nftables);
+    log::info!("Starting flannel in {mode} mode...");
+    // Before any lease is taken: a node that cannot run nftables says so and what to do.
+    blocking(move || mode.check_available()).await??;
+    // Upstream skips this in nftables mode, which reads no bridge-nf-call-* setting.
+    if mode == crate::masq::Mode::Iptables {
+        check_br_netfilter(&config)?;
     }
-    check_br_netfilter(&config)?;
     let backend_cfg = config.backend_config()?;
+    state.set_phase(Phase::SettingUp);
 
     let hints = mgr.startup_hints().await;
     let req = IfaceRequest {
@@ -219,6 +226,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         backend_v6_data: backend_v6_data.filter(|_| config.enable_ipv6),
     };
     let previous = previous_subnet(&opts.subnet_file);
+    state.set_phase(Phase::AcquiringLease(None));
     let Some(lease) = mgr
         .acquire(&config, &attrs, previous, &state, &mut stop)
         .await?

@@ -4,14 +4,17 @@
 use std::time::{Duration, SystemTime};
 
 use netconf::flannel::NetworkConfig;
+use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 
 use super::{
     blocking, stopped, BackendWorker, DaemonError, Manager, Stop, Upkeep, UpkeepFlags, WorkerError,
 };
 use crate::backend::ApplyReport;
+use crate::metrics::{count_etcd_error, Repair};
 use crate::options::{renew_delay, Options};
-use crate::state::State;
+use crate::state::{DuplicatePublicIp, Phase, State};
+use crate::status::{duplicate_message, duplicate_public_ips};
 use crate::subnet::etcd::{SubnetError, WatchMsg};
 use crate::subnet::peers::{Change, PeerSet};
 use crate::subnet::{Event, Lease, LeaseAttrs};
@@ -19,8 +22,12 @@ use crate::subnet::{Event, Lease, LeaseAttrs};
 /// How often the kernel is compared against the full peer set, repairing routes or
 /// neighbours someone deleted (upstream's host-gw route check runs every 10 s too).
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
-/// Retry delay after a failed renewal (upstream: one minute), shortened for test TTLs.
+/// Longest delay between retries of a failed renewal (upstream retries every minute),
+/// shortened for test TTLs; retries start after [`RENEW_RETRY_FIRST`] and double.
 const RENEW_RETRY: Duration = Duration::from_secs(60);
+const RENEW_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Watch messages stamped with when they were seen, waiting for the node loop.
+const STAMPED_QUEUE: usize = 256;
 
 pub struct NodeSetup {
     pub opts: Options,
@@ -49,6 +56,10 @@ pub struct Node {
     /// Until then a snapshot without it, or with an older version, is stale rather than a
     /// loss: a kube-mode Node list is taken before our annotations are written.
     own_seen: bool,
+    /// Renewals failed in a row, for the retry backoff.
+    renew_failures: u32,
+    /// Public IPs announced by more than one lease, as last reported.
+    duplicates: Vec<DuplicatePublicIp>,
 }
 
 fn flags(opts: &Options) -> UpkeepFlags {
@@ -85,7 +96,7 @@ impl Node {
         let mtu = s.worker.call(|b| b.mtu()).await?;
         let upkeep = Self::build_upkeep(&s.opts, &s.config, &s.lease, mtu).await?;
         let rules = upkeep.clone();
-        blocking(move || rules.ensure_rules()).await??;
+        blocking(move || rules.install_rules()).await??;
         let written = {
             let up = upkeep.clone();
             blocking(move || up.ensure_subnet_file()).await?
@@ -94,6 +105,8 @@ impl Node {
             peers: PeerSet::new(Some(s.lease.clone())),
             renew_at: None,
             own_seen: false,
+            renew_failures: 0,
+            duplicates: Vec::new(),
             opts: s.opts,
             config: s.config,
             mgr: s.mgr,
@@ -105,15 +118,16 @@ impl Node {
             mtu,
         };
         node.schedule_renewal();
-        {
-            let mut st = node.state.lock();
-            st.lease = Some(node.lease.clone());
-            match &written {
-                Ok(_) => st.ready = true,
-                Err(e) => {
-                    st.last_error = Some((SystemTime::now(), format!("writing subnet file: {e}")))
-                }
-            }
+        if let Ok(Some(source)) = node.worker.call(|b| b.counter_source()).await {
+            node.state.metrics().add_datapath(source);
+        }
+        node.state.lock().lease = Some(node.lease.clone());
+        match &written {
+            Ok(_) => node.state.set_phase(Phase::Ready),
+            Err(e) => node.state.fail_phase(Phase::SubnetFileFailed(format!(
+                "{}: {e}",
+                node.opts.subnet_file.display()
+            ))),
         }
         match written {
             Ok(_) => {
@@ -162,7 +176,7 @@ impl Node {
     }
 
     pub async fn run(mut self, mut stop: Stop) {
-        let mut rx = self.mgr.watch(stop.clone()).await;
+        let mut rx = stamped(self.mgr.watch(stop.clone()).await);
         let mut resync = interval(self.opts.iptables_resync);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut reconcile = interval(RECONCILE_INTERVAL);
@@ -186,10 +200,14 @@ impl Node {
                 _ = renewal_due(self.renew_at) => self.renew(&mut stop).await,
                 _ = resync.tick() => {
                     let up = self.upkeep.clone();
-                    match blocking(move || (up.check(), up.subnet_file_in_place())).await {
-                        Ok((errors, in_place)) => {
-                            if !errors.is_empty() {
-                                self.state.set_error(errors.join("; "));
+                    match blocking(move || (up.check_report(), up.subnet_file_in_place())).await {
+                        Ok((report, in_place)) => {
+                            let m = self.state.metrics();
+                            m.repaired(Repair::Iptables, report.rule_sets);
+                            m.repaired(Repair::SubnetFile, usize::from(report.subnet_file));
+                            m.repaired(Repair::BlackholeRoute, report.blackholes);
+                            if !report.errors.is_empty() {
+                                self.state.set_error(report.errors.join("; "));
                             }
                             if in_place {
                                 self.ready_once_written();
@@ -198,7 +216,9 @@ impl Node {
                         Err(e) => log::error!("{e}"),
                     }
                 }
-                _ = reconcile.tick() => self.reconcile().await,
+                _ = reconcile.tick() => {
+                    self.reconcile().await;
+                }
             }
         }
     }
@@ -206,24 +226,23 @@ impl Node {
     /// subnet.env could not be written at startup and a resync has written it since: only
     /// now may the CNI plugin, `/readyz` and systemd rely on this node.
     fn ready_once_written(&self) {
-        {
-            let mut st = self.state.lock();
-            if st.ready {
-                return;
-            }
-            st.ready = true;
+        if self.state.lock().ready() {
+            return;
         }
+        self.state.set_phase(Phase::Ready);
         log::info!("Wrote subnet file to {}", self.opts.subnet_file.display());
         crate::notify::ready();
     }
 
     /// Applies watch messages; returns true if our own record disappeared.
-    async fn process(&mut self, batch: Vec<WatchMsg>) -> bool {
+    async fn process(&mut self, batch: Vec<(std::time::Instant, WatchMsg)>) -> bool {
         let mut lost = false;
-        let mut snapshot = false;
+        let mut snapshot: Option<std::time::Instant> = None;
         let mut events: Vec<Event> = Vec::new();
+        // When each entry of `events` was seen, for the route programming histogram.
+        let mut seen: Vec<std::time::Instant> = Vec::new();
         let own_key = self.lease.key();
-        for msg in batch {
+        for (at, msg) in batch {
             match msg {
                 WatchMsg::Snapshot(leases) => {
                     match leases.iter().find(|l| l.key() == own_key) {
@@ -235,8 +254,9 @@ impl Node {
                     }
                     self.peers.reset(leases);
                     // The reconcile below makes the kernel match the whole set.
-                    snapshot = true;
+                    snapshot = snapshot.or(Some(at));
                     events.clear();
+                    seen.clear();
                 }
                 WatchMsg::Changes(changes) => {
                     for change in &changes {
@@ -263,15 +283,23 @@ impl Node {
                         }
                     }
                     events.extend(self.peers.update(changes));
+                    seen.resize(events.len(), at);
                 }
             }
         }
-        self.state.lock().peers = self.peers.len();
-        if snapshot {
-            self.reconcile().await;
+        self.peers_changed();
+        if let Some(at) = snapshot {
+            if self.reconcile().await {
+                self.state.metrics().route_programmed(at);
+            }
         } else if !events.is_empty() {
             match self.worker.call(move |b| b.handle(&events)).await {
-                Ok(Ok(report)) => log_report("peer update", &report),
+                Ok(Ok(report)) => {
+                    log_report("peer update", &report);
+                    for at in seen {
+                        self.state.metrics().route_programmed(at);
+                    }
+                }
                 Ok(Err(e)) => {
                     log::error!("backend failed to apply peer events: {e}");
                     self.state.set_error(e);
@@ -282,18 +310,43 @@ impl Node {
         lost
     }
 
-    async fn reconcile(&mut self) {
+    /// Publishes the peer set and reports public IPs announced by more than one lease (the
+    /// NAT-interface pitfall), each new one once.
+    fn peers_changed(&mut self) {
+        let peers = self.peers.all();
+        let duplicates = duplicate_public_ips(Some(&self.lease), &peers);
+        for d in duplicates.iter().filter(|d| !self.duplicates.contains(d)) {
+            let msg = duplicate_message(d);
+            log::error!("{msg}");
+            self.state.set_error(msg);
+        }
+        let mut st = self.state.lock();
+        st.peers = peers;
+        st.duplicates = duplicates.clone();
+        drop(st);
+        self.duplicates = duplicates;
+    }
+
+    /// Makes the kernel match the peer set; true when the backend applied it.
+    async fn reconcile(&mut self) -> bool {
         let peers = self.peers.all();
         match self.worker.call(move |b| b.reconcile(&peers)).await {
             Ok(Ok(report)) => {
                 log_report("reconcile", &report);
-                self.state.lock().reconcile_repairs += report.repaired as u64;
+                self.state
+                    .metrics()
+                    .repaired(Repair::Backend, report.repaired);
+                true
             }
             Ok(Err(e)) => {
                 log::error!("backend reconcile failed: {e}");
                 self.state.set_error(e);
+                false
             }
-            Err(e) => log::error!("{e}"),
+            Err(e) => {
+                log::error!("{e}");
+                false
+            }
         }
     }
 
@@ -305,13 +358,24 @@ impl Node {
                     "Lease renewed, new expiration: {}",
                     crate::logger::rfc3339(expiration)
                 );
-                self.state.lock().lease_renewals += 1;
+                self.state.metrics().lease_renewed();
+                self.renew_failures = 0;
+                self.state.lock().lease = Some(self.lease.clone());
                 self.schedule_renewal();
             }
-            Err(SubnetError::LeaseLost) => self.reacquire(stop).await,
+            Err(SubnetError::LeaseLost) => {
+                self.state.metrics().lease_failed();
+                self.renew_failures = 0;
+                self.reacquire(stop).await
+            }
             Err(e) => {
+                // Upstream exits after failing to renew; the routes and rules in place keep
+                // serving pods, so keep trying, quickly at first, until etcd is back.
+                count_etcd_error(&e);
+                self.state.metrics().lease_failed();
                 let ttl = self.mgr.lease_ttl().unwrap_or(RENEW_RETRY);
-                let retry = RENEW_RETRY.min(ttl / 4);
+                let retry = renew_retry(self.renew_failures, RENEW_RETRY.min(ttl / 4));
+                self.renew_failures = self.renew_failures.saturating_add(1);
                 log::error!("Error renewing lease (trying again in {retry:?}): {e}");
                 self.state.set_error(format!("renewing lease: {e}"));
                 self.renew_at = Some(Instant::now() + retry);
@@ -351,6 +415,7 @@ impl Node {
             Err(e) => log::error!("{e}"),
         }
         let events = self.peers.set_own(self.lease.clone());
+        self.peers_changed();
         if !events.is_empty() {
             if let Ok(Ok(r)) = self.worker.call(move |b| b.handle(&events)).await {
                 log_report("peer update", &r);
@@ -368,10 +433,50 @@ impl Node {
     }
 }
 
+/// The delay before retry number `failures + 1` of a renewal: doubling from
+/// [`RENEW_RETRY_FIRST`], never beyond `cap`.
+fn renew_retry(failures: u32, cap: Duration) -> Duration {
+    RENEW_RETRY_FIRST
+        .saturating_mul(1u32 << failures.min(16))
+        .min(cap)
+}
+
+/// Stamps each watch message with when it came off the watch, so the route programming
+/// time includes any wait behind a busy backend.
+fn stamped(mut rx: mpsc::Receiver<WatchMsg>) -> mpsc::Receiver<(std::time::Instant, WatchMsg)> {
+    let (tx, out) = mpsc::channel(STAMPED_QUEUE);
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if tx.send((std::time::Instant::now(), msg)).await.is_err() {
+                return;
+            }
+        }
+    });
+    out
+}
+
 /// Resolves when a renewal is due; never when there is nothing to renew.
 async fn renewal_due(at: Option<Instant>) {
     match at {
         Some(t) => sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_retries_back_off_up_to_the_cap() {
+        let cap = Duration::from_secs(60);
+        let delays: Vec<u64> = (0..8).map(|n| renew_retry(n, cap).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(renew_retry(u32::MAX, cap), cap);
+        // A short test TTL caps it below a second.
+        assert_eq!(
+            renew_retry(0, Duration::from_millis(500)),
+            Duration::from_millis(500)
+        );
     }
 }

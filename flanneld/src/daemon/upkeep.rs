@@ -1,5 +1,5 @@
-//! Node-local state that other programs can remove and flanneld puts back: iptables rules,
-//! subnet.env and the blackhole route. [`Upkeep::apply`] is both the initial setup and the
+//! Node-local state that other programs can remove and flanneld puts back: iptables rules or
+//! nftables tables, subnet.env and the blackhole route. [`Upkeep::apply`] is both the initial setup and the
 //! periodic check (`--iptables-resync`); every step is idempotent and cheap when all is well.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -8,16 +8,15 @@ use std::path::{Path, PathBuf};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netconf::flannel::NetworkConfig;
 use netconf::subnet_env::{write_atomic, SubnetEnv};
-use netops::firewall::iptables::Family;
 use netops::netlink::{Handle, RouteSpec};
 
-use crate::masq::{self, RuleSet};
+use crate::masq::{self, Mode, Rules, Wanted};
 use crate::subnet::Lease;
 
 /// What this node must look like for its current lease.
 #[derive(Debug, Clone)]
 pub struct Upkeep {
-    pub rules: Vec<RuleSet>,
+    pub rules: Rules,
     pub subnet_file: PathBuf,
     pub subnet_env: String,
     pub blackholes: Vec<IpNet>,
@@ -57,13 +56,8 @@ pub fn subnet_env(config: &NetworkConfig, lease: &Lease, mtu: u32, ip_masq: bool
     }
 }
 
-/// Whether the v4 and v6 iptables are of a version that knows `--random-fully`.
-fn random_fully(flags: &UpkeepFlags, family: Family) -> bool {
-    !flags.random_fully_disabled && masq::probe_random_fully(family)
-}
-
 impl Upkeep {
-    /// Probes iptables (blocking) and builds the target state.
+    /// Probes iptables or nft (blocking) and builds the target state.
     pub fn new(
         flags: UpkeepFlags,
         config: &NetworkConfig,
@@ -80,23 +74,13 @@ impl Upkeep {
         {
             pairs.push((IpNet::V6(net), IpNet::V6(sub)));
         }
-        let mut rules = Vec::new();
-        for (network, subnet) in &pairs {
-            let family = match network {
-                IpNet::V4(_) => Family::V4,
-                IpNet::V6(_) => Family::V6,
-            };
-            if flags.ip_masq {
-                rules.push(masq::masq_rules(
-                    *network,
-                    *subnet,
-                    random_fully(&flags, family),
-                ));
-            }
-            if flags.forward_rules {
-                rules.push(masq::forward_rules(*network));
-            }
-        }
+        let wanted = Wanted {
+            networks: pairs.clone(),
+            ip_masq: flags.ip_masq,
+            forward: flags.forward_rules,
+            random_fully_disabled: flags.random_fully_disabled,
+        };
+        let rules = Rules::build(Mode::from_config(config.enable_nftables), &wanted);
         let blackholes = if flags.blackhole_route {
             pairs.iter().map(|(_, s)| *s).collect()
         } else {
@@ -110,16 +94,22 @@ impl Upkeep {
         }
     }
 
-    /// Puts the iptables rules in place; returns how many rule sets had to be (re)written.
+    /// Puts the rules in place; returns how many rule sets had to be (re)written.
     pub fn ensure_rules(&self) -> Result<usize, masq::RulesError> {
-        let mut written = 0;
-        for set in &self.rules {
-            if set.ensure().map_err(|source| masq::RulesError {
-                chain: set.chain,
-                source,
-            })? {
-                written += 1;
-            }
+        self.rules.ensure()
+    }
+
+    /// Startup: our rules first, then the other mode's leftovers go, so a node switching
+    /// between iptables and nftables is never without masquerading.
+    pub fn install_rules(&self) -> Result<usize, masq::RulesError> {
+        let written = self.rules.ensure()?;
+        let removed = self.rules.remove_other_mode()?;
+        if !removed.is_empty() {
+            log::info!(
+                "{} mode: removed what the other mode left: {}",
+                self.rules.mode(),
+                removed.join(", ")
+            );
         }
         Ok(written)
     }
@@ -156,40 +146,65 @@ impl Upkeep {
     /// The periodic check: repairs what is missing and logs what it did. Never fails: a
     /// failure now may pass on the next tick, and the data plane must keep running.
     pub fn check(&self) -> Vec<String> {
-        let mut errors = Vec::new();
+        self.check_report().errors
+    }
+
+    /// [`Upkeep::check`], also saying what was repaired.
+    pub fn check_report(&self) -> CheckReport {
+        let mut report = CheckReport::default();
         match self.ensure_rules() {
             Ok(0) => {}
-            Ok(n) => log::warn!(
-                "{n} iptables rule set(s) were missing or altered and have been restored"
-            ),
-            Err(e) => errors.push(e.to_string()),
+            Ok(n) => {
+                report.rule_sets = n;
+                log::warn!(
+                    "{n} {} rule set(s) were missing or altered and have been restored",
+                    self.rules.mode()
+                )
+            }
+            Err(e) => report.errors.push(e.to_string()),
         }
         match self.ensure_subnet_file() {
             Ok(false) => {}
-            Ok(true) => log::warn!(
-                "{} was missing or altered and has been rewritten",
-                self.subnet_file.display()
-            ),
-            Err(e) => errors.push(format!(
+            Ok(true) => {
+                report.subnet_file = true;
+                log::warn!(
+                    "{} was missing or altered and has been rewritten",
+                    self.subnet_file.display()
+                )
+            }
+            Err(e) => report.errors.push(format!(
                 "failed to write {}: {e}",
                 self.subnet_file.display()
             )),
         }
         match self.ensure_blackholes() {
             Ok(0) => {}
-            Ok(n) => log::info!("added {n} blackhole route(s) for this node's subnet"),
-            Err(e) => errors.push(format!("blackhole route: {e}")),
+            Ok(n) => {
+                report.blackholes = n;
+                log::info!("added {n} blackhole route(s) for this node's subnet")
+            }
+            Err(e) => report.errors.push(format!("blackhole route: {e}")),
         }
-        for e in &errors {
+        for e in &report.errors {
             log::error!("{e}");
         }
-        errors
+        report
     }
+}
+
+/// What one [`Upkeep::check_report`] put back, and what failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    pub rule_sets: usize,
+    pub subnet_file: bool,
+    pub blackholes: usize,
+    pub errors: Vec<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netops::firewall::iptables::Family;
     use crate::subnet::LeaseAttrs;
 
     fn lease(v6: Option<&str>) -> Lease {
@@ -255,7 +270,8 @@ mod tests {
             1450,
             &path,
         );
-        assert!(up.rules.is_empty() && up.blackholes.is_empty());
+        assert!(matches!(&up.rules, Rules::Iptables(sets) if sets.is_empty()));
+        assert!(up.blackholes.is_empty());
         assert!(up.ensure_subnet_file().unwrap());
         assert!(!up.ensure_subnet_file().unwrap());
         std::fs::remove_file(&path).unwrap();
@@ -282,7 +298,10 @@ mod tests {
             1450,
             Path::new("/nonexistent/x"),
         );
-        let chains: Vec<(Family, &str)> = up.rules.iter().map(|r| (r.family, r.chain)).collect();
+        let Rules::Iptables(sets) = &up.rules else {
+            panic!("iptables mode without EnableNFTables: {:?}", up.rules)
+        };
+        let chains: Vec<(Family, &str)> = sets.iter().map(|r| (r.family, r.chain)).collect();
         assert_eq!(
             chains,
             [

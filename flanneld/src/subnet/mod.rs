@@ -3,6 +3,8 @@
 
 pub mod alloc;
 pub mod etcd;
+pub mod etcd_store;
+pub mod etcd_v2;
 #[cfg(feature = "kube")]
 pub mod kube;
 pub mod peers;

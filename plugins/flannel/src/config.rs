@@ -10,6 +10,7 @@ use crate::error::FlannelError;
 
 pub const DEFAULT_SUBNET_FILE: &str = "/run/flannel/subnet.env";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/flannel";
+pub use crate::daemon::DEFAULT_STATUS_URL as DAEMON_STATUS_URL;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlannelConf {
@@ -23,6 +24,13 @@ pub struct FlannelConf {
     /// Base of the delegate's `ipam`; `None` when absent.
     pub ipam: Option<Map<String, Value>>,
     pub runtime_config: Option<Map<String, Value>>,
+    /// `daemonStatusURL`: where flanneld serves `/status`; `None` when set to `""` (no check).
+    pub daemon_status_url: Option<String>,
+    /// The URL was configured, not defaulted. Upstream flanneld serves nothing unless started
+    /// with `--healthz-port`, so silence at the default address may only mean that; then
+    /// STATUS relies on subnet.env alone. A configured address that does not answer is an
+    /// error: the operator said the daemon would be there.
+    pub daemon_status_configured: bool,
 }
 
 fn type_error(v: &Value, field: &str, go_type: &str) -> String {
@@ -61,6 +69,7 @@ impl FlannelConf {
         };
         // `type` is not used here, but Go's decoder rejects a non-string one all the same.
         string_key(obj, "type")?;
+        let status_url = string_key(obj, "daemonStatusURL")?;
         // An explicit empty string replaces the default, exactly as Go's decoder does; the
         // resulting `open : no such file or directory` is then at least truthful.
         Ok(FlannelConf {
@@ -75,6 +84,12 @@ impl FlannelConf {
             delegate: object_key(obj, "delegate")?,
             ipam: object_key(obj, "ipam")?,
             runtime_config: object_key(obj, "runtimeConfig")?,
+            daemon_status_configured: matches!(&status_url, Some(u) if !u.is_empty()),
+            daemon_status_url: match status_url {
+                None => Some(DAEMON_STATUS_URL.to_owned()),
+                Some(url) if url.is_empty() => None,
+                Some(url) => Some(url),
+            },
         })
     }
 }
@@ -92,6 +107,16 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.cni_version, "");
         assert!(c.delegate.is_none() && c.ipam.is_none() && c.runtime_config.is_none());
+        assert_eq!(c.daemon_status_url.as_deref(), Some(DAEMON_STATUS_URL));
+        let off = FlannelConf::parse(br#"{"name":"n","daemonStatusURL":""}"#).unwrap();
+        assert_eq!(off.daemon_status_url, None);
+        let custom =
+            FlannelConf::parse(br#"{"name":"n","daemonstatusurl":"http://10.0.0.1:9/status"}"#)
+                .unwrap();
+        assert_eq!(
+            custom.daemon_status_url.as_deref(),
+            Some("http://10.0.0.1:9/status")
+        );
     }
 
     #[test]

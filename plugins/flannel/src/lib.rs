@@ -6,6 +6,7 @@
 //! plain data and file handling so it can be tested without executing plugins.
 
 pub mod config;
+pub mod daemon;
 pub mod delegate_conf;
 pub mod error;
 pub mod gc;

@@ -3,7 +3,10 @@
 //! through verbatim, as Go's skel unwraps it.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
+use flannel_cni::daemon::{self, DaemonState, StatusUrl};
 use flannel_cni::delegate_conf::{self, Delegate};
 use flannel_cni::gc::{valid_container_ids, ATTACHMENT_KEYS};
 use flannel_cni::store::Store;
@@ -32,6 +35,42 @@ fn go_arch() -> &'static str {
 fn current_delegate(conf: &FlannelConf) -> Result<Delegate, FlannelError> {
     let env = subnet::load(&conf.subnet_file).map_err(FlannelError::SubnetEnv)?;
     delegate_conf::build(conf, &env)
+}
+
+/// What the configured daemon says; `None` when the check is turned off.
+fn ask_daemon(conf: &FlannelConf) -> Option<DaemonState> {
+    let url = conf.daemon_status_url.as_deref()?;
+    Some(match StatusUrl::parse(url) {
+        Ok(url) => daemon::probe(&url, daemon::TIMEOUT),
+        Err(why) => DaemonState::NoAnswer {
+            at: url.to_owned(),
+            why,
+        },
+    })
+}
+
+/// The delegate creates the interface inside `CNI_NETNS`. A path that is no namespace handle
+/// fails there anyway, but only after the save file was written and IPAM ran, and the undo
+/// (a delegate DEL) fails on the same path and so keeps the file. Refusing it first leaves
+/// nothing behind. Every namespace handle (a `/run/netns` bind mount, `/proc/<pid>/ns/net`)
+/// is an inode of nsfs, the filesystem our own namespace handle lives on.
+fn check_netns(netns: Option<&Path>) -> Result<(), CniError> {
+    let Some(path) = netns else {
+        return Ok(());
+    };
+    let fail = |why: String| {
+        internal(format!(
+            "failed to open netns {:?}: {why}",
+            path.display().to_string()
+        ))
+    };
+    let target = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    let own = std::fs::metadata("/proc/thread-self/ns/net")
+        .map_err(|e| fail(format!("cannot inspect the plugin's own netns: {e}")))?;
+    if target.dev() != own.dev() {
+        return Err(fail("not a namespace handle".into()));
+    }
+    Ok(())
 }
 
 impl Flannel {
@@ -101,11 +140,18 @@ impl Plugin for Flannel {
     fn add(&self, req: &Request) -> Result<CniResult, CniError> {
         let conf = FlannelConf::parse(&req.stdin)
             .map_err(|e| internal(format!("failed to load flannel netconf file: {e}")))?;
-        let d = current_delegate(&conf).map_err(internal)?;
+        let d = current_delegate(&conf).map_err(|e| match (&e, ask_daemon(&conf)) {
+            // Upstream's text first (runbooks grep for it), then what the daemon knows.
+            (FlannelError::SubnetEnv(_), Some(state)) => {
+                internal(format!("{e} {}.", state.describe()))
+            }
+            _ => internal(e),
+        })?;
         eprintln!(
             "delegateAdd: netconf sent to delegate plugin:\n{}",
             String::from_utf8_lossy(&d.bytes)
         );
+        check_netns(req.env.netns.as_deref())?;
         let store = Store::new(&conf.data_dir);
         store
             .save(&req.env.container_id, &d.bytes)
@@ -174,18 +220,33 @@ impl Plugin for Flannel {
         delegate::check(&d.plugin_type, &d.with_keys(&prev), &req.env)
     }
 
-    /// Ready when flanneld has written a usable subnet.env and the delegate is ready.
+    /// Ready when flanneld says it is ready, it has written a usable subnet.env, and the
+    /// delegate is ready. Otherwise error 50 with the daemon's own reason.
     fn status(&self, req: &Request) -> Result<(), CniError> {
         let conf = FlannelConf::parse(&req.stdin).map_err(internal)?;
-        let env = subnet::load(&conf.subnet_file).map_err(|e| {
+        let daemon = ask_daemon(&conf);
+        let not_ready = |what: String| {
             CniError::new(
                 codes::NOT_AVAILABLE,
-                format!(
-                    "flannel is not ready: cannot use {}: {e}; the flannel daemon on this node is not running or not ready",
-                    conf.subnet_file.display()
-                ),
+                format!("flannel is not ready: {what}"),
             )
+        };
+        let env = subnet::load(&conf.subnet_file).map_err(|e| {
+            let daemon = match &daemon {
+                Some(state) => state.describe(),
+                None => "the flannel daemon on this node is not running or not ready".into(),
+            };
+            not_ready(format!(
+                "cannot use {}: {e}; {daemon}",
+                conf.subnet_file.display()
+            ))
         })?;
+        let silent_default = |s: &DaemonState| {
+            matches!(s, DaemonState::NotRunning { .. }) && !conf.daemon_status_configured
+        };
+        if let Some(state) = daemon.filter(|s| !s.is_ready() && !silent_default(s)) {
+            return Err(not_ready(state.describe()));
+        }
         let d = delegate_conf::build(&conf, &env).map_err(internal)?;
         delegate::status(&d.plugin_type, &d.bytes, &req.env)
     }

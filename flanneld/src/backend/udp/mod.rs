@@ -317,6 +317,11 @@ impl Backend for UdpBackend {
         ""
     }
 
+    fn counter_source(&self) -> Option<super::CounterSource> {
+        let shared = Arc::clone(&self.shared);
+        Some(Arc::new(move || shared.counters.snapshot()))
+    }
+
     fn prepare(&mut self) -> Result<Option<serde_json::Value>, BackendError> {
         if self.device.is_none() {
             let device = self.open()?;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netconf::flannel::NetworkConfig;
 
-use super::{Registry, SubnetError};
+use super::SubnetError;
+use crate::subnet::etcd_store::LeaseStore;
 use crate::subnet::{alloc, Lease, LeaseAttrs};
 
 /// Attempts before giving up on a contended pool. Upstream aborts on the first lost race
@@ -48,8 +49,12 @@ fn lease(
     }
 }
 
-/// Acquires a lease, retrying lost creation races with a short random pause.
-pub async fn acquire_lease(reg: &Registry, req: &AcquireRequest<'_>) -> Result<Lease, SubnetError> {
+/// Acquires a lease, retrying lost creation races with a short random pause. Shared by the
+/// v3 and v2 keyspaces.
+pub async fn acquire_lease(
+    reg: &impl LeaseStore,
+    req: &AcquireRequest<'_>,
+) -> Result<Lease, SubnetError> {
     for attempt in 1..=ATTEMPTS {
         match try_acquire(reg, req).await {
             Err(SubnetError::AlreadyExists) => {
@@ -62,10 +67,13 @@ pub async fn acquire_lease(reg: &Registry, req: &AcquireRequest<'_>) -> Result<L
     Err(SubnetError::MaxRetries)
 }
 
-async fn try_acquire(reg: &Registry, req: &AcquireRequest<'_>) -> Result<Lease, SubnetError> {
+async fn try_acquire(
+    reg: &impl LeaseStore,
+    req: &AcquireRequest<'_>,
+) -> Result<Lease, SubnetError> {
     let cfg = req.config;
     let attrs = req.attrs;
-    let (mut leases, _) = reg.list_subnets().await?;
+    let mut leases = reg.list_leases().await?;
 
     let ours = leases.iter().position(|l| {
         if cfg.enable_ipv4 {

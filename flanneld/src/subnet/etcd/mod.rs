@@ -54,6 +54,8 @@ pub enum SubnetError {
     Task(String),
     #[error("{key}: {source}")]
     BadRecord { key: String, source: AttrsError },
+    #[error(transparent)]
+    V2(#[from] crate::subnet::etcd_v2::V2Error),
 }
 
 /// How to reach etcd (the `--etcd-*` flags).

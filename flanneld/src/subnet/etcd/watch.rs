@@ -85,6 +85,7 @@ pub async fn watch_subnets_from(
                 }
                 Err(e) => {
                     log::warn!("failed to list subnet leases: {e}");
+                    crate::metrics::count_etcd_error(&e);
                     interrupted = true;
                     if sleep_or_stop(backoff.next(), &mut stop).await {
                         return;
@@ -111,6 +112,7 @@ pub async fn watch_subnets_from(
                 next_rev = None;
             }
             StreamEnd::Broken(why) => {
+                crate::metrics::store_error(crate::metrics::Store::Etcd);
                 log::warn!(
                     "subnet watch interrupted ({why}), resuming from revision {}",
                     next_rev.unwrap_or(rev)

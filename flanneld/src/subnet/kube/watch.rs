@@ -122,6 +122,7 @@ pub async fn follow_nodes(
             Some(Ok(ev)) => ev,
             Some(Err(e)) => {
                 log::warn!("node watch: {e} (retrying)");
+                crate::metrics::store_error(crate::metrics::Store::Kube);
                 continue;
             }
             None => return,

@@ -1,4 +1,4 @@
-//! iptables rules: masquerading (`FLANNEL-POSTRTG` in nat) and forwarding (`FLANNEL-FWD` in
+//! iptables mode: masquerading (`FLANNEL-POSTRTG` in nat) and forwarding (`FLANNEL-FWD` in
 //! filter), upstream's chains, comments and order, so nodes switched between upstream and us
 //! keep one rule set.
 //!
@@ -18,13 +18,6 @@ const MASQ_COMMENT: &str = "flanneld masq";
 const FORWARD_COMMENT: &str = "flanneld forward";
 /// kube-proxy marks packets it will masquerade itself with this bit.
 const KUBE_PROXY_MARK: &str = "0x4000/0x4000";
-
-#[derive(Debug, thiserror::Error)]
-#[error("failed to set up {chain} rules: {source}")]
-pub struct RulesError {
-    pub chain: &'static str,
-    pub source: IptablesError,
-}
 
 /// One chain of ours, the rules it holds, and the jump into it from a built-in chain. Rule
 /// arguments are in the canonical form `iptables-save` prints, so comparisons are exact.
@@ -159,6 +152,46 @@ pub fn probe_random_fully(family: Family) -> bool {
     }
 }
 
+/// Our chains and the tables they live in. (Upstream's nftables mode looks for FLANNEL-FWD in
+/// nat when it cleans up; it lives in filter.)
+const OUR_CHAINS: [(&str, &str); 2] = [("nat", MASQ_CHAIN), ("filter", FORWARD_CHAIN)];
+
+fn targets(args: &[String], chain: &str) -> bool {
+    args.windows(2)
+        .any(|w| (w[0] == "-j" || w[0] == "-g") && w[1] == chain)
+}
+
+/// The batch that deletes `chain` from `current`, after every rule that jumps into it: iptables
+/// refuses to delete a chain something still refers to.
+pub fn removal(family: Family, chain: &str, current: SavedTable) -> Result<Batch, IptablesError> {
+    let jumps: Vec<_> = current
+        .rules
+        .iter()
+        .filter(|r| r.chain != chain && targets(&r.args, chain))
+        .cloned()
+        .collect();
+    let mut b = Batch::with_state(family, current)?;
+    for rule in &jumps {
+        b.delete_rule(&rule.chain, &rule.args)?;
+    }
+    b.delete_chain(chain)?;
+    Ok(b)
+}
+
+/// Deletes our chains of `family` and the jumps into them, one restore per table that has
+/// one (a node switching to nftables mode); returns the chains that were there.
+pub fn remove_chains(family: Family) -> Result<Vec<&'static str>, IptablesError> {
+    let mut removed = Vec::new();
+    for (table, chain) in OUR_CHAINS {
+        let current = save(family, table)?;
+        if current.has_chain(chain) {
+            removal(family, chain, current)?.apply()?;
+            removed.push(chain);
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +323,37 @@ mod tests {
         assert!(!supports_random_fully("iptables v1.6.1"));
         assert!(!supports_random_fully("iptables v1.4.21"));
         assert!(!supports_random_fully("garbage"));
+    }
+
+    #[test]
+    fn removal_drops_every_jump_then_the_chain() {
+        let current = SavedTable::parse(
+            "*nat\n:POSTROUTING ACCEPT [0:0]\n:FLANNEL-POSTRTG - [0:0]\n:OTHER - [0:0]\n\
+             -A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG\n\
+             -A POSTROUTING -j OTHER\n\
+             -A OTHER -s 10.0.0.0/8 -g FLANNEL-POSTRTG\n\
+             -A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG\n\
+             -A FLANNEL-POSTRTG -j MASQUERADE\nCOMMIT\n",
+            "nat",
+        )
+        .unwrap();
+        let b = removal(Family::V4, MASQ_CHAIN, current).unwrap();
+        assert_eq!(
+            b.render(),
+            "*nat\n\
+             -D POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG\n\
+             -D OTHER -s 10.0.0.0/8 -g FLANNEL-POSTRTG\n\
+             -D POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG\n\
+             -F FLANNEL-POSTRTG\n-X FLANNEL-POSTRTG\nCOMMIT\n"
+        );
+        let left = b.state();
+        assert!(!left.has_chain(MASQ_CHAIN) && left.has_chain("OTHER"));
+        assert_eq!(
+            left.rules
+                .iter()
+                .map(|r| r.args.join(" "))
+                .collect::<Vec<_>>(),
+            ["-j OTHER"]
+        );
     }
 }

@@ -1,0 +1,284 @@
+//! The systemd unit line of countless flannel tutorials, verbatim:
+//!
+//! `flanneld --ip-masq --etcd-endpoints=https://<etcd>:2379 -etcd-cafile=<ca> -etcd-certfile=<crt> -etcd-keyfile=<key>`
+//!
+//! against an etcd that requires client certificates (a throw-away CA made by openssl), on
+//! three hosts whose only other setting is the unit's `EnvironmentFile`-style
+//! `FLANNELD_SUBNET_FILE`. The external interface comes from the default route, as on a real
+//! host. Pods on all three ping each other across vxlan.
+
+mod flanneld_support;
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use conformance::{Driver, Etcd, EtcdOptions, EtcdTls, Host, Netns, Segment, Underlay};
+use flanneld_support::*;
+use serde_json::json;
+
+const NETWORK: &str = "10.244.0.0/16";
+const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+
+fn openssl(dir: &Path, args: &str) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args.split_whitespace())
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issues `<name>.pem`/`<name>-key.pem` signed by the CA in `dir`, named as in the tutorials.
+fn issue(dir: &Path, name: &str, extensions: &str) -> (PathBuf, PathBuf) {
+    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
+    openssl(
+        dir,
+        &format!("req {EC_KEY} -keyout {name}-key.pem -out {name}.csr -subj /CN={name}"),
+    );
+    openssl(
+        dir,
+        &format!(
+            "x509 -req -in {name}.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -out {name}.pem -extfile {name}.ext"
+        ),
+    );
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    )
+}
+
+/// flanneld started exactly with the unit line; Drop kills it.
+struct UnitFlanneld {
+    host: Host,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl UnitFlanneld {
+    fn start(host: Host, unit_line: &[String]) -> UnitFlanneld {
+        let dir = tempfile::Builder::new()
+            .prefix("fr-unit-")
+            .tempdir()
+            .unwrap();
+        let log = File::create(dir.path().join("flanneld.log")).unwrap();
+        let child = host
+            .netns()
+            .command(flanneld_bin())
+            .args(unit_line)
+            .env("FLANNELD_SUBNET_FILE", dir.path().join("subnet.env"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        UnitFlanneld {
+            host,
+            dir,
+            child: Some(child),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("flanneld.log")).unwrap_or_default()
+    }
+
+    fn subnet_file(&self) -> PathBuf {
+        self.dir.path().join("subnet.env")
+    }
+
+    fn wait_ready(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.log().contains("Wrote subnet file") {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("flanneld exited ({status}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "not ready:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::fs::read_to_string(self.subnet_file()).unwrap()
+    }
+
+    /// A pod through libcni with the kube-flannel conflist pointed at this node's files.
+    fn add_pod(&self, driver: &Driver, id: &str) -> Pod {
+        let conflist = json!({
+            "name": "cbr0",
+            "cniVersion": "0.3.1",
+            "plugins": [
+                {
+                    "type": "flannel",
+                    "delegate": {"hairpinMode": true, "isDefaultGateway": true},
+                    "subnetFile": self.subnet_file(),
+                    "dataDir": self.dir.path().join("flannel"),
+                    "ipam": {"dataDir": self.dir.path().join("ipam")}
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]
+        })
+        .to_string();
+        let netns = Netns::new("upod").unwrap();
+        netns.set_loopback_up().unwrap();
+        let result = driver
+            .add(&conflist, self.host.netns(), &netns, "eth0", id, None)
+            .unwrap_or_else(|e| panic!("ADD {id}: {e:?}\n{}", self.log()));
+        let ip = result["ips"][0]["address"]
+            .as_str()
+            .expect("ips[0].address")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        Pod { netns, ip }
+    }
+}
+
+impl Drop for UnitFlanneld {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- flanneld log ({}) ---\n{}",
+                self.host.netns().name(),
+                self.log()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_tutorial_unit_line_with_tls_etcd_meshes_three_hosts() {
+    let underlay = Underlay::new().unwrap();
+    let etcd_ip = Segment::A.router_ip();
+    let pki = tempfile::tempdir().unwrap();
+    let dir = pki.path();
+    openssl(
+        dir,
+        &format!("req -x509 {EC_KEY} -keyout ca-key.pem -out ca.pem -subj /CN=fr-unit-ca -days 1"),
+    );
+    let (server_cert, server_key) = issue(
+        dir,
+        "etcd",
+        &format!("subjectAltName=IP:{etcd_ip}\nextendedKeyUsage=serverAuth\n"),
+    );
+    let (node_cert, node_key) = issue(dir, "server", "extendedKeyUsage=clientAuth\n");
+    let ca = dir.join("ca.pem");
+    let tls = EtcdTls {
+        cert: server_cert,
+        key: server_key,
+        ca: ca.clone(),
+        client_cert_auth: true,
+        client_cert: Some((node_cert.clone(), node_key.clone())),
+    };
+    let etcd = Etcd::start(EtcdOptions::in_netns(underlay.router(), IpAddr::V4(etcd_ip)).tls(tls))
+        .unwrap();
+    etcd.put(
+        &format!("{PREFIX}/config"),
+        &json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}}).to_string(),
+    )
+    .unwrap();
+
+    let unit_line: Vec<String> = vec![
+        "--ip-masq".into(),
+        format!("--etcd-endpoints=https://{etcd_ip}:2379"),
+        format!("-etcd-cafile={}", ca.display()),
+        format!("-etcd-certfile={}", node_cert.display()),
+        format!("-etcd-keyfile={}", node_key.display()),
+    ];
+    let mut nodes: Vec<UnitFlanneld> = [
+        (Segment::A, "uh1"),
+        (Segment::A, "uh2"),
+        (Segment::B, "uh3"),
+    ]
+    .into_iter()
+    .map(|(seg, tag)| {
+        let host = underlay.add_host(seg, tag).unwrap();
+        // A real host has a default route; flanneld picks its interface from it.
+        host.netns()
+            .exec_ok(&[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &seg.router_ip().to_string(),
+            ])
+            .unwrap();
+        UnitFlanneld::start(host, &unit_line)
+    })
+    .collect();
+    let mut subnets = Vec::new();
+    for n in &mut nodes {
+        let env = n.wait_ready();
+        assert!(
+            env.starts_with(&format!(
+                "FLANNEL_NETWORK={NETWORK}\nFLANNEL_SUBNET=10.244."
+            )) && env.ends_with("/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"),
+            "{env}"
+        );
+        let log = n.log();
+        assert!(
+            !log.contains("connecting to etcd with http"),
+            "TLS was not used:\n{log}"
+        );
+        let subnet = env
+            .lines()
+            .find_map(|l| l.strip_prefix("FLANNEL_SUBNET="))
+            .unwrap()
+            .to_owned();
+        subnets.push(subnet);
+    }
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), 3, "{subnets:?}");
+    let leases = etcd
+        .etcdctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            &format!("{PREFIX}/subnets/"),
+        ])
+        .unwrap();
+    assert_eq!(
+        leases.lines().filter(|l| !l.is_empty()).count(),
+        3,
+        "{leases}"
+    );
+
+    // --ip-masq took effect on every host.
+    for n in &nodes {
+        let nat = n
+            .host
+            .netns()
+            .exec_ok(&["iptables-save", "-t", "nat"])
+            .unwrap();
+        assert!(nat.contains("-A FLANNEL-POSTRTG"), "{nat}");
+    }
+
+    let driver = our_driver();
+    let pods: Vec<Pod> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.add_pod(&driver, &format!("unit-ctr-{i}")))
+        .collect();
+    for a in &pods {
+        for b in &pods {
+            if a.ip != b.ip {
+                assert!(
+                    eventually(Duration::from_secs(20), || pings(&a.netns, &b.ip)),
+                    "{} cannot reach {}",
+                    a.ip,
+                    b.ip
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The human form of `flannelctl status`: this node first, then one row per peer.
+
+use std::fmt::Write;
+
+use flanneld::status::StatusReport;
+
+/// `3h25m`, `42s`: how far away `to` is from `now` (both Unix seconds).
+fn remaining(now: u64, to: u64) -> String {
+    if to <= now {
+        return "expired".into();
+    }
+    let s = to - now;
+    match s {
+        0..=59 => format!("in {s}s"),
+        60..=3599 => format!("in {}m{:02}s", s / 60, s % 60),
+        _ => format!("in {}h{:02}m", s / 3600, s / 60 % 60),
+    }
+}
+
+pub fn render(r: &StatusReport, now: u64) -> String {
+    let mut out = String::new();
+    let readiness = match (&r.ready, &r.reason) {
+        (true, _) => "ready".to_owned(),
+        (false, Some(reason)) => format!("NOT READY: {reason}"),
+        (false, None) => "NOT READY".to_owned(),
+    };
+    let _ = writeln!(out, "Readiness:   {readiness}");
+    match &r.lease {
+        Some(l) => {
+            let v6 = l.ipv6_subnet.map(|s| format!(" + {s}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "Lease:       {}{v6} public IP {} backend {}, expires {} ({})",
+                l.subnet,
+                l.public_ip,
+                l.backend,
+                l.expires,
+                remaining(now, l.expires_unix)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Lease:       none yet");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Drift:       {} repair(s) since start; lease renewals {}, lease errors {}",
+        r.drift_repairs, r.lease_renewals, r.lease_errors
+    );
+    if let Some(e) = &r.last_error {
+        let _ = writeln!(out, "Last error:  {} {}", e.time, e.message);
+    }
+    for d in &r.duplicate_public_ips {
+        let subnets: Vec<String> = d.subnets.iter().map(|s| s.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "DUPLICATE:   public IP {} is announced by {}: set --iface or --public-ip on those nodes",
+            d.public_ip,
+            subnets.join(", ")
+        );
+    }
+    let _ = writeln!(out, "\nPeers ({}):", r.peers.len());
+    if r.peers.is_empty() {
+        let _ = writeln!(out, "  none");
+        return out;
+    }
+    let rows: Vec<[String; 4]> = r
+        .peers
+        .iter()
+        .map(|p| {
+            let subnet = match p.ipv6_subnet {
+                Some(v6) => format!("{} + {v6}", p.subnet),
+                None => p.subnet.to_string(),
+            };
+            let route = match p.route {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "unknown",
+            };
+            [
+                subnet,
+                p.public_ip.to_string(),
+                p.backend.clone(),
+                route.to_owned(),
+            ]
+        })
+        .collect();
+    let header = ["SUBNET", "PUBLIC IP", "BACKEND", "ROUTE"];
+    let widths: Vec<usize> = (0..4)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut line = |cells: [&str; 4]| {
+        let mut l = String::from(" ");
+        for (i, c) in cells.iter().enumerate() {
+            let _ = write!(l, " {c:<w$}", w = widths[i]);
+        }
+        let _ = writeln!(out, "{}", l.trim_end());
+    };
+    line(header);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3]]);
+    }
+    if let Some(e) = &r.route_check_error {
+        let _ = writeln!(out, "(routes could not be checked: {e})");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flanneld::status::{DuplicateReport, ErrorReport, LeaseReport, PeerReport};
+
+    fn report() -> StatusReport {
+        StatusReport {
+            ready: true,
+            reason: None,
+            lease: Some(LeaseReport {
+                subnet: "10.244.1.0/24".parse().unwrap(),
+                ipv6_subnet: None,
+                public_ip: "10.10.1.2".parse().unwrap(),
+                backend: "vxlan".into(),
+                expires: "2026-11-24T17:00:00Z".into(),
+                expires_unix: 10_000 + 3 * 3600 + 25 * 60,
+            }),
+            last_error: None,
+            peers: vec![
+                PeerReport {
+                    subnet: "10.244.2.0/24".parse().unwrap(),
+                    ipv6_subnet: None,
+                    public_ip: "10.10.1.3".parse().unwrap(),
+                    backend: "vxlan".into(),
+                    route: Some(true),
+                },
+                PeerReport {
+                    subnet: "10.244.13.0/24".parse().unwrap(),
+                    ipv6_subnet: None,
+                    public_ip: "10.10.2.2".parse().unwrap(),
+                    backend: "vxlan".into(),
+                    route: Some(false),
+                },
+            ],
+            route_check_error: None,
+            drift_repairs: 1,
+            lease_renewals: 0,
+            lease_errors: 0,
+            duplicate_public_ips: vec![],
+        }
+    }
+
+    #[test]
+    fn healthy_node_table() {
+        assert_eq!(
+            render(&report(), 10_000),
+            "Readiness:   ready\n\
+             Lease:       10.244.1.0/24 public IP 10.10.1.2 backend vxlan, expires 2026-11-24T17:00:00Z (in 3h25m)\n\
+             Drift:       1 repair(s) since start; lease renewals 0, lease errors 0\n\
+             \n\
+             Peers (2):\n\
+             \x20 SUBNET         PUBLIC IP BACKEND ROUTE\n\
+             \x20 10.244.2.0/24  10.10.1.3 vxlan   yes\n\
+             \x20 10.244.13.0/24 10.10.2.2 vxlan   NO\n"
+        );
+    }
+
+    #[test]
+    fn trouble_is_spelled_out() {
+        let mut r = report();
+        r.ready = false;
+        r.reason = Some("lease failed: etcd: connection refused".into());
+        r.last_error = Some(ErrorReport {
+            time: "2026-11-23T17:00:00Z".into(),
+            message: "lease failed: etcd: connection refused".into(),
+        });
+        r.duplicate_public_ips = vec![DuplicateReport {
+            public_ip: "10.0.2.15".parse().unwrap(),
+            subnets: vec![
+                "10.244.1.0/24".parse().unwrap(),
+                "10.244.2.0/24".parse().unwrap(),
+            ],
+        }];
+        r.peers[0].route = None;
+        r.route_check_error = Some("permission denied".into());
+        let text = render(&r, 30_000);
+        for want in [
+            "Readiness:   NOT READY: lease failed: etcd: connection refused\n",
+            "(expired)",
+            "Last error:  2026-11-23T17:00:00Z lease failed: etcd: connection refused\n",
+            "DUPLICATE:   public IP 10.0.2.15 is announced by 10.244.1.0/24, 10.244.2.0/24: set --iface or --public-ip",
+            " unknown\n",
+            "(routes could not be checked: permission denied)\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert_eq!(remaining(0, 42), "in 42s");
+        assert_eq!(remaining(0, 61), "in 1m01s");
+    }
+}

@@ -1,0 +1,210 @@
+//! `/status`: one JSON document that answers "is this node's pod network healthy, and if
+//! not, why" — readiness with its reason, the lease, every peer with whether its route is in
+//! the kernel, drift repairs and duplicate public IPs. `flannelctl status` and the CNI
+//! plugin's STATUS read it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use netops::netlink::{Family, Handle, NetlinkError, RouteKind, RouteSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::logger::rfc3339;
+use crate::metrics::backend_name;
+use crate::state::{DuplicatePublicIp, Status};
+use crate::subnet::Lease;
+
+/// The udp backend's TUN device: its peers share one route through it.
+pub const UDP_DEVICE: &str = "flannel0";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub ready: bool,
+    /// Why the node is not ready; absent when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub lease: Option<LeaseReport>,
+    pub last_error: Option<ErrorReport>,
+    pub peers: Vec<PeerReport>,
+    /// Why route presence could not be checked, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_check_error: Option<String>,
+    /// Drift found and fixed since start (routes, neighbours, FDB, rules, subnet.env).
+    pub drift_repairs: u64,
+    pub lease_renewals: u64,
+    pub lease_errors: u64,
+    pub duplicate_public_ips: Vec<DuplicateReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseReport {
+    pub subnet: Ipv4Net,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_subnet: Option<Ipv6Net>,
+    pub public_ip: Ipv4Addr,
+    pub backend: String,
+    /// RFC 3339, UTC.
+    pub expires: String,
+    pub expires_unix: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    pub time: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerReport {
+    pub subnet: Ipv4Net,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_subnet: Option<Ipv6Net>,
+    pub public_ip: Ipv4Addr,
+    pub backend: String,
+    /// Whether the kernel has this peer's route; `None` when the kernel could not be read.
+    pub route: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DuplicateReport {
+    pub public_ip: Ipv4Addr,
+    pub subnets: Vec<Ipv4Net>,
+}
+
+/// The IPv4 routing state needed to tell whether each peer's route is programmed.
+#[derive(Debug, Clone, Default)]
+pub struct KernelRoutes {
+    pub routes: Vec<RouteSpec>,
+    /// Index of [`UDP_DEVICE`], when it exists.
+    pub udp_device: Option<u32>,
+}
+
+impl KernelRoutes {
+    /// Dumps the main IPv4 table of the calling thread's network namespace (the daemon's).
+    pub fn read() -> Result<KernelRoutes, NetlinkError> {
+        let mut h = Handle::new()?;
+        Ok(KernelRoutes {
+            routes: h.route_list(Family::V4, None)?,
+            udp_device: h.link_by_name(UDP_DEVICE)?.map(|l| l.index),
+        })
+    }
+
+    /// Whether the route this node's backend installs for `peer` is there. vxlan routes
+    /// via the peer's VTEP (its subnet address, onlink) or, with DirectRouting, its public
+    /// IP; host-gw via its public IP; udp has one route for the whole network through its
+    /// TUN device, so any unicast route through that device covering the subnet counts.
+    pub fn has_route(&self, backend_type: &str, peer: &Lease) -> bool {
+        let dst = IpNet::V4(peer.subnet);
+        let via = |gw: Ipv4Addr| Some(IpAddr::V4(gw));
+        self.routes
+            .iter()
+            .filter(|r| r.kind == RouteKind::Unicast)
+            .any(|r| match backend_type {
+                "vxlan" => {
+                    r.dst == dst
+                        && (r.gw == via(peer.subnet.network()) || r.gw == via(peer.attrs.public_ip))
+                }
+                "host-gw" => r.dst == dst && r.gw == via(peer.attrs.public_ip),
+                _ => self.udp_device.is_some() && r.oif == self.udp_device && r.dst.contains(&dst),
+            })
+    }
+}
+
+/// Every public IP announced by more than one lease (ours included), with their subnets.
+pub fn duplicate_public_ips(own: Option<&Lease>, peers: &[Lease]) -> Vec<DuplicatePublicIp> {
+    let mut by_ip: BTreeMap<Ipv4Addr, Vec<Ipv4Net>> = BTreeMap::new();
+    for l in own.into_iter().chain(peers) {
+        by_ip.entry(l.attrs.public_ip).or_default().push(l.subnet);
+    }
+    by_ip
+        .into_iter()
+        .filter(|(_, subnets)| subnets.len() > 1)
+        .map(|(public_ip, mut subnets)| {
+            subnets.sort();
+            DuplicatePublicIp { public_ip, subnets }
+        })
+        .collect()
+}
+
+/// The operator-facing explanation of a duplicate, naming the fix.
+pub fn duplicate_message(d: &DuplicatePublicIp) -> String {
+    let subnets: Vec<String> = d.subnets.iter().map(|s| s.to_string()).collect();
+    format!(
+        "leases {} all announce public IP {}: these nodes picked the same (NAT or shared) address, \
+         so traffic for all but one of them goes to the wrong node; give each flanneld its own \
+         address with --iface=<interface> or --public-ip=<address>",
+        subnets.join(", "),
+        d.public_ip
+    )
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Counters kept outside [`Status`], in the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub drift_repairs: u64,
+    pub lease_renewals: u64,
+    pub lease_errors: u64,
+}
+
+/// Builds the report; `kernel` is the route dump or why it failed.
+pub fn report(
+    status: &Status,
+    counts: Counts,
+    kernel: Result<&KernelRoutes, String>,
+) -> StatusReport {
+    let backend_type = status
+        .lease
+        .as_ref()
+        .map_or("", |l| l.attrs.backend_type.as_str());
+    let mut peers: Vec<PeerReport> = status
+        .peers
+        .iter()
+        .map(|p| PeerReport {
+            subnet: p.subnet,
+            ipv6_subnet: p.ipv6_subnet,
+            public_ip: p.attrs.public_ip,
+            backend: backend_name(&p.attrs.backend_type).to_owned(),
+            route: kernel.as_ref().ok().map(|k| k.has_route(backend_type, p)),
+        })
+        .collect();
+    peers.sort_by_key(|p| p.subnet);
+    StatusReport {
+        ready: status.ready(),
+        reason: status.phase.reason(),
+        lease: status.lease.as_ref().map(|l| LeaseReport {
+            subnet: l.subnet,
+            ipv6_subnet: l.ipv6_subnet,
+            public_ip: l.attrs.public_ip,
+            backend: backend_name(&l.attrs.backend_type).to_owned(),
+            expires: rfc3339(l.expiration),
+            expires_unix: unix(l.expiration),
+        }),
+        last_error: status.last_error.as_ref().map(|(t, m)| ErrorReport {
+            time: rfc3339(*t),
+            message: m.clone(),
+        }),
+        peers,
+        route_check_error: kernel.err(),
+        drift_repairs: counts.drift_repairs,
+        lease_renewals: counts.lease_renewals,
+        lease_errors: counts.lease_errors,
+        duplicate_public_ips: status
+            .duplicates
+            .iter()
+            .map(|d| DuplicateReport {
+                public_ip: d.public_ip,
+                subnets: d.subnets.clone(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

@@ -1,0 +1,182 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::state::Phase;
+use crate::subnet::LeaseAttrs;
+
+fn lease(subnet: &str, public_ip: [u8; 4], backend: &str) -> Lease {
+    Lease {
+        enable_ipv4: true,
+        enable_ipv6: false,
+        subnet: subnet.parse().unwrap(),
+        ipv6_subnet: None,
+        attrs: LeaseAttrs {
+            public_ip: public_ip.into(),
+            public_ipv6: None,
+            backend_type: backend.into(),
+            backend_data: None,
+            backend_v6_data: None,
+        },
+        expiration: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+    }
+}
+
+fn route(dst: &str, gw: Option<&str>, oif: u32) -> RouteSpec {
+    let mut r = RouteSpec::new(dst.parse().unwrap()).dev(oif);
+    r.gw = gw.map(|g| g.parse().unwrap());
+    r
+}
+
+#[test]
+fn route_presence_follows_each_backends_shape() {
+    let peer = lease("10.244.3.0/24", [192, 168, 0, 3], "vxlan");
+    let vtep = KernelRoutes {
+        routes: vec![route("10.244.3.0/24", Some("10.244.3.0"), 5)],
+        udp_device: None,
+    };
+    assert!(vtep.has_route("vxlan", &peer));
+    assert!(
+        !vtep.has_route("host-gw", &peer),
+        "host-gw needs the public IP"
+    );
+    let direct = KernelRoutes {
+        routes: vec![route("10.244.3.0/24", Some("192.168.0.3"), 2)],
+        udp_device: None,
+    };
+    assert!(direct.has_route("vxlan", &peer), "vxlan DirectRouting");
+    assert!(direct.has_route("host-gw", &peer));
+    let mut hole = route("10.244.3.0/24", None, 0).blackhole();
+    hole.oif = None;
+    let blackholed = KernelRoutes {
+        routes: vec![hole],
+        udp_device: None,
+    };
+    assert!(!blackholed.has_route("host-gw", &peer));
+    assert!(!KernelRoutes::default().has_route("vxlan", &peer));
+
+    let udp = KernelRoutes {
+        routes: vec![route("10.244.0.0/16", None, 9)],
+        udp_device: Some(9),
+    };
+    assert!(udp.has_route("", &peer));
+    let gone = KernelRoutes {
+        routes: vec![route("10.244.0.0/16", None, 4)],
+        udp_device: Some(9),
+    };
+    assert!(!gone.has_route("", &peer), "a route through another device");
+}
+
+#[test]
+fn duplicates_group_every_lease_by_public_ip() {
+    let own = lease("10.244.1.0/24", [10, 0, 2, 15], "vxlan");
+    let peers = [
+        lease("10.244.9.0/24", [10, 0, 2, 15], "vxlan"),
+        lease("10.244.3.0/24", [192, 168, 0, 3], "vxlan"),
+        lease("10.244.4.0/24", [10, 0, 2, 15], "vxlan"),
+    ];
+    let dups = duplicate_public_ips(Some(&own), &peers);
+    assert_eq!(dups.len(), 1);
+    assert_eq!(dups[0].public_ip, Ipv4Addr::new(10, 0, 2, 15));
+    let subnets: Vec<String> = dups[0].subnets.iter().map(|s| s.to_string()).collect();
+    assert_eq!(subnets, ["10.244.1.0/24", "10.244.4.0/24", "10.244.9.0/24"]);
+    let msg = duplicate_message(&dups[0]);
+    assert!(
+        msg.starts_with(
+            "leases 10.244.1.0/24, 10.244.4.0/24, 10.244.9.0/24 all announce public IP 10.0.2.15"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("--iface") && msg.contains("--public-ip"),
+        "{msg}"
+    );
+    assert!(duplicate_public_ips(Some(&own), &peers[1..2]).is_empty());
+}
+
+#[test]
+fn report_json_for_a_ready_node() {
+    let own = lease("10.244.1.0/24", [192, 168, 0, 1], "vxlan");
+    let status = Status {
+        phase: Phase::Ready,
+        lease: Some(own),
+        peers: vec![
+            lease("10.244.4.0/24", [192, 168, 0, 4], "vxlan"),
+            lease("10.244.3.0/24", [192, 168, 0, 3], "vxlan"),
+        ],
+        last_error: Some((
+            UNIX_EPOCH + Duration::from_secs(1_700_000_100),
+            "renewing lease: etcd: timed out".into(),
+        )),
+        duplicates: Vec::new(),
+    };
+    let kernel = KernelRoutes {
+        routes: vec![route("10.244.3.0/24", Some("10.244.3.0"), 5)],
+        udp_device: None,
+    };
+    let counts = Counts {
+        drift_repairs: 2,
+        lease_renewals: 5,
+        lease_errors: 1,
+    };
+    let r = report(&status, counts, Ok(&kernel));
+    assert_eq!(
+        serde_json::to_value(&r).unwrap(),
+        json!({
+            "ready": true,
+            "lease": {"subnet": "10.244.1.0/24", "public_ip": "192.168.0.1", "backend": "vxlan",
+                      "expires": "2023-11-14T22:13:20Z", "expires_unix": 1_700_000_000u64},
+            "last_error": {"time": "2023-11-14T22:15:00Z", "message": "renewing lease: etcd: timed out"},
+            "peers": [
+                {"subnet": "10.244.3.0/24", "public_ip": "192.168.0.3", "backend": "vxlan", "route": true},
+                {"subnet": "10.244.4.0/24", "public_ip": "192.168.0.4", "backend": "vxlan", "route": false}
+            ],
+            "drift_repairs": 2,
+            "lease_renewals": 5,
+            "lease_errors": 1,
+            "duplicate_public_ips": []
+        })
+    );
+    let back: StatusReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back, r, "flannelctl reads what the daemon writes");
+}
+
+#[test]
+fn report_json_while_waiting_and_without_a_kernel_view() {
+    let status = Status {
+        phase: Phase::WaitingForConfig(Some(
+            "flannel config not found in etcd store. Did you create your config using etcdv3 API?"
+                .into(),
+        )),
+        ..Status::default()
+    };
+    let r = report(&status, Counts::default(), Err("permission denied".into()));
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["ready"], json!(false));
+    assert_eq!(
+        v["reason"],
+        json!("waiting for network config: flannel config not found in etcd store. Did you create your config using etcdv3 API?")
+    );
+    assert_eq!(v["lease"], json!(null));
+    assert_eq!(v["route_check_error"], json!("permission denied"));
+
+    let dup = Status {
+        peers: vec![lease("10.244.3.0/24", [10, 0, 2, 15], "")],
+        duplicates: vec![DuplicatePublicIp {
+            public_ip: Ipv4Addr::new(10, 0, 2, 15),
+            subnets: vec![
+                "10.244.1.0/24".parse().unwrap(),
+                "10.244.3.0/24".parse().unwrap(),
+            ],
+        }],
+        ..Status::default()
+    };
+    let v = serde_json::to_value(report(&dup, Counts::default(), Err("x".into()))).unwrap();
+    assert_eq!(
+        v["duplicate_public_ips"],
+        json!([{"public_ip": "10.0.2.15", "subnets": ["10.244.1.0/24", "10.244.3.0/24"]}])
+    );
+    assert_eq!(v["peers"][0]["route"], json!(null), "unknown, not absent");
+    assert_eq!(v["peers"][0]["backend"], json!("udp"));
+}

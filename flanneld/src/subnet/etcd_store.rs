@@ -1,0 +1,403 @@
+//! One face for etcd's two keyspaces: which API holds the config (`--etcd-api`), and the
+//! lease operations the shared acquisition logic and the node loop need from either.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use tokio::sync::{mpsc, watch};
+
+use super::etcd::{join_key, watch_subnets, EtcdConfig, Registry, SubnetError, WatchMsg};
+use super::etcd_v2::{self, V2Error, V2Registry};
+use super::{Lease, LeaseAttrs};
+
+/// The config an operator most likely wants, shown in the "config not found" error.
+const EXAMPLE_CONFIG: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;
+
+/// `--etcd-api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EtcdApi {
+    /// v3 when its config key exists, else v2 when the v2 keyspace has a config.
+    #[default]
+    Auto,
+    V2,
+    V3,
+}
+
+impl std::str::FromStr for EtcdApi {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<EtcdApi, String> {
+        match s {
+            "auto" => Ok(EtcdApi::Auto),
+            "v2" => Ok(EtcdApi::V2),
+            "v3" => Ok(EtcdApi::V3),
+            other => Err(other.to_owned()),
+        }
+    }
+}
+
+/// What acquisition needs from a store. Errors are [`SubnetError`]s with the same meaning in
+/// both APIs (`AlreadyExists` for a lost create race, `LeaseLost` for a failed renewal).
+pub trait LeaseStore {
+    fn list_leases(&self) -> impl Future<Output = Result<Vec<Lease>, SubnetError>> + Send;
+    /// Create-only: `AlreadyExists` when the key exists.
+    fn create_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> impl Future<Output = Result<SystemTime, SubnetError>> + Send;
+    /// Unconditional overwrite with a fresh lifetime.
+    fn update_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> impl Future<Output = Result<SystemTime, SubnetError>> + Send;
+    fn delete_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+    ) -> impl Future<Output = Result<(), SubnetError>> + Send;
+}
+
+impl LeaseStore for Registry {
+    async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
+        Ok(self.list_subnets().await?.0)
+    }
+    async fn create_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> Result<SystemTime, SubnetError> {
+        Registry::create_subnet(self, subnet, ipv6_subnet, attrs).await
+    }
+    async fn update_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> Result<SystemTime, SubnetError> {
+        Registry::update_subnet(self, subnet, ipv6_subnet, attrs).await
+    }
+    async fn delete_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+    ) -> Result<(), SubnetError> {
+        Registry::delete_subnet(self, subnet, ipv6_subnet).await
+    }
+}
+
+impl LeaseStore for V2Registry {
+    async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
+        Ok(self.list_subnets().await?.0)
+    }
+    async fn create_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> Result<SystemTime, SubnetError> {
+        V2Registry::create_subnet(self, subnet, ipv6_subnet, attrs).await
+    }
+    async fn update_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> Result<SystemTime, SubnetError> {
+        V2Registry::update_subnet(self, subnet, ipv6_subnet, attrs).await
+    }
+    async fn delete_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+    ) -> Result<(), SubnetError> {
+        V2Registry::delete_subnet(self, subnet, ipv6_subnet).await
+    }
+}
+
+/// The keyspace this node uses for everything once the config was found.
+// One per process, cloned into a few tasks: boxing the v3 client would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+pub enum Store {
+    V3(Registry),
+    V2(V2Registry),
+}
+
+impl Store {
+    pub fn api(&self) -> EtcdApi {
+        match self {
+            Store::V3(_) => EtcdApi::V3,
+            Store::V2(_) => EtcdApi::V2,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        match self {
+            Store::V3(r) => r.ttl(),
+            Store::V2(r) => r.ttl(),
+        }
+    }
+
+    /// Refreshes our record while it still holds exactly `attrs` (`LeaseLost` otherwise).
+    pub async fn renew_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> Result<SystemTime, SubnetError> {
+        match self {
+            Store::V3(r) => r.renew_subnet(subnet, ipv6_subnet, attrs).await,
+            Store::V2(r) => r.renew_subnet(subnet, ipv6_subnet, attrs).await,
+        }
+    }
+
+    /// Follows the lease records in a task of its own until `stop` or until `tx` closes.
+    pub fn spawn_watch(&self, tx: mpsc::Sender<WatchMsg>, stop: watch::Receiver<bool>) {
+        match self {
+            Store::V3(r) => drop(tokio::spawn(watch_subnets(r.clone(), tx, stop))),
+            Store::V2(r) => drop(tokio::spawn(etcd_v2::watch_subnets(r.clone(), tx, stop))),
+        }
+    }
+}
+
+impl LeaseStore for Store {
+    async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
+        match self {
+            Store::V3(r) => r.list_leases().await,
+            Store::V2(r) => r.list_leases().await,
+        }
+    }
+    async fn create_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> Result<SystemTime, SubnetError> {
+        match self {
+            Store::V3(r) => Registry::create_subnet(r, subnet, ipv6_subnet, attrs).await,
+            Store::V2(r) => V2Registry::create_subnet(r, subnet, ipv6_subnet, attrs).await,
+        }
+    }
+    async fn update_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> Result<SystemTime, SubnetError> {
+        match self {
+            Store::V3(r) => Registry::update_subnet(r, subnet, ipv6_subnet, attrs).await,
+            Store::V2(r) => V2Registry::update_subnet(r, subnet, ipv6_subnet, attrs).await,
+        }
+    }
+    async fn delete_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+    ) -> Result<(), SubnetError> {
+        match self {
+            Store::V3(r) => Registry::delete_subnet(r, subnet, ipv6_subnet).await,
+            Store::V2(r) => V2Registry::delete_subnet(r, subnet, ipv6_subnet).await,
+        }
+    }
+}
+
+/// Why the config could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}", missing_message(.key, .looked))]
+    ConfigMissing {
+        key: String,
+        looked: Vec<(EtcdApi, Lookup)>,
+    },
+    #[error(transparent)]
+    V3(SubnetError),
+    #[error(transparent)]
+    V2(V2Error),
+}
+
+impl StoreError {
+    /// Errors retrying cannot fix (bad flags or certificate files).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StoreError::V3(SubnetError::TlsFile { .. }) => true,
+            StoreError::V2(e) => e.is_permanent(),
+            _ => false,
+        }
+    }
+}
+
+/// What one API said about the config key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Absent,
+    /// The v2 API is not served at all, or failed in a way worth showing.
+    Failed(String),
+}
+
+fn missing_message(key: &str, looked: &[(EtcdApi, Lookup)]) -> String {
+    let parts: Vec<String> = looked
+        .iter()
+        .map(|(api, lookup)| {
+            let name = match api {
+                EtcdApi::V2 => "v2",
+                _ => "v3",
+            };
+            match lookup {
+                Lookup::Absent => format!("{key} through the etcd {name} API (not found)"),
+                Lookup::Failed(why) => format!("{key} through the etcd {name} API ({why})"),
+            }
+        })
+        .collect();
+    let create = match looked.first() {
+        Some((EtcdApi::V2, _)) => format!("ETCDCTL_API=2 etcdctl set {key} '{EXAMPLE_CONFIG}'"),
+        _ => format!("ETCDCTL_API=3 etcdctl put {key} '{EXAMPLE_CONFIG}'"),
+    };
+    format!(
+        "flannel network config not found: looked for {}. Create it with: {create}",
+        parts.join(" and for ")
+    )
+}
+
+/// The clients `--etcd-api` calls for, until the config tells which keyspace is in use.
+pub struct StoreSelector {
+    api: EtcdApi,
+    key: String,
+    v3: Option<Registry>,
+    v2: Option<V2Registry>,
+}
+
+impl StoreSelector {
+    /// Builds the client(s); in auto mode both, since the config decides.
+    pub async fn connect(
+        cfg: &EtcdConfig,
+        api: EtcdApi,
+        ttl: Duration,
+    ) -> Result<StoreSelector, StoreError> {
+        let v3 = match api {
+            EtcdApi::V2 => None,
+            _ => Some(Registry::connect(cfg, ttl).await.map_err(StoreError::V3)?),
+        };
+        let v2 = match api {
+            EtcdApi::V3 => None,
+            _ => Some(V2Registry::connect(cfg, ttl).map_err(StoreError::V2)?),
+        };
+        Ok(StoreSelector {
+            api,
+            key: join_key(&cfg.prefix, "config"),
+            v3,
+            v2,
+        })
+    }
+
+    /// Reads the raw network config and the store it came from. In auto mode v2 is asked
+    /// only once v3 has answered that the key is absent: an unreachable v3 API is an outage
+    /// to wait out, not a reason to switch keyspaces.
+    pub async fn network_config(&self) -> Result<(Store, String), StoreError> {
+        let mut looked = Vec::new();
+        if let Some(v3) = &self.v3 {
+            match v3.get_network_config().await {
+                Ok(raw) => return Ok((Store::V3(v3.clone()), raw)),
+                Err(SubnetError::ConfigNotFound) => looked.push((EtcdApi::V3, Lookup::Absent)),
+                Err(e) => return Err(StoreError::V3(e)),
+            }
+        }
+        if let Some(v2) = &self.v2 {
+            match v2.get_network_config().await {
+                Ok(Some(raw)) => {
+                    if self.api == EtcdApi::Auto {
+                        log::info!(
+                            "{} is not in etcd's v3 keyspace but the v2 API has it: using the etcd v2 API for config, leases and the subnet watch",
+                            self.key
+                        );
+                    }
+                    return Ok((Store::V2(v2.clone()), raw));
+                }
+                Ok(None) => looked.push((EtcdApi::V2, Lookup::Absent)),
+                Err(e @ V2Error::Http { .. }) if self.api == EtcdApi::Auto => {
+                    looked.push((EtcdApi::V2, Lookup::Failed(e.to_string())));
+                }
+                Err(e) => return Err(StoreError::V2(e)),
+            }
+        }
+        Err(StoreError::ConfigMissing {
+            key: self.key.clone(),
+            looked,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "/coreos.com/network/config";
+
+    #[test]
+    fn api_names_parse_exactly() {
+        assert_eq!("auto".parse(), Ok(EtcdApi::Auto));
+        assert_eq!("v2".parse(), Ok(EtcdApi::V2));
+        assert_eq!("v3".parse(), Ok(EtcdApi::V3));
+        assert_eq!("V3".parse::<EtcdApi>(), Err("V3".to_owned()));
+        assert_eq!("".parse::<EtcdApi>(), Err(String::new()));
+    }
+
+    #[test]
+    fn missing_config_in_auto_mode_names_both_apis_and_the_v3_command() {
+        let err = StoreError::ConfigMissing {
+            key: KEY.into(),
+            looked: vec![(EtcdApi::V3, Lookup::Absent), (EtcdApi::V2, Lookup::Absent)],
+        };
+        assert_eq!(
+            err.to_string(),
+            "flannel network config not found: looked for /coreos.com/network/config through \
+             the etcd v3 API (not found) and for /coreos.com/network/config through the etcd v2 \
+             API (not found). Create it with: ETCDCTL_API=3 etcdctl put \
+             /coreos.com/network/config '{\"Network\":\"10.244.0.0/16\",\"Backend\":{\"Type\":\"vxlan\"}}'"
+        );
+    }
+
+    #[test]
+    fn missing_config_says_when_v2_is_not_served() {
+        let err = StoreError::ConfigMissing {
+            key: KEY.into(),
+            looked: vec![
+                (EtcdApi::V3, Lookup::Absent),
+                (
+                    EtcdApi::V2,
+                    Lookup::Failed("etcd at http://a:2379 does not serve the v2 API".into()),
+                ),
+            ],
+        };
+        assert!(err
+            .to_string()
+            .contains("through the etcd v2 API (etcd at http://a:2379 does not serve the v2 API)"));
+    }
+
+    #[test]
+    fn missing_config_in_v2_mode_prints_the_v2_command() {
+        let err = StoreError::ConfigMissing {
+            key: "/x/config".into(),
+            looked: vec![(EtcdApi::V2, Lookup::Absent)],
+        };
+        assert_eq!(
+            err.to_string(),
+            "flannel network config not found: looked for /x/config through the etcd v2 API \
+             (not found). Create it with: ETCDCTL_API=2 etcdctl set /x/config \
+             '{\"Network\":\"10.244.0.0/16\",\"Backend\":{\"Type\":\"vxlan\"}}'"
+        );
+    }
+
+    #[test]
+    fn only_flag_and_file_errors_are_permanent() {
+        let file = StoreError::V2(V2Error::Tls("bad key".into()));
+        assert!(file.is_permanent());
+        assert!(!StoreError::V2(V2Error::Unreachable("x".into())).is_permanent());
+        assert!(!StoreError::V3(SubnetError::ConfigNotFound).is_permanent());
+    }
+}
