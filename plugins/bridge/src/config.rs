@@ -36,6 +36,8 @@ pub enum ConfigError {
     HairpinAndPromisc,
     #[error("cannot use IPAM when DisableContainerInterface flag is set")]
     IpamWithoutInterface,
+    #[error("invalid bridge name {0:?}: contains a NUL byte")]
+    BridgeNameNul(String),
 }
 
 /// The decoded bridge configuration.
@@ -217,6 +219,11 @@ impl BridgeConf {
         }
         if self.is_layer3() && self.disable_container_interface {
             return Err(ConfigError::IpamWithoutInterface);
+        }
+        // The kernel reads a link name up to its first NUL: "br\0x" would create (and later
+        // attach containers to) a bridge named "br".
+        if self.bridge.contains('\0') {
+            return Err(ConfigError::BridgeNameNul(self.bridge.clone()));
         }
         Ok(())
     }

@@ -208,6 +208,12 @@ fn add_only_checks() {
     let c = load(&with(r#","disableContainerInterface":true,"ipam":{}"#)).unwrap();
     assert!(!c.is_layer3());
     assert!(c.validate_for_add().is_ok());
+    // The kernel would take "br" from "br\0x".
+    let c = load(&with(r#","bridge":"br\u0000x""#)).unwrap();
+    assert_eq!(
+        c.validate_for_add().unwrap_err().to_string(),
+        "invalid bridge name \"br\\0x\": contains a NUL byte"
+    );
 }
 
 #[test]

@@ -54,8 +54,8 @@ pub fn add(req: &Request) -> Result<CniResult, BridgeError> {
     // A CNI_NETNS that is not a namespace is refused before anything is created; upstream
     // builds the bridge and runs IPAM first and leaves the bridge behind.
     let path = netns_path(req);
-    let cont_ns = open_netns(Path::new(&path))
-        .map_err(|source| BridgeError::OpenNetns { path, source })?;
+    let cont_ns =
+        open_netns(Path::new(&path)).map_err(|source| BridgeError::OpenNetns { path, source })?;
     let host = Handle::new().map_err(BridgeError::netlink("failed to open netlink socket"))?;
     let mut attach = Attach {
         req,

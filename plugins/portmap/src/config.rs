@@ -111,6 +111,11 @@ fn mapping(e: WireEntry) -> Result<PortMapping, String> {
                 .map_err(|_| format!("Invalid host IP: {s:?}"))?,
         ),
     };
+    // The protocol comes from the pod spec and is spliced into nft scripts and
+    // iptables-restore input: only a bare name or number may get there, never syntax.
+    if !e.protocol.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!("Invalid protocol: {:?}", e.protocol));
+    }
     Ok(PortMapping {
         host_port,
         container_port,

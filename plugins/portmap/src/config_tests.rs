@@ -98,6 +98,13 @@ fn invalid_values_are_upstream_errors() {
         ),
         "failed to parse config: Invalid host port number: 70000"
     );
+    // Spliced into nft scripts: a protocol carrying syntax would inject rules.
+    assert_eq!(
+        err(
+            json!({"runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 80, "protocol": "tcp dport 1 accept\nflush ruleset"}]}})
+        ),
+        "failed to parse config: Invalid protocol: \"tcp dport 1 accept\\nflush ruleset\""
+    );
     assert!(err(json!({"snat": "yes"}))
         .starts_with("failed to parse config: failed to parse network configuration: "));
 }

@@ -1,0 +1,256 @@
+//! flanneld against a secured etcd: TLS with client certificates (a throw-away CA made by
+//! openssl in the test), and etcd's own user/password auth with a role limited to flannel's
+//! prefix. The right credentials get a lease; wrong ones are a clear error in the log and
+//! no subnet.env — never a lease taken some other way.
+
+mod flanneld_faults_support;
+mod flanneld_support;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use conformance::{Etcd, EtcdOptions, EtcdTls, Segment, Underlay};
+use flanneld_faults_support::RawFlanneld;
+use flanneld_support::*;
+use serde_json::json;
+
+const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+
+fn openssl(dir: &Path, args: &str) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args.split_whitespace())
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn issue(dir: &Path, name: &str, extensions: &str) -> (PathBuf, PathBuf) {
+    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
+    openssl(
+        dir,
+        &format!("req {EC_KEY} -keyout {name}.key -out {name}.csr -subj /CN={name}"),
+    );
+    openssl(
+        dir,
+        &format!("x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -out {name}.crt -extfile {name}.ext"),
+    );
+    (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    )
+}
+
+fn net_config() -> String {
+    json!({"Network": "10.247.0.0/16", "Backend": {"Type": "host-gw"}}).to_string()
+}
+
+/// Waits for `what` in the log of a daemon that must stay up without becoming ready.
+fn assert_refused(f: &mut RawFlanneld, subnet_file: &Path, what: &str) {
+    assert!(
+        eventually(Duration::from_secs(20), || f.log().contains(what)),
+        "no {what:?} in the log:\n{}",
+        f.log()
+    );
+    assert!(
+        !subnet_file.exists(),
+        "subnet.env written without valid credentials"
+    );
+}
+
+#[test]
+fn flanneld_leases_over_tls_with_a_client_certificate_and_is_refused_without_one() {
+    let pki = tempfile::tempdir().unwrap();
+    let dir = pki.path();
+    openssl(
+        dir,
+        &format!("req -x509 {EC_KEY} -keyout ca.key -out ca.crt -subj /CN=fr-auth-ca -days 1"),
+    );
+    let router_ip = Segment::A.router_ip();
+    let (cert, key) = issue(
+        dir,
+        "server",
+        &format!("subjectAltName=IP:{router_ip}\nextendedKeyUsage=serverAuth\n"),
+    );
+    let (client_cert, client_key) = issue(dir, "client", "extendedKeyUsage=clientAuth\n");
+    // A certificate from another CA: must be refused like no certificate at all.
+    openssl(
+        dir,
+        &format!("req -x509 {EC_KEY} -keyout rogue.key -out rogue.crt -subj /CN=rogue -days 1"),
+    );
+    let underlay = Underlay::new().unwrap();
+    let tls = EtcdTls {
+        cert,
+        key,
+        ca: dir.join("ca.crt"),
+        client_cert_auth: true,
+        client_cert: Some((client_cert.clone(), client_key.clone())),
+    };
+    let etcd =
+        Etcd::start(EtcdOptions::in_netns(underlay.router(), IpAddr::V4(router_ip)).tls(tls))
+            .unwrap();
+    assert!(
+        etcd.endpoint().starts_with("https://"),
+        "{}",
+        etcd.endpoint()
+    );
+    etcd.put(&format!("{PREFIX}/config"), &net_config())
+        .unwrap();
+
+    let ca = format!("--etcd-cafile={}", dir.join("ca.crt").display());
+    let host = underlay.add_host(Segment::A, "t1").unwrap();
+    let mut good = Flanneld::start(
+        host,
+        &etcd,
+        &[
+            &format!("--etcd-certfile={}", client_cert.display()),
+            &format!("--etcd-keyfile={}", client_key.display()),
+            &ca,
+        ],
+        None,
+    );
+    good.wait_ready();
+    let subnet = good.subnet();
+    let record = etcd
+        .get(&format!(
+            "{PREFIX}/subnets/{}-{}",
+            subnet.network(),
+            subnet.prefix_len()
+        ))
+        .unwrap();
+    assert!(record.is_some_and(|r| r.contains("\"BackendType\":\"host-gw\"")));
+
+    let logs = tempfile::tempdir().unwrap();
+    // No client certificate: the etcd client fails the handshake itself and says why. A
+    // certificate from an unknown CA: TLS 1.3 lets the server refuse it only after the
+    // client's handshake is done, so the client sees the connection closed; flanneld
+    // reports it as a failed fetch and retries.
+    for (tag, args, says) in [
+        ("t2", vec![ca.clone()], "certificate"),
+        (
+            "t3",
+            vec![
+                ca.clone(),
+                format!("--etcd-certfile={}", dir.join("rogue.crt").display()),
+                format!("--etcd-keyfile={}", dir.join("rogue.key").display()),
+            ],
+            "Couldn't fetch network config",
+        ),
+    ] {
+        let host = underlay.add_host(Segment::A, tag).unwrap();
+        let subnet_file = logs.path().join(format!("{tag}.env"));
+        let mut all: Vec<String> = vec![format!("--subnet-file={}", subnet_file.display())];
+        all.extend(args);
+        let argv: Vec<&str> = all.iter().map(String::as_str).collect();
+        let log_dir = logs.path().join(tag);
+        std::fs::create_dir(&log_dir).unwrap();
+        let mut bad = RawFlanneld::spawn(&host, &etcd, &log_dir, &argv, &[]);
+        assert_refused(&mut bad, &subnet_file, says);
+        assert!(
+            bad.is_running(),
+            "{tag}: a refused connection is retried, not fatal"
+        );
+    }
+    let leases = etcd
+        .etcdctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            &format!("{PREFIX}/subnets/"),
+        ])
+        .unwrap();
+    assert_eq!(
+        leases.lines().filter(|l| !l.is_empty()).count(),
+        1,
+        "{leases}"
+    );
+}
+
+#[test]
+fn flanneld_leases_with_etcd_username_and_password_and_reports_a_wrong_one() {
+    let underlay = Underlay::new().unwrap();
+    let router_ip = Segment::A.router_ip();
+    let etcd = Etcd::start(EtcdOptions::in_netns(
+        underlay.router(),
+        IpAddr::V4(router_ip),
+    ))
+    .unwrap();
+    etcd.put(&format!("{PREFIX}/config"), &net_config())
+        .unwrap();
+    let ctl = |args: &[&str]| etcd.etcdctl(args).unwrap_or_else(|e| panic!("{e}"));
+    ctl(&["user", "add", "root", "--new-user-password=root-secret"]);
+    ctl(&["user", "grant-role", "root", "root"]);
+    ctl(&["role", "add", "flannel"]);
+    ctl(&[
+        "role",
+        "grant-permission",
+        "flannel",
+        "--prefix=true",
+        "readwrite",
+        &format!("{PREFIX}/"),
+    ]);
+    ctl(&["user", "add", "flannel", "--new-user-password=s3cret pass"]);
+    ctl(&["user", "grant-role", "flannel", "flannel"]);
+    ctl(&["auth", "enable"]);
+    // Auth is on: anonymous reads fail now.
+    assert!(etcd.etcdctl(&["get", &format!("{PREFIX}/config")]).is_err());
+
+    let host = underlay.add_host(Segment::A, "u1").unwrap();
+    let mut good = Flanneld::start(
+        host,
+        &etcd,
+        &["--etcd-username=flannel", "--etcd-password=s3cret pass"],
+        None,
+    );
+    good.wait_ready();
+    let subnet = good.subnet();
+    let out = etcd
+        .etcdctl(&[
+            "--user=root:root-secret",
+            "get",
+            "--print-value-only",
+            &format!(
+                "{PREFIX}/subnets/{}-{}",
+                subnet.network(),
+                subnet.prefix_len()
+            ),
+        ])
+        .unwrap();
+    assert!(out.contains("\"PublicIP\""), "lease record: {out:?}");
+
+    let logs = tempfile::tempdir().unwrap();
+    for (tag, creds) in [
+        ("u2", ["--etcd-username=flannel", "--etcd-password=wrong"]),
+        (
+            "u3",
+            ["--etcd-username=nobody", "--etcd-password=s3cret pass"],
+        ),
+    ] {
+        let host = underlay.add_host(Segment::A, tag).unwrap();
+        let subnet_file = logs.path().join(format!("{tag}.env"));
+        let sf = format!("--subnet-file={}", subnet_file.display());
+        let log_dir = logs.path().join(tag);
+        std::fs::create_dir(&log_dir).unwrap();
+        let mut bad = RawFlanneld::spawn(&host, &etcd, &log_dir, &[&sf, creds[0], creds[1]], &[]);
+        assert_refused(&mut bad, &subnet_file, "authentication failed");
+        assert!(
+            !bad.log().contains("s3cret"),
+            "{tag}: the password is in the log:\n{}",
+            bad.log()
+        );
+    }
+    // Unauthenticated: etcd says so, flanneld says so.
+    let host = underlay.add_host(Segment::A, "u4").unwrap();
+    let subnet_file = logs.path().join("u4.env");
+    let sf = format!("--subnet-file={}", subnet_file.display());
+    let log_dir = logs.path().join("u4");
+    std::fs::create_dir(&log_dir).unwrap();
+    let mut anon = RawFlanneld::spawn(&host, &etcd, &log_dir, &[&sf], &[]);
+    assert_refused(&mut anon, &subnet_file, "user name is empty");
+}
