@@ -8,7 +8,8 @@
 //! - [`etcd`]: a throw-away etcd server, in a namespace or on loopback;
 //! - [`cni`]: plugin directories (ours / reference / mixed) and a driver that
 //!   calls plugins through libcni (`conformance/cnidriver`, Go);
-//! - [`inspect`]: kernel state inside a namespace as JSON.
+//! - [`inspect`]: kernel state inside a namespace as JSON;
+//! - [`tls`]: a throw-away CA (openssl) for etcd over TLS.
 //!
 //! The bed fails loudly instead of skipping: the suite runs as root in CI,
 //! and a missing tool is a broken machine, not a reason to pass.
@@ -20,12 +21,14 @@ pub mod etcd;
 pub mod inspect;
 pub mod kubeapi;
 pub mod netns;
+pub mod tls;
 pub mod topology;
 
 pub use cmd::CmdError;
 pub use cni::{Attachment, CniFailure, Driver, Impl, Invocation, PluginDir, PluginDirError, Verb};
 pub use etcd::{Etcd, EtcdError, EtcdOptions, EtcdTls};
 pub use netns::{Netns, NetnsError};
+pub use tls::{FileNaming, TestCa, TlsError};
 pub use topology::{Host, Segment, Underlay};
 
 use std::path::{Path, PathBuf};

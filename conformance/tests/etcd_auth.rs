@@ -7,45 +7,13 @@ mod flanneld_faults_support;
 mod flanneld_support;
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use conformance::{Etcd, EtcdOptions, EtcdTls, Segment, Underlay};
+use conformance::{Etcd, EtcdOptions, Segment, TestCa, Underlay};
 use flanneld_faults_support::RawFlanneld;
 use flanneld_support::*;
 use serde_json::json;
-
-const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-
-fn openssl(dir: &Path, args: &str) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args.split_whitespace())
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn issue(dir: &Path, name: &str, extensions: &str) -> (PathBuf, PathBuf) {
-    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
-    openssl(
-        dir,
-        &format!("req {EC_KEY} -keyout {name}.key -out {name}.csr -subj /CN={name}"),
-    );
-    openssl(
-        dir,
-        &format!("x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -out {name}.crt -extfile {name}.ext"),
-    );
-    (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    )
-}
 
 fn net_config() -> String {
     json!({"Network": "10.247.0.0/16", "Backend": {"Type": "host-gw"}}).to_string()
@@ -67,31 +35,19 @@ fn assert_refused(f: &mut RawFlanneld, subnet_file: &Path, what: &str) {
 #[test]
 fn flanneld_leases_over_tls_with_a_client_certificate_and_is_refused_without_one() {
     let pki = tempfile::tempdir().unwrap();
-    let dir = pki.path();
-    openssl(
-        dir,
-        &format!("req -x509 {EC_KEY} -keyout ca.key -out ca.crt -subj /CN=fr-auth-ca -days 1"),
-    );
+    let ca = TestCa::new(pki.path(), "fr-auth-ca").unwrap();
     let router_ip = Segment::A.router_ip();
-    let (cert, key) = issue(
-        dir,
-        "server",
-        &format!("subjectAltName=IP:{router_ip}\nextendedKeyUsage=serverAuth\n"),
-    );
-    let (client_cert, client_key) = issue(dir, "client", "extendedKeyUsage=clientAuth\n");
+    let server = ca
+        .issue(
+            "server",
+            &format!("subjectAltName=IP:{router_ip}\nextendedKeyUsage=serverAuth\n"),
+        )
+        .unwrap();
+    let (client_cert, client_key) = ca.issue("client", "extendedKeyUsage=clientAuth\n").unwrap();
     // A certificate from another CA: must be refused like no certificate at all.
-    openssl(
-        dir,
-        &format!("req -x509 {EC_KEY} -keyout rogue.key -out rogue.crt -subj /CN=rogue -days 1"),
-    );
+    let rogue = TestCa::new(&pki.path().join("rogue"), "rogue").unwrap();
     let underlay = Underlay::new().unwrap();
-    let tls = EtcdTls {
-        cert,
-        key,
-        ca: dir.join("ca.crt"),
-        client_cert_auth: true,
-        client_cert: Some((client_cert.clone(), client_key.clone())),
-    };
+    let tls = ca.mutual_etcd_tls(server, (client_cert.clone(), client_key.clone()));
     let etcd =
         Etcd::start(EtcdOptions::in_netns(underlay.router(), IpAddr::V4(router_ip)).tls(tls))
             .unwrap();
@@ -103,7 +59,7 @@ fn flanneld_leases_over_tls_with_a_client_certificate_and_is_refused_without_one
     etcd.put(&format!("{PREFIX}/config"), &net_config())
         .unwrap();
 
-    let ca = format!("--etcd-cafile={}", dir.join("ca.crt").display());
+    let ca_arg = format!("--etcd-cafile={}", ca.cert().display());
     let host = underlay.add_host(Segment::A, "t1").unwrap();
     let mut good = Flanneld::start(
         host,
@@ -111,7 +67,7 @@ fn flanneld_leases_over_tls_with_a_client_certificate_and_is_refused_without_one
         &[
             &format!("--etcd-certfile={}", client_cert.display()),
             &format!("--etcd-keyfile={}", client_key.display()),
-            &ca,
+            &ca_arg,
         ],
         None,
     );
@@ -132,13 +88,13 @@ fn flanneld_leases_over_tls_with_a_client_certificate_and_is_refused_without_one
     // client's handshake is done, so the client sees the connection closed; flanneld
     // reports it as a failed fetch and retries.
     for (tag, args, says) in [
-        ("t2", vec![ca.clone()], "certificate"),
+        ("t2", vec![ca_arg.clone()], "certificate"),
         (
             "t3",
             vec![
-                ca.clone(),
-                format!("--etcd-certfile={}", dir.join("rogue.crt").display()),
-                format!("--etcd-keyfile={}", dir.join("rogue.key").display()),
+                ca_arg.clone(),
+                format!("--etcd-certfile={}", rogue.cert().display()),
+                format!("--etcd-keyfile={}", rogue.key().display()),
             ],
             "Couldn't fetch network config",
         ),

@@ -11,48 +11,15 @@ mod flanneld_support;
 
 use std::fs::File;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use conformance::{Driver, Etcd, EtcdOptions, EtcdTls, Host, Netns, Segment, Underlay};
+use conformance::{Driver, Etcd, EtcdOptions, FileNaming, Host, Netns, Segment, TestCa, Underlay};
 use flanneld_support::*;
 use serde_json::json;
 
 const NETWORK: &str = "10.244.0.0/16";
-const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-
-fn openssl(dir: &Path, args: &str) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args.split_whitespace())
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Issues `<name>.pem`/`<name>-key.pem` signed by the CA in `dir`, named as in the tutorials.
-fn issue(dir: &Path, name: &str, extensions: &str) -> (PathBuf, PathBuf) {
-    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
-    openssl(
-        dir,
-        &format!("req {EC_KEY} -keyout {name}-key.pem -out {name}.csr -subj /CN={name}"),
-    );
-    openssl(
-        dir,
-        &format!(
-            "x509 -req -in {name}.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -out {name}.pem -extfile {name}.ext"
-        ),
-    );
-    (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}-key.pem")),
-    )
-}
 
 /// flanneld started exactly with the unit line; Drop kills it.
 struct UnitFlanneld {
@@ -159,25 +126,16 @@ fn the_tutorial_unit_line_with_tls_etcd_meshes_three_hosts() {
     let underlay = Underlay::new().unwrap();
     let etcd_ip = Segment::A.router_ip();
     let pki = tempfile::tempdir().unwrap();
-    let dir = pki.path();
-    openssl(
-        dir,
-        &format!("req -x509 {EC_KEY} -keyout ca-key.pem -out ca.pem -subj /CN=fr-unit-ca -days 1"),
-    );
-    let (server_cert, server_key) = issue(
-        dir,
-        "etcd",
-        &format!("subjectAltName=IP:{etcd_ip}\nextendedKeyUsage=serverAuth\n"),
-    );
-    let (node_cert, node_key) = issue(dir, "server", "extendedKeyUsage=clientAuth\n");
-    let ca = dir.join("ca.pem");
-    let tls = EtcdTls {
-        cert: server_cert,
-        key: server_key,
-        ca: ca.clone(),
-        client_cert_auth: true,
-        client_cert: Some((node_cert.clone(), node_key.clone())),
-    };
+    // Files named as in the tutorials (cfssl's convention).
+    let ca = TestCa::with_naming(pki.path(), "fr-unit-ca", FileNaming::Pem).unwrap();
+    let server = ca
+        .issue(
+            "etcd",
+            &format!("subjectAltName=IP:{etcd_ip}\nextendedKeyUsage=serverAuth\n"),
+        )
+        .unwrap();
+    let (node_cert, node_key) = ca.issue("server", "extendedKeyUsage=clientAuth\n").unwrap();
+    let tls = ca.mutual_etcd_tls(server, (node_cert.clone(), node_key.clone()));
     let etcd = Etcd::start(EtcdOptions::in_netns(underlay.router(), IpAddr::V4(etcd_ip)).tls(tls))
         .unwrap();
     etcd.put(
@@ -189,7 +147,7 @@ fn the_tutorial_unit_line_with_tls_etcd_meshes_three_hosts() {
     let unit_line: Vec<String> = vec![
         "--ip-masq".into(),
         format!("--etcd-endpoints=https://{etcd_ip}:2379"),
-        format!("-etcd-cafile={}", ca.display()),
+        format!("-etcd-cafile={}", ca.cert().display()),
         format!("-etcd-certfile={}", node_cert.display()),
         format!("-etcd-keyfile={}", node_key.display()),
     ];

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use conformance::{Etcd, EtcdOptions, EtcdTls};
+use conformance::{Etcd, EtcdOptions, TestCa};
 use flanneld::subnet::etcd::{acquire_lease, AcquireRequest, EtcdConfig, SubnetError, WatchMsg};
 use flanneld::subnet::etcd_store::{EtcdApi, LeaseStore, Store, StoreError, StoreSelector};
 use flanneld::subnet::etcd_v2::{watch_subnets, V2Registry};
@@ -449,52 +449,27 @@ async fn a_dead_endpoint_fails_over_to_the_next() {
     );
 }
 
-fn openssl(dir: &Path, args: &str) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args.split_whitespace())
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// `<name>.crt`/`<name>.key` signed by the CA in `dir`.
-fn issue(dir: &Path, name: &str, extensions: &str) {
-    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
-    openssl(dir, &format!("req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout {name}.key -out {name}.csr -subj /CN={name}"));
-    openssl(dir, &format!("x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -out {name}.crt -extfile {name}.ext"));
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn v2_over_tls_with_client_certificates() {
     let pki = tempfile::tempdir().unwrap();
-    let dir = pki.path();
-    openssl(dir, "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -subj /CN=fr-v2-ca -days 1");
-    issue(
-        dir,
-        "server",
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    );
-    issue(dir, "client", "extendedKeyUsage=clientAuth\n");
-    let path = |f: &str| dir.join(f).display().to_string();
-    let tls = EtcdTls {
-        cert: dir.join("server.crt"),
-        key: dir.join("server.key"),
-        ca: dir.join("ca.crt"),
-        client_cert_auth: true,
-        client_cert: Some((dir.join("client.crt"), dir.join("client.key"))),
-    };
+    let ca = TestCa::new(pki.path(), "fr-v2-ca").unwrap();
+    let server = ca
+        .issue(
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+    let client = ca.issue("client", "extendedKeyUsage=clientAuth\n").unwrap();
+    let path = |f: &Path| f.display().to_string();
+    let (cafile, certfile, keyfile) = (path(ca.cert()), path(&client.0), path(&client.1));
+    let tls = ca.mutual_etcd_tls(server, client);
     let etcd = Etcd::start(EtcdOptions::loopback().enable_v2(true).tls(tls)).unwrap();
     let mut cfg = EtcdConfig {
         endpoints: vec![etcd.endpoint()],
         prefix: PREFIX.into(),
-        cafile: path("ca.crt"),
-        certfile: path("client.crt"),
-        keyfile: path("client.key"),
+        cafile,
+        certfile,
+        keyfile,
         ..EtcdConfig::default()
     };
     let reg = V2Registry::connect(&cfg, Duration::from_secs(60)).unwrap();

@@ -62,63 +62,43 @@ pub trait LeaseStore {
     ) -> impl Future<Output = Result<(), SubnetError>> + Send;
 }
 
-impl LeaseStore for Registry {
-    async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
-        Ok(self.list_subnets().await?.0)
-    }
-    async fn create_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        Registry::create_subnet(self, subnet, ipv6_subnet, attrs).await
-    }
-    async fn update_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        Registry::update_subnet(self, subnet, ipv6_subnet, attrs).await
-    }
-    async fn delete_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-    ) -> Result<(), SubnetError> {
-        Registry::delete_subnet(self, subnet, ipv6_subnet).await
-    }
+/// Both registries have the trait's operations as inherent methods of the same signatures;
+/// the trait impls only forward to them.
+macro_rules! forward_lease_store {
+    ($registry:ty) => {
+        impl LeaseStore for $registry {
+            async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
+                Ok(self.list_subnets().await?.0)
+            }
+            async fn create_subnet(
+                &self,
+                subnet: Ipv4Net,
+                ipv6_subnet: Option<Ipv6Net>,
+                attrs: &LeaseAttrs,
+            ) -> Result<SystemTime, SubnetError> {
+                <$registry>::create_subnet(self, subnet, ipv6_subnet, attrs).await
+            }
+            async fn update_subnet(
+                &self,
+                subnet: Ipv4Net,
+                ipv6_subnet: Option<Ipv6Net>,
+                attrs: &LeaseAttrs,
+            ) -> Result<SystemTime, SubnetError> {
+                <$registry>::update_subnet(self, subnet, ipv6_subnet, attrs).await
+            }
+            async fn delete_subnet(
+                &self,
+                subnet: Ipv4Net,
+                ipv6_subnet: Option<Ipv6Net>,
+            ) -> Result<(), SubnetError> {
+                <$registry>::delete_subnet(self, subnet, ipv6_subnet).await
+            }
+        }
+    };
 }
 
-impl LeaseStore for V2Registry {
-    async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
-        Ok(self.list_subnets().await?.0)
-    }
-    async fn create_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        V2Registry::create_subnet(self, subnet, ipv6_subnet, attrs).await
-    }
-    async fn update_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        V2Registry::update_subnet(self, subnet, ipv6_subnet, attrs).await
-    }
-    async fn delete_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-    ) -> Result<(), SubnetError> {
-        V2Registry::delete_subnet(self, subnet, ipv6_subnet).await
-    }
-}
+forward_lease_store!(Registry);
+forward_lease_store!(V2Registry);
 
 /// The keyspace this node uses for everything once the config was found.
 // One per process, cloned into a few tasks: boxing the v3 client would buy nothing.

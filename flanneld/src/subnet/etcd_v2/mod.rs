@@ -90,6 +90,18 @@ struct Served {
     etcd_index: Option<u64>,
 }
 
+/// What a lease write requires of the key's current state, checked by etcd atomically
+/// with the write.
+#[derive(Debug, Clone, Copy)]
+enum Precondition {
+    /// Any state: the write creates or overwrites.
+    None,
+    /// The key must not exist (`prevExist=false`).
+    Absent,
+    /// The key must hold exactly the value being written (`prevValue`).
+    Unchanged,
+}
+
 /// A client for the v2 keyspace plus the key layout. Cheap to clone (the client pools).
 #[derive(Clone)]
 pub struct V2Registry {
@@ -204,14 +216,26 @@ impl V2Registry {
         Ok((leases, served.etcd_index.unwrap_or(0)))
     }
 
-    async fn put(
+    /// Writes our record for the subnet with a fresh TTL, provided the key is in the state
+    /// `precondition` demands. Returns the expiration.
+    async fn put_lease(
         &self,
         op: &'static str,
-        key: &str,
-        form: &[(&str, &str)],
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+        precondition: Precondition,
     ) -> Result<SystemTime, V2Error> {
+        let key = self.subnet_path(subnet, ipv6_subnet);
+        let (value, ttl) = (attrs.to_json(), self.ttl_secs());
+        let mut form = vec![("value", &*value), ("ttl", &*ttl)];
+        match precondition {
+            Precondition::None => {}
+            Precondition::Absent => form.push(("prevExist", "false")),
+            Precondition::Unchanged => form.push(("prevValue", &*value)),
+        }
         let served = self
-            .call(op, Method::PUT, key, &[], Some(form), REQUEST_TIMEOUT)
+            .call(op, Method::PUT, &key, &[], Some(&form), REQUEST_TIMEOUT)
             .await?;
         let ttl = served.response.node.and_then(|n| n.ttl);
         Ok(wire::expiration(ttl))
@@ -225,10 +249,8 @@ impl V2Registry {
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
     ) -> Result<SystemTime, SubnetError> {
-        let key = self.subnet_path(subnet, ipv6_subnet);
-        let (value, ttl) = (attrs.to_json(), self.ttl_secs());
-        let form = [("value", &*value), ("ttl", &*ttl), ("prevExist", "false")];
-        match self.put("create", &key, &form).await {
+        let put = self.put_lease("create", subnet, ipv6_subnet, attrs, Precondition::Absent);
+        match put.await {
             Err(e) if e.code() == Some(code::NODE_EXIST) => Err(SubnetError::AlreadyExists),
             other => Ok(other?),
         }
@@ -241,11 +263,8 @@ impl V2Registry {
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
     ) -> Result<SystemTime, SubnetError> {
-        let key = self.subnet_path(subnet, ipv6_subnet);
-        let (value, ttl) = (attrs.to_json(), self.ttl_secs());
-        Ok(self
-            .put("update", &key, &[("value", &value), ("ttl", &ttl)])
-            .await?)
+        let put = self.put_lease("update", subnet, ipv6_subnet, attrs, Precondition::None);
+        Ok(put.await?)
     }
 
     /// Refreshes the TTL of our record, only while it still holds exactly what we wrote:
@@ -257,10 +276,8 @@ impl V2Registry {
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
     ) -> Result<SystemTime, SubnetError> {
-        let key = self.subnet_path(subnet, ipv6_subnet);
-        let (value, ttl) = (attrs.to_json(), self.ttl_secs());
-        let form = [("value", &*value), ("ttl", &*ttl), ("prevValue", &*value)];
-        match self.put("renew", &key, &form).await {
+        let put = self.put_lease("renew", subnet, ipv6_subnet, attrs, Precondition::Unchanged);
+        match put.await {
             Err(e) if matches!(e.code(), Some(code::KEY_NOT_FOUND | code::TEST_FAILED)) => {
                 Err(SubnetError::LeaseLost)
             }
