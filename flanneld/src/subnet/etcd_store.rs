@@ -40,6 +40,9 @@ impl std::str::FromStr for EtcdApi {
 /// What acquisition needs from a store. Errors are [`SubnetError`]s with the same meaning in
 /// both APIs (`AlreadyExists` for a lost create race, `LeaseLost` for a failed renewal).
 pub trait LeaseStore {
+    /// Every lease record, for acquisition: who holds which subnet. Expirations may be
+    /// approximate (the v3 listing skips per-record lifetime lookups); acquisition never
+    /// reads them.
     fn list_leases(&self) -> impl Future<Output = Result<Vec<Lease>, SubnetError>> + Send;
     /// Create-only: `AlreadyExists` when the key exists.
     fn create_subnet(
@@ -65,10 +68,10 @@ pub trait LeaseStore {
 /// Both registries have the trait's operations as inherent methods of the same signatures;
 /// the trait impls only forward to them.
 macro_rules! forward_lease_store {
-    ($registry:ty) => {
+    ($registry:ty, $list:ident) => {
         impl LeaseStore for $registry {
             async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
-                Ok(self.list_subnets().await?.0)
+                self.$list().await
             }
             async fn create_subnet(
                 &self,
@@ -97,8 +100,9 @@ macro_rules! forward_lease_store {
     };
 }
 
-forward_lease_store!(Registry);
-forward_lease_store!(V2Registry);
+// v3: one Range, no per-record lifetime lookups (acquisition never reads expirations).
+forward_lease_store!(Registry, list_records);
+forward_lease_store!(V2Registry, list_records);
 
 /// The keyspace this node uses for everything once the config was found.
 // One per process, cloned into a few tasks: boxing the v3 client would buy nothing.

@@ -181,6 +181,12 @@ impl V2Registry {
         }
     }
 
+    /// Every lease record, for acquisition; the v2 listing carries each key's TTL, so the
+    /// expirations are exact.
+    pub async fn list_records(&self) -> Result<Vec<Lease>, SubnetError> {
+        Ok(self.list_subnets().await?.0)
+    }
+
     /// All lease records and the store index they were read at (a watch continues after it).
     pub async fn list_subnets(&self) -> Result<(Vec<Lease>, u64), SubnetError> {
         let dir = self.subnets_dir();
