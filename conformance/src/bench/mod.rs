@@ -11,7 +11,8 @@
 //! - [`etcd_http`]: writing lease records with an exact send timestamp;
 //! - [`floor`]: the kernel and process costs every plugin pays, for context;
 //! - [`plugin_exec`]: running plugins directly (no libcni), timed, and their peak RSS;
-//! - [`stats`] and [`table`]: medians, percentiles and aligned text tables.
+//! - [`stats`] and [`table`]: medians, percentiles and aligned text tables;
+//! - [`scale`]: lease and route scale with thousands of nodes.
 
 pub mod cluster;
 pub mod etcd_http;
@@ -20,6 +21,7 @@ pub mod in_netns;
 pub mod interrupt;
 pub mod plugin_exec;
 pub mod routes;
+pub mod scale;
 pub mod stats;
 pub mod table;
 pub mod traffic;

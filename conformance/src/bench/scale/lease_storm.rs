@@ -1,0 +1,352 @@
+//! Lease scale: many simulated nodes claiming subnets from one real etcd at the same instant,
+//! each through flanneld's own acquisition code.
+//!
+//! Every node is a tokio task with its own [`Registry`] (its own etcd connection, as a real
+//! node has) and a distinct PublicIP. All of them wait at a start line; the clock starts when
+//! it is released. A node whose `acquire_lease` fails retries the way the daemon does (1 s,
+//! doubling, at most 30 s), so a failure costs time, not the run. Afterwards the records in
+//! etcd are listed and checked against what every node believes it holds.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use flanneld::subnet::etcd::{acquire_lease, AcquireRequest, EtcdConfig, Registry, SUBNET_TTL};
+use flanneld::subnet::etcd_store::LeaseStore;
+use flanneld::subnet::LeaseAttrs;
+use ipnet::Ipv4Net;
+use netconf::flannel::NetworkConfig;
+use serde_json::json;
+
+use super::etcd_metrics::{GrpcCalls, MetricsError, Reading, WalFsync};
+use super::one_range::OneRange;
+use super::records::{self, RecordsError};
+use crate::bench::interrupt::{self, Interrupted};
+use crate::bench::stats::Samples;
+use crate::etcd::{Etcd, EtcdError, EtcdOptions};
+
+/// flanneld's default etcd prefix.
+pub const PREFIX: &str = "/coreos.com/network";
+/// Room for 65,535 /24 subnets, so 5,000 nodes fill well under a tenth of the pool.
+pub const NETWORK: &str = "10.0.0.0/8";
+/// Where the simulated nodes' PublicIPs come from (one per node, counting up).
+const PUBLIC_IPS: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
+const MAX_NODES: usize = 1 << 20;
+/// The daemon's retry pacing around `acquire_lease` (`daemon::acquire_until_stopped`).
+const DAEMON_BACKOFF_START: Duration = Duration::from_secs(1);
+const DAEMON_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A node still without a lease after this long means the run is broken, not slow.
+const GIVE_UP: Duration = Duration::from_secs(1800);
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseStormError {
+    #[error("{0} nodes: between 1 and {MAX_NODES}")]
+    NodeCount(usize),
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+    #[error("tokio runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("etcd endpoint {0} is not http://ip:port")]
+    Endpoint(String),
+    #[error("node setup: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+    #[error("{0} nodes still had no lease after {GIVE_UP:?}")]
+    Stuck(usize),
+}
+
+/// How the nodes list the lease records before claiming one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// flanneld's `Registry` as it ships (one TTL lookup per record).
+    Shipped,
+    /// [`OneRange`]: the records from a single Range, writes through the `Registry`.
+    OneRange,
+}
+
+impl Listing {
+    pub fn label(self) -> &'static str {
+        match self {
+            Listing::Shipped => "Registry (shipped)",
+            Listing::OneRange => "one Range (proposed)",
+        }
+    }
+}
+
+/// What one storm measured.
+#[derive(Debug)]
+pub struct LeaseStormReport {
+    pub nodes: usize,
+    pub listing: Listing,
+    /// Per node: start line to holding a lease, in seconds.
+    pub per_node: Samples,
+    /// Start line to the last node holding its lease.
+    pub all_held: Duration,
+    /// Nodes whose `acquire_lease` failed at least once (the daemon loop retried them).
+    pub nodes_retried: usize,
+    /// Failed `acquire_lease` calls by error text.
+    pub errors: BTreeMap<String, usize>,
+    /// gRPC calls etcd served between the start line and the last lease.
+    pub calls: GrpcCalls,
+    /// etcd's WAL fsyncs in the same interval.
+    pub fsync: WalFsync,
+    pub check: records::Check,
+}
+
+impl LeaseStormReport {
+    pub fn calls_per_lease(&self) -> f64 {
+        self.calls.total() as f64 / self.nodes as f64
+    }
+}
+
+/// The network config every node reads (kube-flannel's shape, a /8 network).
+pub fn net_conf() -> String {
+    json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}}).to_string()
+}
+
+/// What node `i` publishes: its own PublicIP and VTEP MAC, as a vxlan node would.
+pub fn node_attrs(i: usize) -> LeaseAttrs {
+    let ip = Ipv4Addr::from(u32::from(PUBLIC_IPS) + i as u32);
+    let [_, a, b, c] = ip.octets();
+    LeaseAttrs {
+        public_ip: ip,
+        public_ipv6: None,
+        backend_type: "vxlan".to_owned(),
+        backend_data: Some(
+            json!({"VNI": 1, "VtepMAC": format!("0e:fa:5c:{a:02x}:{b:02x}:{c:02x}")}),
+        ),
+        backend_v6_data: None,
+    }
+}
+
+/// Starts a fresh etcd on loopback, runs `nodes` simultaneous acquisitions against it,
+/// and checks the result.
+pub fn run(nodes: usize, listing: Listing) -> Result<LeaseStormReport, LeaseStormError> {
+    if nodes == 0 || nodes > MAX_NODES {
+        return Err(LeaseStormError::NodeCount(nodes));
+    }
+    let etcd = Etcd::start(EtcdOptions::loopback())?;
+    let endpoint = etcd.endpoint();
+    let addr: SocketAddr = endpoint
+        .strip_prefix("http://")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| LeaseStormError::Endpoint(endpoint.clone()))?;
+    etcd.put(&format!("{PREFIX}/config"), &net_conf())?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(LeaseStormError::Runtime)?;
+    let outcome = rt.block_on(storm(endpoint, addr, nodes, listing))?;
+    drop(rt);
+
+    let listed = records::list(&etcd, PREFIX)?;
+    let check = records::check(&listed, &outcome.held);
+    Ok(LeaseStormReport {
+        nodes,
+        listing,
+        per_node: outcome.per_node,
+        all_held: outcome.all_held,
+        nodes_retried: outcome.nodes_retried,
+        errors: outcome.errors,
+        calls: outcome.etcd.calls,
+        fsync: outcome.etcd.fsync,
+        check,
+    })
+}
+
+struct Outcome {
+    per_node: Samples,
+    all_held: Duration,
+    nodes_retried: usize,
+    errors: BTreeMap<String, usize>,
+    etcd: Reading,
+    /// (PublicIP, subnet) as each node got it.
+    held: Vec<(Ipv4Addr, Ipv4Net)>,
+}
+
+/// One node's result: its lease, when it got it, and the failures on the way.
+struct NodeResult {
+    public_ip: Ipv4Addr,
+    subnet: Ipv4Net,
+    at: Instant,
+    failures: Vec<String>,
+}
+
+/// A simulated node's view of the store.
+enum Store {
+    Shipped(Registry),
+    OneRange(OneRange),
+}
+
+async fn storm(
+    endpoint: String,
+    metrics: SocketAddr,
+    nodes: usize,
+    listing: Listing,
+) -> Result<Outcome, LeaseStormError> {
+    let cfg = EtcdConfig {
+        endpoints: vec![endpoint.clone()],
+        prefix: PREFIX.to_owned(),
+        ..EtcdConfig::default()
+    };
+    let setup = |e: flanneld::subnet::etcd::SubnetError| LeaseStormError::Setup(e.to_string());
+    // Connections are made and the config read before the start line, as a daemon has
+    // done both by the time it asks for a lease.
+    let first = Registry::connect(&cfg, SUBNET_TTL).await.map_err(setup)?;
+    let raw = first.get_network_config().await.map_err(setup)?;
+    let mut config = NetworkConfig::parse(raw.as_bytes())
+        .map_err(|e| LeaseStormError::Setup(format!("network config: {e}")))?;
+    config
+        .check()
+        .map_err(|e| LeaseStormError::Setup(format!("network config: {e}")))?;
+    let config = std::sync::Arc::new(config);
+    let mut stores = Vec::with_capacity(nodes);
+    let mut next = Some(first);
+    for _ in 0..nodes {
+        let reg = match next.take() {
+            Some(reg) => reg,
+            None => Registry::connect(&cfg, SUBNET_TTL).await.map_err(setup)?,
+        };
+        stores.push(match listing {
+            Listing::Shipped => Store::Shipped(reg),
+            Listing::OneRange => {
+                let client = etcd_client::Client::connect([endpoint.as_str()], None)
+                    .await
+                    .map_err(|e| LeaseStormError::Setup(e.to_string()))?;
+                Store::OneRange(OneRange::new(reg, client))
+            }
+        });
+    }
+
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, store) in stores.into_iter().enumerate() {
+        let (config, mut go) = (config.clone(), go_rx.clone());
+        tasks.spawn(async move {
+            // An error only means the sender is gone, and then nobody waits for us anyway.
+            let _ = go.wait_for(|started| *started).await;
+            match store {
+                Store::Shipped(reg) => node(&reg, &config, node_attrs(i)).await,
+                Store::OneRange(store) => node(&store, &config, node_attrs(i)).await,
+            }
+        });
+    }
+    let before = Reading::read(metrics)?;
+    let start = Instant::now();
+    let _ = go_tx.send(true);
+
+    let mut per_node = Samples::new();
+    let mut errors = BTreeMap::new();
+    let mut held = Vec::with_capacity(nodes);
+    let mut last = start;
+    let mut nodes_retried = 0;
+    let deadline = tokio::time::Instant::now() + GIVE_UP;
+    while !tasks.is_empty() {
+        // Woken every second so Ctrl-C ends the storm; dropping the JoinSet aborts the nodes.
+        interrupt::check()?;
+        if tokio::time::Instant::now() >= deadline {
+            return Err(LeaseStormError::Stuck(tasks.len()));
+        }
+        let slice = tokio::time::Instant::now() + CHECK_EVERY;
+        let joined = match tokio::time::timeout_at(slice, tasks.join_next()).await {
+            Ok(Some(joined)) => joined,
+            Ok(None) => break,
+            Err(_) => continue,
+        };
+        let r = joined.map_err(|e| LeaseStormError::Setup(format!("node task: {e}")))?;
+        per_node.push_duration(r.at - start);
+        last = last.max(r.at);
+        nodes_retried += usize::from(!r.failures.is_empty());
+        for f in r.failures {
+            *errors.entry(f).or_insert(0) += 1;
+        }
+        held.push((r.public_ip, r.subnet));
+    }
+    let etcd = Reading::read(metrics)?.since(&before);
+    Ok(Outcome {
+        per_node,
+        all_held: last - start,
+        nodes_retried,
+        errors,
+        etcd,
+        held,
+    })
+}
+
+/// The daemon's acquisition loop for one node (`daemon::acquire_until_stopped` without
+/// the stop signal, which a benchmark node never gets).
+async fn node(store: &impl LeaseStore, config: &NetworkConfig, attrs: LeaseAttrs) -> NodeResult {
+    let mut failures = Vec::new();
+    let mut delay = DAEMON_BACKOFF_START;
+    loop {
+        let req = AcquireRequest {
+            config,
+            attrs: &attrs,
+            previous: None,
+        };
+        match acquire_lease(store, &req).await {
+            Ok(lease) => {
+                return NodeResult {
+                    public_ip: attrs.public_ip,
+                    subnet: lease.subnet,
+                    at: Instant::now(),
+                    failures,
+                }
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(DAEMON_BACKOFF_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_attrs_are_distinct_vxlan_records() {
+        let a = node_attrs(0);
+        let b = node_attrs(300);
+        assert_eq!(a.public_ip, Ipv4Addr::new(172, 16, 0, 1));
+        assert_eq!(b.public_ip, Ipv4Addr::new(172, 16, 1, 45));
+        assert_eq!(
+            b.to_json(),
+            r#"{"PublicIP":"172.16.1.45","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:fa:5c:10:01:2d"}}"#
+        );
+        assert_ne!(a.backend_data, b.backend_data);
+    }
+
+    #[test]
+    fn a_small_storm_gives_every_node_its_own_subnet_with_either_listing() {
+        for listing in [Listing::Shipped, Listing::OneRange] {
+            let r = run(40, listing).unwrap();
+            assert_eq!(r.per_node.len(), 40);
+            assert_eq!(r.check.records, 40);
+            assert!(r.check.problems.is_empty(), "{:?}", r.check.problems);
+            // Every lease costs at least a listing, a grant and the compare-and-swap.
+            assert!(r.calls_per_lease() >= 3.0, "{:?}", r.calls);
+            assert!(r.per_node.max().unwrap() <= r.all_held.as_secs_f64());
+            let ttl_lookups = r.calls.get("etcdserverpb.Lease/LeaseTimeToLive");
+            match listing {
+                Listing::Shipped => assert!(ttl_lookups > 0, "{:?}", r.calls),
+                Listing::OneRange => assert_eq!(ttl_lookups, 0, "{:?}", r.calls),
+            }
+        }
+    }
+
+    #[test]
+    fn zero_nodes_is_refused() {
+        assert!(matches!(
+            run(0, Listing::Shipped),
+            Err(LeaseStormError::NodeCount(0))
+        ));
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Scale: thousands of simulated nodes acquiring leases from one etcd at once
+# (flanneld's own lease code; duplicates checked against an etcdctl listing;
+# etcd's calls counted from its metrics), and one flanneld with thousands of
+# peers: start-up route programming, new-lease-to-route latency, memory.
+# Tables on stdout. Arguments go to the benchmark, e.g.
+#   bench-scale.sh --nodes 1000,5000 --shipped-nodes 1000 --peers 1000,5000 --samples 200
+# (the defaults; `--only leases|routes` runs half). The shipped-listing storm
+# at 1,000 nodes takes ~10 minutes; the rest a few minutes together.
+# Needs root; everything runs in network namespaces and temp dirs the
+# benchmark creates and removes again, also on Ctrl-C.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+[[ $(id -u) -eq 0 ]] || { echo "bench-scale: must run as root (it creates network namespaces)" >&2; exit 2; }
+
+bash "$root/scripts/setup.sh"
+if ! command -v cargo >/dev/null && [[ -f $HOME/.cargo/env ]]; then
+  # shellcheck disable=SC1091
+  source "$HOME/.cargo/env"
+fi
+cd "$root"
+cargo build --release --workspace
+# The benchmark links flanneld's lease code, which the test bed leaves out by default.
+cargo build --release -p conformance --features scale --bin bench_scale
+# Thousands of etcd connections (one per simulated node) need file descriptors.
+ulimit -n "$(ulimit -Hn)"
+exec "$root/target/release/bench_scale" "$@"
