@@ -287,7 +287,6 @@ impl Node {
                 }
             }
         }
-        self.peers_changed();
         if let Some(at) = snapshot {
             if self.reconcile().await {
                 self.state.metrics().route_programmed(at);
@@ -307,6 +306,9 @@ impl Node {
                 Err(e) => log::error!("{e}"),
             }
         }
+        // After the kernel is updated: the status copy and the duplicate check cost O(peers)
+        // per batch and must not delay a new peer's route (the route-storm bench saw it).
+        self.peers_changed();
         lost
     }
 
