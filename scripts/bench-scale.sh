@@ -4,9 +4,8 @@
 # etcd's calls counted from its metrics), and one flanneld with thousands of
 # peers: start-up route programming, new-lease-to-route latency, memory.
 # Tables on stdout. Arguments go to the benchmark, e.g.
-#   bench-scale.sh --nodes 1000,5000 --shipped-nodes 1000 --peers 1000,5000 --samples 200
-# (the defaults; `--only leases|routes` runs half). The shipped-listing storm
-# at 1,000 nodes takes ~10 minutes; the rest a few minutes together.
+#   bench-scale.sh --nodes 1000,5000 --peers 1000,5000 --samples 200
+# (the defaults; `--only leases|routes` runs half).
 # Needs root; everything runs in network namespaces and temp dirs the
 # benchmark creates and removes again, also on Ctrl-C.
 set -euo pipefail

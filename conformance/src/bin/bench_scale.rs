@@ -1,17 +1,15 @@
 //! Scale benchmark (`scripts/bench-scale.sh`): lease acquisition by thousands of nodes at
 //! once against one etcd, and one flanneld programming routes for thousands of peers.
 //!
-//! Usage: bench_scale [--nodes N,..] [--shipped-nodes N,..] [--peers N,..] [--samples N]
-//!                    [--only leases|routes]
-//! `--nodes`: storms with the proposed one-Range listing (default 1000,5000);
-//! `--shipped-nodes`: storms with flanneld's Registry as it ships (default 1000; its cost
-//! grows with the square of the node count, so 5,000 takes hours); `--peers`: route-scale
-//! runs (default 1000,5000), each with `--samples` timed new leases (default 200).
+//! Usage: bench_scale [--nodes N,..] [--peers N,..] [--samples N] [--only leases|routes]
+//! `--nodes`: lease storms through flanneld's own Registry and acquire code (default
+//! 1000,5000); `--peers`: route-scale runs (default 1000,5000), each with `--samples` timed
+//! new leases (default 200).
 
 use std::time::Instant;
 
 use conformance::bench::interrupt;
-use conformance::bench::scale::lease_storm::{self, LeaseStormReport, Listing};
+use conformance::bench::scale::lease_storm::{self, LeaseStormReport};
 use conformance::bench::scale::route_storm::{self, RouteStormReport};
 use conformance::bench::stats::{fmt_kib, fmt_secs, or_dash};
 use conformance::bench::table::{Align, Table};
@@ -25,14 +23,13 @@ const RSS_TARGET_KIB: u64 = 20 * 1024;
 #[derive(Debug, Clone, PartialEq)]
 struct Args {
     nodes: Vec<usize>,
-    shipped_nodes: Vec<usize>,
     peers: Vec<usize>,
     samples: usize,
     leases: bool,
     routes: bool,
 }
 
-const USAGE: &str = "usage: bench_scale [--nodes N,..] [--shipped-nodes N,..|none] [--peers N,..] [--samples N] [--only leases|routes]";
+const USAGE: &str = "usage: bench_scale [--nodes N,..|none] [--peers N,..|none] [--samples N] [--only leases|routes]";
 
 fn counts(flag: &str, v: Option<String>) -> Result<Vec<usize>, String> {
     let v = v.ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
@@ -52,7 +49,6 @@ fn counts(flag: &str, v: Option<String>) -> Result<Vec<usize>, String> {
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut a = Args {
         nodes: vec![1000, 5000],
-        shipped_nodes: vec![1000],
         peers: vec![1000, 5000],
         samples: 200,
         leases: true,
@@ -61,7 +57,6 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--nodes" => a.nodes = counts(&flag, it.next())?,
-            "--shipped-nodes" => a.shipped_nodes = counts(&flag, it.next())?,
             "--peers" => a.peers = counts(&flag, it.next())?,
             "--samples" => a.samples = counts(&flag, it.next())?.into_iter().sum(),
             "--only" => match it.next().as_deref() {
@@ -108,15 +103,10 @@ fn run(args: &Args) -> Result<(), BoxError> {
     let t0 = Instant::now();
     let mut leases = Vec::new();
     if args.leases {
-        let runs = (args.shipped_nodes.iter().map(|n| (*n, Listing::Shipped)))
-            .chain(args.nodes.iter().map(|n| (*n, Listing::OneRange)));
-        for (n, listing) in runs {
+        for &n in &args.nodes {
             interrupt::check()?;
-            println!(
-                "[leases] {n} nodes acquiring at once, listing: {}",
-                listing.label()
-            );
-            leases.push(lease_storm::run(n, listing)?);
+            println!("[leases] {n} nodes acquiring at once");
+            leases.push(lease_storm::run(n)?);
         }
     }
     let mut routes = Vec::new();
@@ -136,7 +126,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
         println!("  etcd calls: gRPC calls etcd served during the storm, from its grpc_server_handled_total counters (read before and after)");
         println!("  lost CAS: subnet claims that lost the compare-and-swap to another node (each revokes its etcd lease: LeaseRevoke calls)");
         for r in &leases {
-            let run = format!("{} nodes, {}", r.nodes, r.listing.label());
+            let run = format!("{} nodes", r.nodes);
             println!("  {run}: calls per lease by method: {}", per_method(r));
             println!(
                 "  {run}: etcd WAL fsyncs: {} taking {} in total",
@@ -172,7 +162,6 @@ fn run(args: &Args) -> Result<(), BoxError> {
 fn render_leases(rows: &[LeaseStormReport]) -> String {
     let mut t = Table::new(&[
         ("nodes", Align::Right),
-        ("listing", Align::Left),
         ("all hold a lease", Align::Right),
         ("per node: p50", Align::Right),
         ("p99", Align::Right),
@@ -186,7 +175,6 @@ fn render_leases(rows: &[LeaseStormReport]) -> String {
     for r in rows {
         t.row([
             r.nodes.to_string(),
-            r.listing.label().to_owned(),
             fmt_secs(r.all_held.as_secs_f64()),
             or_dash(r.per_node.median(), fmt_secs),
             or_dash(r.per_node.percentile(99.0), fmt_secs),
@@ -272,10 +260,7 @@ mod tests {
     fn defaults_and_overrides() {
         let d = args(&[]).unwrap();
         assert_eq!((d.nodes.as_slice(), d.samples), (&[1000, 5000][..], 200));
-        assert_eq!(d.shipped_nodes, vec![1000]);
         let a = args(&[
-            "--shipped-nodes",
-            "none",
             "--nodes",
             "10,20",
             "--peers",
@@ -287,7 +272,6 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.nodes, vec![10, 20]);
-        assert!(a.shipped_nodes.is_empty());
         assert_eq!(a.peers, vec![300]);
         assert_eq!(a.samples, 5);
         assert!(a.routes && !a.leases);

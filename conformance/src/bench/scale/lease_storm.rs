@@ -19,7 +19,6 @@ use netconf::flannel::NetworkConfig;
 use serde_json::json;
 
 use super::etcd_metrics::{GrpcCalls, MetricsError, Reading, WalFsync};
-use super::one_range::OneRange;
 use super::records::{self, RecordsError};
 use crate::bench::interrupt::{self, Interrupted};
 use crate::bench::stats::Samples;
@@ -61,29 +60,10 @@ pub enum LeaseStormError {
     Stuck(usize),
 }
 
-/// How the nodes list the lease records before claiming one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listing {
-    /// flanneld's `Registry` as it ships (one TTL lookup per record).
-    Shipped,
-    /// [`OneRange`]: the records from a single Range, writes through the `Registry`.
-    OneRange,
-}
-
-impl Listing {
-    pub fn label(self) -> &'static str {
-        match self {
-            Listing::Shipped => "Registry (shipped)",
-            Listing::OneRange => "one Range (proposed)",
-        }
-    }
-}
-
 /// What one storm measured.
 #[derive(Debug)]
 pub struct LeaseStormReport {
     pub nodes: usize,
-    pub listing: Listing,
     /// Per node: start line to holding a lease, in seconds.
     pub per_node: Samples,
     /// Start line to the last node holding its lease.
@@ -127,7 +107,7 @@ pub fn node_attrs(i: usize) -> LeaseAttrs {
 
 /// Starts a fresh etcd on loopback, runs `nodes` simultaneous acquisitions against it,
 /// and checks the result.
-pub fn run(nodes: usize, listing: Listing) -> Result<LeaseStormReport, LeaseStormError> {
+pub fn run(nodes: usize) -> Result<LeaseStormReport, LeaseStormError> {
     if nodes == 0 || nodes > MAX_NODES {
         return Err(LeaseStormError::NodeCount(nodes));
     }
@@ -143,14 +123,13 @@ pub fn run(nodes: usize, listing: Listing) -> Result<LeaseStormReport, LeaseStor
         .enable_all()
         .build()
         .map_err(LeaseStormError::Runtime)?;
-    let outcome = rt.block_on(storm(endpoint, addr, nodes, listing))?;
+    let outcome = rt.block_on(storm(addr, nodes, &endpoint))?;
     drop(rt);
 
     let listed = records::list(&etcd, PREFIX)?;
     let check = records::check(&listed, &outcome.held);
     Ok(LeaseStormReport {
         nodes,
-        listing,
         per_node: outcome.per_node,
         all_held: outcome.all_held,
         nodes_retried: outcome.nodes_retried,
@@ -179,20 +158,13 @@ struct NodeResult {
     failures: Vec<String>,
 }
 
-/// A simulated node's view of the store.
-enum Store {
-    Shipped(Registry),
-    OneRange(OneRange),
-}
-
 async fn storm(
-    endpoint: String,
     metrics: SocketAddr,
     nodes: usize,
-    listing: Listing,
+    endpoint: &str,
 ) -> Result<Outcome, LeaseStormError> {
     let cfg = EtcdConfig {
-        endpoints: vec![endpoint.clone()],
+        endpoints: vec![endpoint.to_owned()],
         prefix: PREFIX.to_owned(),
         ..EtcdConfig::default()
     };
@@ -214,15 +186,7 @@ async fn storm(
             Some(reg) => reg,
             None => Registry::connect(&cfg, SUBNET_TTL).await.map_err(setup)?,
         };
-        stores.push(match listing {
-            Listing::Shipped => Store::Shipped(reg),
-            Listing::OneRange => {
-                let client = etcd_client::Client::connect([endpoint.as_str()], None)
-                    .await
-                    .map_err(|e| LeaseStormError::Setup(e.to_string()))?;
-                Store::OneRange(OneRange::new(reg, client))
-            }
-        });
+        stores.push(reg);
     }
 
     let (go_tx, go_rx) = tokio::sync::watch::channel(false);
@@ -232,10 +196,7 @@ async fn storm(
         tasks.spawn(async move {
             // An error only means the sender is gone, and then nobody waits for us anyway.
             let _ = go.wait_for(|started| *started).await;
-            match store {
-                Store::Shipped(reg) => node(&reg, &config, node_attrs(i)).await,
-                Store::OneRange(store) => node(&store, &config, node_attrs(i)).await,
-            }
+            node(&store, &config, node_attrs(i)).await
         });
     }
     let before = Reading::read(metrics)?;
@@ -325,9 +286,9 @@ mod tests {
     }
 
     #[test]
-    fn a_small_storm_gives_every_node_its_own_subnet_with_either_listing() {
-        for listing in [Listing::Shipped, Listing::OneRange] {
-            let r = run(40, listing).unwrap();
+    fn a_small_storm_gives_every_node_its_own_subnet() {
+        {
+            let r = run(40).unwrap();
             assert_eq!(r.per_node.len(), 40);
             assert_eq!(r.check.records, 40);
             assert!(r.check.problems.is_empty(), "{:?}", r.check.problems);
@@ -335,17 +296,15 @@ mod tests {
             assert!(r.calls_per_lease() >= 3.0, "{:?}", r.calls);
             assert!(r.per_node.max().unwrap() <= r.all_held.as_secs_f64());
             let ttl_lookups = r.calls.get("etcdserverpb.Lease/LeaseTimeToLive");
-            match listing {
-                Listing::Shipped => assert!(ttl_lookups > 0, "{:?}", r.calls),
-                Listing::OneRange => assert_eq!(ttl_lookups, 0, "{:?}", r.calls),
-            }
+            // Acquisition lists the records in one Range, never a lifetime per record.
+            assert_eq!(ttl_lookups, 0, "{:?}", r.calls);
         }
     }
 
     #[test]
     fn zero_nodes_is_refused() {
         assert!(matches!(
-            run(0, Listing::Shipped),
+            run(0),
             Err(LeaseStormError::NodeCount(0))
         ));
     }

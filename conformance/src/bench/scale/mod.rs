@@ -3,7 +3,6 @@
 //!
 //! - [`lease_storm`]: N simulated nodes acquiring leases from one etcd at once through the
 //!   daemon's own lease code (needs the `scale` feature, which links flanneld);
-//! - [`one_range`]: the cheaper lease listing the benchmark proposes, run side by side;
 //! - [`records`]: the lease records as etcd lists them, and the no-duplicates check;
 //! - [`etcd_metrics`]: gRPC calls etcd served, from its Prometheus counters;
 //! - [`route_storm`]: one real flanneld with thousands of peers: start-up programming,
@@ -14,7 +13,6 @@ pub mod etcd_metrics;
 #[cfg(feature = "scale")]
 pub mod lease_storm;
 #[cfg(feature = "scale")]
-pub mod one_range;
 #[cfg(feature = "scale")]
 pub mod records;
 pub mod route_monitor;
