@@ -10,6 +10,7 @@
 //! - [`routes`]: watching a namespace's routing table over netlink;
 //! - [`etcd_http`]: writing lease records with an exact send timestamp;
 //! - [`floor`]: the kernel and process costs every plugin pays, for context;
+//! - [`portmap_backends`]: our portmap's iptables and nftables backends compared;
 //! - [`plugin_exec`]: running plugins directly (no libcni), timed, and their peak RSS;
 //! - [`stats`] and [`table`]: medians, percentiles and aligned text tables;
 //! - [`scale`]: lease and route scale with thousands of nodes.
@@ -20,6 +21,7 @@ pub mod floor;
 pub mod in_netns;
 pub mod interrupt;
 pub mod plugin_exec;
+pub mod portmap_backends;
 pub mod routes;
 pub mod scale;
 pub mod stats;

@@ -135,6 +135,8 @@ fn run() -> Result<(), BoxError> {
     }
     println!("bench-cni: peak RSS (VmHWM at exit, {RSS_RUNS} ADDs each)");
     let rss = peak_rss()?;
+    println!("bench-cni: our portmap, iptables vs nftables backend");
+    let portmap = conformance::bench::portmap_backends::measure(PluginDir::ours()?.path(), iterations)?;
     println!("bench-cni: the floor every plugin pays");
     let floor = conformance::bench::floor::measure(iterations)?;
     println!(
@@ -148,6 +150,8 @@ fn run() -> Result<(), BoxError> {
     println!("  reference kube-flannel chain = reference bridge (with the delegate config upstream flannel builds) + portmap: no Go flannel binary exists here\n");
     println!("Peak RSS per plugin process (ADD)\n");
     print!("{rss}");
+    println!("\nOur portmap: the same two TCP hostPort mappings, ADD then DEL, per backend (interleaved)\n");
+    print!("{portmap}");
     println!("\nThe floor: steps every bridge ADD/DEL contains, whoever implements it\n");
     print!("{floor}");
     println!("  an ADD creates a veth pair and starts the IPAM process; a DEL deletes the pair; ipMasq/portmap add a restore each");
