@@ -397,7 +397,7 @@ fn cni_status_carries_the_daemons_reason() {
     assert_eq!(err["code"], 50);
     assert!(
         err["msg"].as_str().unwrap().contains(
-            "flanneld is running but not ready: waiting for network config: flannel network config not found"
+            "flanneld is running but not ready: waiting for network config: flannel config not found in etcd store"
         ),
         "{err}"
     );

@@ -159,7 +159,7 @@ fn without_any_config_the_error_names_keys_apis_and_the_fix() {
     let mut node = Flanneld::start(cluster.host(Segment::A, "v2none"), &cluster.etcd, &[], None);
     let key = format!("{PREFIX}/config");
     let wanted = format!(
-        "looked for {key} through the etcd v3 API (not found) and for {key} through the etcd \
+        "Looked for {key} through the etcd v3 API (not found) and for {key} through the etcd \
          v2 API (not found). Create it with: ETCDCTL_API=3 etcdctl put {key} '"
     );
     assert!(

@@ -109,8 +109,8 @@ async fn auto_mode_picks_the_keyspace_that_holds_the_config() {
     assert_eq!(
         err.to_string(),
         format!(
-            "flannel network config not found: looked for {key} through the etcd v3 API (not \
-             found) and for {key} through the etcd v2 API (not found). Create it with: \
+            "flannel config not found in etcd store. Did you create your config using etcdv3 API? \
+             Looked for {key} through the etcd v3 API (not found) and for {key} through the etcd v2 API (not found). Create it with: \
              ETCDCTL_API=3 etcdctl put {key} '{{\"Network\":\"10.244.0.0/16\",\"Backend\":{{\"Type\":\"vxlan\"}}}}'"
         )
     );

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 use ipnet::{Ipv4Net, Ipv6Net};
 use tokio::sync::{mpsc, watch};
 
-use super::etcd::{join_key, watch_subnets, EtcdConfig, Registry, SubnetError, WatchMsg};
+use super::etcd::{
+    join_key, watch_subnets, EtcdConfig, Registry, SubnetError, WatchMsg, NOT_FOUND_V3,
+};
 use super::etcd_v2::{self, V2Error, V2Registry};
 use super::{Lease, LeaseAttrs};
 
@@ -242,8 +244,13 @@ fn missing_message(key: &str, looked: &[(EtcdApi, Lookup)]) -> String {
         Some((EtcdApi::V2, _)) => format!("ETCDCTL_API=2 etcdctl set {key} '{EXAMPLE_CONFIG}'"),
         _ => format!("ETCDCTL_API=3 etcdctl put {key} '{EXAMPLE_CONFIG}'"),
     };
+    // Upstream's sentence first: it is what operators and their alerting search logs for.
+    let upstream = match looked.first() {
+        Some((EtcdApi::V2, _)) => "flannel config not found in etcd store.",
+        _ => NOT_FOUND_V3,
+    };
     format!(
-        "flannel network config not found: looked for {}. Create it with: {create}",
+        "{upstream} Looked for {}. Create it with: {create}",
         parts.join(" and for ")
     )
 }
@@ -339,8 +346,8 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "flannel network config not found: looked for /coreos.com/network/config through \
-             the etcd v3 API (not found) and for /coreos.com/network/config through the etcd v2 \
+            "flannel config not found in etcd store. Did you create your config using etcdv3 API? \
+             Looked for /coreos.com/network/config through the etcd v3 API (not found) and for /coreos.com/network/config through the etcd v2 \
              API (not found). Create it with: ETCDCTL_API=3 etcdctl put \
              /coreos.com/network/config '{\"Network\":\"10.244.0.0/16\",\"Backend\":{\"Type\":\"vxlan\"}}'"
         );
@@ -371,7 +378,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "flannel network config not found: looked for /x/config through the etcd v2 API \
+            "flannel config not found in etcd store. Looked for /x/config through the etcd v2 API \
              (not found). Create it with: ETCDCTL_API=2 etcdctl set /x/config \
              '{\"Network\":\"10.244.0.0/16\",\"Backend\":{\"Type\":\"vxlan\"}}'"
         );

@@ -26,11 +26,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lease lookups in flight at once while listing (etcd serves ~100 streams per connection).
 const LOOKUP_CONCURRENCY: usize = 64;
 
+/// Upstream's message for a missing `<prefix>/config`, word for word.
+pub const NOT_FOUND_V3: &str =
+    "flannel config not found in etcd store. Did you create your config using etcdv3 API?";
+
 #[derive(Debug, thiserror::Error)]
 pub enum SubnetError {
-    #[error(
-        "flannel config not found in etcd store. Did you create your config using etcdv3 API?"
-    )]
+    #[error("{NOT_FOUND_V3}")]
     ConfigNotFound,
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
