@@ -383,10 +383,12 @@ fn cni_status_carries_the_daemons_reason() {
     assert!(
         eventually(Duration::from_secs(20), || {
             waiting = status_error(&driver, node.host.netns(), &conf);
+            // The phase appears a moment before its reason (the first failed fetch): wait
+            // for both.
             waiting.as_ref().is_some_and(|e| {
-                e["msg"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("waiting for network config"))
+                e["msg"].as_str().is_some_and(|m| {
+                    m.contains("waiting for network config: flannel config not found in etcd store")
+                })
             })
         }),
         "{waiting:?}\n{}",
