@@ -456,6 +456,12 @@ fn dropping_a_netns_kills_its_processes_and_deletes_it_even_on_panic() {
         let child = ns.command("sleep").arg("600").spawn().unwrap();
         let info = (ns.path().to_owned(), child.id());
         std::mem::forget(child);
+        // `ip netns exec` enters the namespace just after it starts: wait for the sleeper to
+        // show up there rather than racing it.
+        let seen = Instant::now() + Duration::from_secs(5);
+        while Netns::pids(&ns) != vec![info.1 as i32] && Instant::now() < seen {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(Netns::pids(&ns), vec![info.1 as i32]);
         std::panic::panic_any(info);
     })
