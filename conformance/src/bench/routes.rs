@@ -82,7 +82,7 @@ impl RouteWatch {
     /// Opens both sockets inside the namespace at `netns`.
     pub fn open(netns: &Path) -> std::io::Result<RouteWatch> {
         let (events, dumps) = in_netns::run(netns, || {
-            Ok((netlink_socket(RTMGRP_IPV4_ROUTE)?, netlink_socket(0)?))
+            Ok((netlink_socket(RTMGRP_IPV4_ROUTE, None)?, netlink_socket(0, None)?))
         })?;
         Ok(RouteWatch {
             events,
@@ -194,8 +194,11 @@ impl RouteWatch {
     }
 }
 
-fn netlink_socket(groups: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain socket/bind calls; the fd is owned right after creation.
+/// A NETLINK_ROUTE socket in the calling thread's namespace, subscribed to `groups`; with
+/// `rcvbuf`, its receive buffer is forced to that size (root only), so bursts of
+/// notifications are queued instead of overflowing.
+pub(crate) fn netlink_socket(groups: u32, rcvbuf: Option<libc::c_int>) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain socket/setsockopt/bind calls; the fd is owned right after creation.
     unsafe {
         let fd = libc::socket(
             libc::AF_NETLINK,
@@ -206,6 +209,18 @@ fn netlink_socket(groups: u32) -> std::io::Result<OwnedFd> {
             return Err(std::io::Error::last_os_error());
         }
         let owned = OwnedFd::from_raw_fd(fd);
+        if let Some(size) = rcvbuf {
+            let rc = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         let mut addr: libc::sockaddr_nl = std::mem::zeroed();
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
         addr.nl_groups = groups;
@@ -283,7 +298,7 @@ fn terminator(buf: &[u8]) -> Option<Result<(), i32>> {
 }
 
 /// IPv4 route messages in one datagram (default routes have a /0 dst).
-fn parse_routes(buf: &[u8]) -> Vec<RouteMsg> {
+pub(crate) fn parse_routes(buf: &[u8]) -> Vec<RouteMsg> {
     let mut out = Vec::new();
     for (kind, payload) in messages(buf) {
         let added = match kind {
@@ -345,6 +360,8 @@ mod tests {
     fn parses_destination_prefix_and_table_of_each_message() {
         let mut buf = route_msg(RTM_NEWROUTE, [10, 244, 3, 0], 24, 254);
         buf.extend(route_msg(RTM_DELROUTE, [10, 244, 4, 0], 24, 100));
+        // A truncated trailing message (a short read) is ignored, not misparsed.
+        buf.extend(route_msg(RTM_NEWROUTE, [10, 244, 5, 0], 24, 254)[..20].to_vec());
         let routes = parse_routes(&buf);
         assert_eq!(
             routes,

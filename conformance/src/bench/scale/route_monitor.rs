@@ -8,34 +8,20 @@
 //! reports an overflow (ENOBUFS) is the table dumped once to resynchronise.
 
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 
 use crate::bench::in_netns;
-use crate::bench::routes::RouteWatch;
+use crate::bench::routes::{netlink_socket, parse_routes, RouteMsg, RouteWatch};
 
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
 /// Holds ~300,000 route notifications; set with SO_RCVBUFFORCE (we run as root).
 const RCVBUF: libc::c_int = 64 << 20;
-const NLMSG_HDR: usize = 16;
-const RTMSG_LEN: usize = 12;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const RTA_DST: u16 = 1;
-const RTA_TABLE: u16 = 15;
 const RT_TABLE_MAIN: u32 = 254;
 const POLL_SLICE: Duration = Duration::from_millis(50);
-
-/// A route added to or removed from some table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteChange {
-    pub added: bool,
-    pub dst: Ipv4Net,
-    pub table: u32,
-}
 
 pub struct RouteMonitor {
     events: OwnedFd,
@@ -51,7 +37,7 @@ impl RouteMonitor {
     /// Subscribes inside the namespace at `netns`, then reads the current table, so no
     /// change after this call is missed.
     pub fn open(netns: &Path, network: Ipv4Net) -> std::io::Result<RouteMonitor> {
-        let events = in_netns::run(netns, || subscribed_socket(RTMGRP_IPV4_ROUTE))?;
+        let events = in_netns::run(netns, || netlink_socket(RTMGRP_IPV4_ROUTE, Some(RCVBUF)))?;
         let mut m = RouteMonitor {
             events,
             dumps: RouteWatch::open(netns)?,
@@ -157,13 +143,13 @@ impl RouteMonitor {
                     _ => return Err(e),
                 }
             }
-            for change in parse_changes(&self.buf[..len as usize]) {
+            for change in parse_routes(&self.buf[..len as usize]) {
                 self.apply(change);
             }
         }
     }
 
-    fn apply(&mut self, c: RouteChange) {
+    fn apply(&mut self, c: RouteMsg) {
         if c.table != RT_TABLE_MAIN || !self.network.contains(&c.dst) {
             return;
         }
@@ -187,134 +173,9 @@ impl RouteMonitor {
     }
 }
 
-fn subscribed_socket(groups: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain socket/setsockopt/bind calls; the fd is owned right after creation.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        );
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let owned = OwnedFd::from_raw_fd(fd);
-        let size = RCVBUF;
-        let rc = libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        addr.nl_groups = groups;
-        let rc = libc::bind(
-            fd,
-            (&addr as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        );
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(owned)
-    }
-}
-
-/// The IPv4 route changes in one datagram.
-fn parse_changes(buf: &[u8]) -> Vec<RouteChange> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + NLMSG_HDR <= buf.len() {
-        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
-        if len < NLMSG_HDR || at + len > buf.len() {
-            break;
-        }
-        let added = match kind {
-            RTM_NEWROUTE => Some(true),
-            RTM_DELROUTE => Some(false),
-            _ => None,
-        };
-        if let Some(added) = added {
-            if let Some((dst, table)) = route_of(&buf[at + NLMSG_HDR..at + len]) {
-                out.push(RouteChange { added, dst, table });
-            }
-        }
-        at += (len + 3) & !3;
-    }
-    out
-}
-
-/// Destination and table of one rtmsg payload, if it is IPv4.
-fn route_of(payload: &[u8]) -> Option<(Ipv4Net, u32)> {
-    if payload.len() < RTMSG_LEN || payload[0] != libc::AF_INET as u8 {
-        return None;
-    }
-    let prefix = payload[1];
-    let mut table = u32::from(payload[4]);
-    let mut dst = [0u8; 4];
-    let mut at = RTMSG_LEN;
-    while at + 4 <= payload.len() {
-        let len = u16::from_ne_bytes([payload[at], payload[at + 1]]) as usize;
-        let kind = u16::from_ne_bytes([payload[at + 2], payload[at + 3]]);
-        if len < 4 || at + len > payload.len() {
-            break;
-        }
-        let data = &payload[at + 4..at + len];
-        match (kind, data.len()) {
-            (RTA_DST, 4) => dst.copy_from_slice(data),
-            (RTA_TABLE, 4) => table = u32::from_ne_bytes(data.try_into().expect("4 bytes")),
-            _ => {}
-        }
-        at += (len + 3) & !3;
-    }
-    Some((Ipv4Net::new(dst.into(), prefix).ok()?, table))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn msg(kind: u16, dst: [u8; 4], prefix: u8, table: u32) -> Vec<u8> {
-        let mut payload = vec![libc::AF_INET as u8, prefix, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0];
-        for (t, v) in [(RTA_DST, dst), (RTA_TABLE, table.to_ne_bytes())] {
-            payload.extend_from_slice(&8u16.to_ne_bytes());
-            payload.extend_from_slice(&t.to_ne_bytes());
-            payload.extend_from_slice(&v);
-        }
-        let mut m = ((NLMSG_HDR + payload.len()) as u32).to_ne_bytes().to_vec();
-        m.extend_from_slice(&kind.to_ne_bytes());
-        m.extend_from_slice(&[0; 10]);
-        m.extend_from_slice(&payload);
-        m
-    }
-
-    #[test]
-    fn parses_additions_and_removals_with_their_table() {
-        let mut buf = msg(RTM_NEWROUTE, [10, 0, 3, 0], 24, 254);
-        buf.extend(msg(RTM_DELROUTE, [10, 0, 4, 0], 24, 100));
-        buf.extend(msg(RTM_NEWROUTE, [10, 0, 5, 0], 24, 254)[..20].to_vec());
-        assert_eq!(
-            parse_changes(&buf),
-            vec![
-                RouteChange {
-                    added: true,
-                    dst: "10.0.3.0/24".parse().unwrap(),
-                    table: 254
-                },
-                RouteChange {
-                    added: false,
-                    dst: "10.0.4.0/24".parse().unwrap(),
-                    table: 100
-                },
-            ]
-        );
-    }
 
     #[test]
     fn sees_many_routes_appear_in_a_namespace_without_resyncing() {
