@@ -74,6 +74,35 @@ pub fn exit_code(sig: i32) -> i32 {
     128 + sig
 }
 
+/// The `main` of a benchmark or demo binary called `name`: installs the handler, runs
+/// `body` (which returns the exit status it wants) and exits. An error exits with
+/// `error_code`, or with the signal's status when it came from an interrupt, by which time
+/// every `Drop` has already removed what the run created.
+pub fn run_main(
+    name: &str,
+    error_code: i32,
+    body: impl FnOnce() -> Result<i32, Box<dyn std::error::Error>>,
+) -> ! {
+    if let Err(e) = install() {
+        eprintln!("{name}: cannot install the signal handler: {e}");
+        std::process::exit(2);
+    }
+    let code = match body() {
+        Ok(code) => code,
+        Err(e) => match received() {
+            Some(sig) => {
+                eprintln!("\n{name}: interrupted; everything it created has been removed.");
+                exit_code(sig)
+            }
+            None => {
+                eprintln!("\n{name}: error: {e}");
+                error_code
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,3 +27,15 @@ pub mod scale;
 pub mod stats;
 pub mod table;
 pub mod traffic;
+
+/// A positive count from the environment variable `name`, `default` when it is unset or
+/// empty; anything else is an error naming the variable.
+pub fn env_count(name: &str, default: usize) -> Result<usize, Box<dyn std::error::Error>> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{name}={v:?}: expected a positive whole number").into()),
+        },
+        _ => Ok(default),
+    }
+}

@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use conformance::bench::interrupt;
+use conformance::bench::{env_count, interrupt};
 use conformance::bench::plugin_exec::{self, Chain, Target};
 use conformance::bench::stats::{fmt_kib, fmt_ratio, fmt_secs, or_dash, Samples};
 use conformance::bench::table::{Align, Table};
@@ -90,34 +90,7 @@ struct Results {
 }
 
 fn main() {
-    if let Err(e) = interrupt::install() {
-        eprintln!("bench-cni: cannot install the signal handler: {e}");
-        std::process::exit(2);
-    }
-    let code = match run() {
-        Ok(()) => 0,
-        Err(e) => match interrupt::received() {
-            Some(sig) => {
-                eprintln!("\nbench-cni: interrupted; everything it created has been removed.");
-                interrupt::exit_code(sig)
-            }
-            None => {
-                eprintln!("\nbench-cni: error: {e}");
-                1
-            }
-        },
-    };
-    std::process::exit(code);
-}
-
-fn env_count(name: &str, default: usize) -> Result<usize, BoxError> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => match v.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("{name}={v:?}: expected a positive whole number").into()),
-        },
-        _ => Ok(default),
-    }
+    interrupt::run_main("bench-cni", 1, || run().map(|()| 0))
 }
 
 fn run() -> Result<(), BoxError> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use conformance::bench::cluster::{segment_address, Backend, Cluster, Node, Pod, NETWORK, PREFIX};
 use conformance::bench::etcd_http::EtcdHttp;
-use conformance::bench::interrupt;
+use conformance::bench::{env_count, interrupt};
 use conformance::bench::routes::{Goal, RouteWatch};
 use conformance::bench::stats::{fmt_bps, fmt_ratio, fmt_secs, or_dash, Samples};
 use conformance::bench::table::{Align, Table};
@@ -63,11 +63,11 @@ fn busy_cpu_secs() -> Result<f64, BoxError> {
         .collect::<Result<_, _>>()?;
     // user nice system idle iowait irq softirq steal ...
     let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| ticks.get(i)).sum();
-    let hz = nix_clk_tck();
+    let hz = clk_tck();
     Ok(busy as f64 / hz)
 }
 
-fn nix_clk_tck() -> f64 {
+fn clk_tck() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if hz > 0 {
@@ -99,34 +99,7 @@ struct Programming {
 }
 
 fn main() {
-    if let Err(e) = interrupt::install() {
-        eprintln!("bench-overlay: cannot install the signal handler: {e}");
-        std::process::exit(2);
-    }
-    let code = match run() {
-        Ok(()) => 0,
-        Err(e) => match interrupt::received() {
-            Some(sig) => {
-                eprintln!("\nbench-overlay: interrupted; everything it created has been removed.");
-                interrupt::exit_code(sig)
-            }
-            None => {
-                eprintln!("\nbench-overlay: error: {e}");
-                1
-            }
-        },
-    };
-    std::process::exit(code);
-}
-
-fn env_count(name: &str, default: usize) -> Result<usize, BoxError> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => match v.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("{name}={v:?}: expected a positive whole number").into()),
-        },
-        _ => Ok(default),
-    }
+    interrupt::run_main("bench-overlay", 1, || run().map(|()| 0))
 }
 
 fn run() -> Result<(), BoxError> {

@@ -79,24 +79,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = interrupt::install() {
-        eprintln!("bench-scale: cannot install the signal handler: {e}");
-        std::process::exit(2);
-    }
-    let code = match run(&args) {
-        Ok(()) => 0,
-        Err(e) => match interrupt::received() {
-            Some(sig) => {
-                eprintln!("\nbench-scale: interrupted; everything it created has been removed.");
-                interrupt::exit_code(sig)
-            }
-            None => {
-                eprintln!("\nbench-scale: error: {e}");
-                1
-            }
-        },
-    };
-    std::process::exit(code);
+    interrupt::run_main("bench-scale", 1, || run(&args).map(|()| 0))
 }
 
 fn run(args: &Args) -> Result<(), BoxError> {

@@ -36,28 +36,14 @@ struct Row {
 }
 
 fn main() {
-    if let Err(e) = interrupt::install() {
-        eprintln!("demo: cannot install the signal handler: {e}");
-        std::process::exit(2);
-    }
-    let code = match run() {
-        Ok(0) => 0,
-        Ok(failed) => {
-            println!("\n{failed} check(s) failed.");
-            1
-        }
-        Err(e) => match interrupt::received() {
-            Some(sig) => {
-                eprintln!("\ndemo: interrupted; everything it created has been removed.");
-                interrupt::exit_code(sig)
+    interrupt::run_main("demo", 2, || {
+        run().map(|failed| {
+            if failed > 0 {
+                println!("\n{failed} check(s) failed.");
             }
-            None => {
-                eprintln!("\ndemo: error: {e}");
-                2
-            }
-        },
-    };
-    std::process::exit(code);
+            i32::from(failed > 0)
+        })
+    })
 }
 
 /// Runs every backend; the number of failed checks.
