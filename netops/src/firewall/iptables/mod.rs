@@ -8,6 +8,8 @@ mod batch;
 pub mod quote;
 mod save;
 
+use std::sync::OnceLock;
+
 use super::nfquery::{self, IptablesVariant, NfFamily};
 use super::tool;
 
@@ -43,8 +45,16 @@ impl Family {
         }
     }
 
+    /// Resolved once per process: the PATH search and symlink walk would otherwise repeat
+    /// for every chain a DEL asks about.
     fn variant(self) -> IptablesVariant {
-        nfquery::iptables_variant(self.restore_bin())
+        static V4: OnceLock<IptablesVariant> = OnceLock::new();
+        static V6: OnceLock<IptablesVariant> = OnceLock::new();
+        let cell = match self {
+            Family::V4 => &V4,
+            Family::V6 => &V6,
+        };
+        *cell.get_or_init(|| nfquery::iptables_variant(self.restore_bin()))
     }
 
     fn save_bin(self) -> &'static str {
