@@ -61,25 +61,10 @@ fn etcd_outage_loses_no_packet_and_daemons_recover() {
     const TTL_SECS: u64 = 16;
     const OUTAGE: Duration = Duration::from_secs(30);
     let mut cluster = Cluster::new(&vxlan());
-    let mut nodes: Vec<Flanneld> = [(Segment::A, "h1"), (Segment::B, "h2")]
-        .into_iter()
-        .map(|(seg, tag)| {
-            Flanneld::start(cluster.host(seg, tag), &cluster.etcd, &[], Some(TTL_SECS))
-        })
-        .collect();
-    for n in &mut nodes {
-        n.wait_ready();
-    }
+    let mut nodes =
+        cluster.start_nodes(&[(Segment::A, "h1"), (Segment::B, "h2")], &[], Some(TTL_SECS));
     let driver = our_driver();
-    let mut pods: Vec<Pod> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| add_pod(&driver, n, &format!("ctr-{i}")))
-        .collect();
-    assert_full_mesh(
-        &pods.iter().collect::<Vec<_>>(),
-        &nodes.iter().collect::<Vec<_>>(),
-    );
+    let mut pods = pods_in_full_mesh(&driver, &nodes, "ctr");
 
     // The ping spans a quiet lead-in, the outage and the recovery.
     let lead_in = Duration::from_secs(3);
@@ -272,25 +257,10 @@ fn simultaneous_starts_never_share_a_subnet() {
 #[test]
 fn sigterm_keeps_state_and_restart_never_drops() {
     let cluster = Cluster::new(&vxlan());
-    let mut nodes: Vec<Flanneld> = [(Segment::A, "h1"), (Segment::B, "h2")]
-        .into_iter()
-        .map(|(seg, tag)| {
-            Flanneld::start(cluster.host(seg, tag), &cluster.etcd, &["--ip-masq"], None)
-        })
-        .collect();
-    for n in &mut nodes {
-        n.wait_ready();
-    }
+    let mut nodes =
+        cluster.start_nodes(&[(Segment::A, "h1"), (Segment::B, "h2")], &["--ip-masq"], None);
     let driver = our_driver();
-    let pods: Vec<Pod> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| add_pod(&driver, n, &format!("ctr-{i}")))
-        .collect();
-    assert_full_mesh(
-        &pods.iter().collect::<Vec<_>>(),
-        &nodes.iter().collect::<Vec<_>>(),
-    );
+    let pods = pods_in_full_mesh(&driver, &nodes, "ctr");
     let subnet = nodes[1].subnet();
     let record = || cluster.etcd.get(&lease_key(subnet)).unwrap();
     // Settled state: the periodic reconcile must not be mistaken for a change below.

@@ -33,25 +33,10 @@ fn flanneld_pids(node: &Flanneld) -> Vec<i32> {
 #[test]
 fn sigkill_and_restart_keep_the_subnet_and_never_drop_a_packet() {
     let cluster = Cluster::new(&json!({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}));
-    let mut nodes: Vec<Flanneld> = [(Segment::A, "k1"), (Segment::B, "k2")]
-        .into_iter()
-        .map(|(seg, tag)| {
-            Flanneld::start(cluster.host(seg, tag), &cluster.etcd, &["--ip-masq"], None)
-        })
-        .collect();
-    for n in &mut nodes {
-        n.wait_ready();
-    }
+    let mut nodes =
+        cluster.start_nodes(&[(Segment::A, "k1"), (Segment::B, "k2")], &["--ip-masq"], None);
     let driver = our_driver();
-    let pods: Vec<Pod> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| add_pod(&driver, n, &format!("kill-{i}")))
-        .collect();
-    assert_full_mesh(
-        &pods.iter().collect::<Vec<_>>(),
-        &nodes.iter().collect::<Vec<_>>(),
-    );
+    let pods = pods_in_full_mesh(&driver, &nodes, "kill");
     let subnet = nodes[1].subnet();
     let keys = cluster.lease_keys();
     let peer_before = KernelState::of(&nodes[0].host);

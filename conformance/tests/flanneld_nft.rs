@@ -127,14 +127,11 @@ fn seen_by(client: &Netns, server: &str, source: Option<Ipv4Addr>) -> String {
 }
 
 fn start_nodes(cluster: &Cluster, args: &[&str]) -> Vec<Flanneld> {
-    let mut nodes: Vec<Flanneld> = [(Segment::A, "h1"), (Segment::A, "h2"), (Segment::B, "h3")]
-        .into_iter()
-        .map(|(seg, tag)| Flanneld::start(cluster.host(seg, tag), &cluster.etcd, args, None))
-        .collect();
-    for n in &mut nodes {
-        n.wait_ready();
-    }
-    nodes
+    cluster.start_nodes(
+        &[(Segment::A, "h1"), (Segment::A, "h2"), (Segment::B, "h3")],
+        args,
+        None,
+    )
 }
 
 #[test]
@@ -142,15 +139,7 @@ fn nftables_overlay_masquerades_and_repairs_a_flushed_ruleset() {
     let cluster = Cluster::new(&config(true));
     let nodes = start_nodes(&cluster, &["--ip-masq", "--iptables-resync=1"]);
     let driver = our_driver();
-    let pods: Vec<Pod> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| add_pod(&driver, n, &format!("ctr-{i}")))
-        .collect();
-    assert_full_mesh(
-        &pods.iter().collect::<Vec<_>>(),
-        &nodes.iter().collect::<Vec<_>>(),
-    );
+    let pods = pods_in_full_mesh(&driver, &nodes, "ctr");
 
     let (h1, h3) = (&nodes[0], &nodes[2]);
     let h1_ns = h1.host.netns();

@@ -139,23 +139,13 @@ fn vxlan_mesh_restart_and_lease_expiry() {
 #[test]
 fn vxlan_direct_routing_routes_same_segment_peers_directly() {
     let cluster = Cluster::new(&vxlan(true));
-    let mut nodes: Vec<Flanneld> = [(Segment::A, "h1"), (Segment::A, "h2"), (Segment::B, "h3")]
-        .into_iter()
-        .map(|(seg, tag)| Flanneld::start(cluster.host(seg, tag), &cluster.etcd, &[], None))
-        .collect();
-    for n in &mut nodes {
-        n.wait_ready();
-    }
-    let driver = our_driver();
-    let pods: Vec<Pod> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| add_pod(&driver, n, &format!("ctr-{i}")))
-        .collect();
-    assert_full_mesh(
-        &pods.iter().collect::<Vec<_>>(),
-        &nodes.iter().collect::<Vec<_>>(),
+    let nodes = cluster.start_nodes(
+        &[(Segment::A, "h1"), (Segment::A, "h2"), (Segment::B, "h3")],
+        &[],
+        None,
     );
+    let driver = our_driver();
+    let _pods = pods_in_full_mesh(&driver, &nodes, "ctr");
 
     let (h1, h2, h3) = (&nodes[0], &nodes[1], &nodes[2]);
     let direct = h1.route_to(h2.subnet());
@@ -185,15 +175,7 @@ fn host_gw_mesh_on_one_segment() {
         );
     }
     let driver = our_driver();
-    let pods: Vec<Pod> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| add_pod(&driver, n, &format!("ctr-{i}")))
-        .collect();
-    assert_full_mesh(
-        &pods.iter().collect::<Vec<_>>(),
-        &nodes.iter().collect::<Vec<_>>(),
-    );
+    let _pods = pods_in_full_mesh(&driver, &nodes, "ctr");
     let route = nodes[0].route_to(nodes[1].subnet());
     assert!(
         route.contains(&format!("via {} dev eth0", nodes[1].host.ip())),

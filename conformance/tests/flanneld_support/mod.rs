@@ -42,6 +42,24 @@ impl Cluster {
         self.underlay.add_host(seg, tag).unwrap()
     }
 
+    /// Starts flanneld with `args` (and the lease TTL `ttl`) on a new host per
+    /// `(segment, tag)` and waits until every one of them is ready.
+    pub fn start_nodes(
+        &self,
+        hosts: &[(Segment, &str)],
+        args: &[&str],
+        ttl: Option<u64>,
+    ) -> Vec<Flanneld> {
+        let mut nodes: Vec<Flanneld> = hosts
+            .iter()
+            .map(|&(seg, tag)| Flanneld::start(self.host(seg, tag), &self.etcd, args, ttl))
+            .collect();
+        for n in &mut nodes {
+            n.wait_ready();
+        }
+        nodes
+    }
+
     /// Keys of the lease records currently in etcd.
     pub fn lease_keys(&self) -> Vec<String> {
         let out = self
@@ -294,6 +312,20 @@ pub fn pings(from: &Netns, to: &str) -> bool {
     from.exec(&["ping", "-c", "1", "-W", "1", to])
         .status
         .success()
+}
+
+/// One pod per node (container ids `<prefix>-<i>`), then every pod must reach every other.
+pub fn pods_in_full_mesh(driver: &Driver, nodes: &[Flanneld], prefix: &str) -> Vec<Pod> {
+    let pods: Vec<Pod> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| add_pod(driver, n, &format!("{prefix}-{i}")))
+        .collect();
+    assert_full_mesh(
+        &pods.iter().collect::<Vec<_>>(),
+        &nodes.iter().collect::<Vec<_>>(),
+    );
+    pods
 }
 
 /// Every pod reaches every other pod (retrying while routes converge).
