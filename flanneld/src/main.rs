@@ -2,7 +2,23 @@
 
 use flanneld::options::{self, Invocation};
 
+/// glibc's allocator defaults suit allocation-heavy servers on many cores: an arena per
+/// thread (up to eight per core) and an mmap threshold that rises to the largest buffer ever
+/// freed, so the start-up listing's and reconcile's buffers stayed resident for the daemon's
+/// whole life. flanneld has a handful of mostly idle threads; one arena and a fixed threshold
+/// keep its footprint near what it uses (`scripts/bench-scale.sh`, 5,000 peers).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it runs before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+    }
+}
+
 fn main() {
+    tune_allocator();
     let mut argv = std::env::args();
     let program = argv.next().unwrap_or_else(|| "flanneld".to_owned());
     let args: Vec<String> = argv.collect();

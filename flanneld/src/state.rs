@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use crate::metrics::Metrics;
-use crate::subnet::Lease;
+use crate::subnet::{Lease, SharedLease};
 
 /// Where startup is, or that it is done. Everything but `Ready` says why pods cannot start yet.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -56,7 +56,7 @@ pub struct Status {
     pub phase: Phase,
     pub lease: Option<Lease>,
     /// The other nodes' leases, as last applied to the backend.
-    pub peers: Vec<Lease>,
+    pub peers: Vec<SharedLease>,
     /// The most recent failure worth an operator's attention, with when it happened.
     pub last_error: Option<(SystemTime, String)>,
     pub duplicates: Vec<DuplicatePublicIp>,

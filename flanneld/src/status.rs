@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::logger::rfc3339;
 use crate::metrics::backend_name;
 use crate::state::{DuplicatePublicIp, Status};
-use crate::subnet::Lease;
+use crate::subnet::{Lease, SharedLease};
 
 /// The udp backend's TUN device: its peers share one route through it.
 pub const UDP_DEVICE: &str = "flannel0";
@@ -113,9 +113,12 @@ impl KernelRoutes {
 }
 
 /// Every public IP announced by more than one lease (ours included), with their subnets.
-pub fn duplicate_public_ips(own: Option<&Lease>, peers: &[Lease]) -> Vec<DuplicatePublicIp> {
+pub fn duplicate_public_ips(
+    own: Option<&Lease>,
+    peers: &[SharedLease],
+) -> Vec<DuplicatePublicIp> {
     let mut by_ip: BTreeMap<Ipv4Addr, Vec<Ipv4Net>> = BTreeMap::new();
-    for l in own.into_iter().chain(peers) {
+    for l in own.into_iter().chain(peers.iter().map(|p| &**p)) {
         by_ip.entry(l.attrs.public_ip).or_default().push(l.subnet);
     }
     by_ip

@@ -75,7 +75,8 @@ fn duplicates_group_every_lease_by_public_ip() {
         lease("10.244.9.0/24", [10, 0, 2, 15], "vxlan"),
         lease("10.244.3.0/24", [192, 168, 0, 3], "vxlan"),
         lease("10.244.4.0/24", [10, 0, 2, 15], "vxlan"),
-    ];
+    ]
+    .map(std::sync::Arc::new);
     let dups = duplicate_public_ips(Some(&own), &peers);
     assert_eq!(dups.len(), 1);
     assert_eq!(dups[0].public_ip, Ipv4Addr::new(10, 0, 2, 15));
@@ -102,8 +103,8 @@ fn report_json_for_a_ready_node() {
         phase: Phase::Ready,
         lease: Some(own),
         peers: vec![
-            lease("10.244.4.0/24", [192, 168, 0, 4], "vxlan"),
-            lease("10.244.3.0/24", [192, 168, 0, 3], "vxlan"),
+            lease("10.244.4.0/24", [192, 168, 0, 4], "vxlan").into(),
+            lease("10.244.3.0/24", [192, 168, 0, 3], "vxlan").into(),
         ],
         last_error: Some((
             UNIX_EPOCH + Duration::from_secs(1_700_000_100),
@@ -162,7 +163,7 @@ fn report_json_while_waiting_and_without_a_kernel_view() {
     assert_eq!(v["route_check_error"], json!("permission denied"));
 
     let dup = Status {
-        peers: vec![lease("10.244.3.0/24", [10, 0, 2, 15], "")],
+        peers: vec![lease("10.244.3.0/24", [10, 0, 2, 15], "").into()],
         duplicates: vec![DuplicatePublicIp {
             public_ip: Ipv4Addr::new(10, 0, 2, 15),
             subnets: vec![

@@ -26,9 +26,9 @@ fn peers_are_routed_via_their_public_ip_and_traffic_flows() {
         .trim()
         .is_empty());
 
-    let r = a.handle(&[Event::Added(lb.clone())]);
+    let r = a.handle(&[Event::added(lb.clone())]);
     assert_eq!((r.added, r.errors.len()), (1, 0), "{r:?}");
-    b.handle(&[Event::Added(la.clone())]);
+    b.handle(&[Event::added(la.clone())]);
     assert_eq!(
         lines(&a.ns.ip(&["route", "show", "10.244.2.0/24"])),
         ["10.244.2.0/24 via 192.168.77.2 dev eth0"]
@@ -46,13 +46,13 @@ fn peers_are_routed_via_their_public_ip_and_traffic_flows() {
         "dev",
         "eth0",
     ]);
-    a.handle(&[Event::Added(lb.clone())]);
+    a.handle(&[Event::added(lb.clone())]);
     assert_eq!(
         lines(&a.ns.ip(&["route", "show", "10.244.2.0/24"])),
         ["10.244.2.0/24 via 192.168.77.2 dev eth0"]
     );
 
-    let r = a.handle(&[Event::Removed(lb)]);
+    let r = a.handle(&[Event::removed(lb)]);
     assert_eq!((r.removed, r.errors.len()), (1, 0), "{r:?}");
     assert_eq!(a.ns.ip(&["route", "show", "10.244.2.0/24"]).trim(), "");
     assert!(!a.ns.ping(gw_a, gw_b));
@@ -92,7 +92,7 @@ fn a_peer_off_the_segment_is_reported_and_does_not_block_the_others() {
         "host-gw",
         None,
     );
-    let r = a.handle(&[Event::Added(far), Event::Added(near)]);
+    let r = a.handle(&[Event::added(far), Event::added(near)]);
     assert_eq!(r.added, 1, "{r:?}");
     assert_eq!(r.errors.len(), 1, "{r:?}");
     let e = &r.errors[0];

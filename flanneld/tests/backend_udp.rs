@@ -97,7 +97,7 @@ fn unknown_destinations_get_net_unreachable_and_removed_peers_stop_traffic() {
 
     let r = a
         .backend
-        .handle(&[Event::Removed(b.lease.clone())])
+        .handle(&[Event::removed(b.lease.clone())])
         .unwrap();
     assert_eq!((r.removed, r.errors.len()), (1, 0), "{r:?}");
     assert!(
@@ -125,17 +125,17 @@ fn unknown_destinations_get_net_unreachable_and_removed_peers_stop_traffic() {
     assert!(a.backend.counters().dropped(DropReason::NoRoute) >= 1);
 
     // reconcile() with the full set brings the peer back and counts the repair.
-    let r = a.backend.reconcile(std::slice::from_ref(&b.lease)).unwrap();
+    let r = a.backend.reconcile(&[b.lease.clone().into()]).unwrap();
     assert_eq!((r.added, r.removed), (1, 0), "{r:?}");
     assert!(a.node.ns.ping(gw_a, gw_b));
-    let again = a.backend.reconcile(std::slice::from_ref(&b.lease)).unwrap();
+    let again = a.backend.reconcile(&[b.lease.clone().into()]).unwrap();
     assert_eq!(again.repaired, 0, "{again:?}");
 
     // A route deleted by hand comes back with the next reconcile.
     a.node
         .ns
         .ip(&["route", "del", "10.244.0.0/16", "dev", "flannel0"]);
-    let r = a.backend.reconcile(std::slice::from_ref(&b.lease)).unwrap();
+    let r = a.backend.reconcile(&[b.lease.clone().into()]).unwrap();
     assert_eq!(r.repaired, 1, "{r:?}");
     assert!(a.node.ns.ping(gw_a, gw_b));
 }
@@ -298,13 +298,13 @@ fn leases_without_backend_type_from_any_node_are_peers() {
     let r = a
         .backend
         .handle(&[
-            Event::Added(b.lease.clone()),
-            Event::Added(other),
-            Event::Added(a.lease.clone()),
+            Event::added(b.lease.clone()),
+            Event::added(other),
+            Event::added(a.lease.clone()),
         ])
         .unwrap();
     assert_eq!(r.added, 2, "own lease ignored: {r:?}");
     let own = lease(a.lease.subnet, a.node.addr, "", None);
-    let r = a.backend.reconcile(&[own, b.lease.clone()]).unwrap();
+    let r = a.backend.reconcile(&[own.into(), b.lease.clone().into()]).unwrap();
     assert_eq!((r.added, r.removed), (0, 1), "{r:?}");
 }

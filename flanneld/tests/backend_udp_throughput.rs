@@ -24,8 +24,8 @@ fn vxlan_gbits() -> f64 {
     a.start(conf).unwrap();
     b.start(conf).unwrap();
     let (la, lb) = (a.join(), b.join());
-    a.handle(&[Event::Added(lb)]);
-    b.handle(&[Event::Added(la)]);
+    a.handle(&[Event::added(lb)]);
+    b.handle(&[Event::added(la)]);
     let (gw_a, gw_b) = (add_pod_gateway(&a), add_pod_gateway(&b));
     median(
         (0..RUNS)

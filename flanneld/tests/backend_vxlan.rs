@@ -15,7 +15,7 @@ const NET_CONF_DIRECT: &str =
     r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}"#;
 
 fn mac_of(l: &Lease) -> MacAddr {
-    VxlanLeaseData::from_json(l.attrs.backend_data.as_ref().unwrap())
+    VxlanLeaseData::from_data(l.attrs.backend_data.as_ref().unwrap())
         .unwrap()
         .vtep_mac
 }
@@ -33,7 +33,7 @@ fn started(conf: &str) -> (Node, Node, Lease, Lease) {
 fn two_nodes_program_vxlan_exactly_like_upstream_and_pass_traffic() {
     let (mut a, mut b, la, lb) = started(NET_CONF);
     let (mac_a, mac_b) = (mac_of(&la), mac_of(&lb));
-    let data = serde_json::to_string(la.attrs.backend_data.as_ref().unwrap()).unwrap();
+    let data = la.attrs.backend_data.as_ref().unwrap().as_json().to_owned();
     assert_eq!(data, format!(r#"{{"VNI":1,"VtepMAC":"{mac_a}"}}"#));
     assert_eq!(a.backend().mtu(), 1450);
     assert_eq!(a.backend().backend_type(), "vxlan");
@@ -55,8 +55,8 @@ fn two_nodes_program_vxlan_exactly_like_upstream_and_pass_traffic() {
     let addrs = a.ns.ip(&["-4", "-o", "addr", "show", "dev", "flannel.1"]);
     assert!(addrs.contains("inet 10.244.1.0/32"), "{addrs}");
 
-    let ra = a.handle(&[Event::Added(lb.clone())]);
-    let rb = b.handle(&[Event::Added(la.clone())]);
+    let ra = a.handle(&[Event::added(lb.clone())]);
+    let rb = b.handle(&[Event::added(la.clone())]);
     assert_eq!((ra.added, ra.errors.len()), (1, 0), "{ra:?}");
     assert_eq!((rb.added, rb.errors.len()), (1, 0), "{rb:?}");
 
@@ -85,7 +85,7 @@ fn two_nodes_program_vxlan_exactly_like_upstream_and_pass_traffic() {
             .unwrap();
     assert!(tx > 0, "nothing was sent through flannel.1");
 
-    let removed = a.handle(&[Event::Removed(lb.clone())]);
+    let removed = a.handle(&[Event::removed(lb.clone())]);
     assert_eq!(
         (removed.removed, removed.errors.len()),
         (1, 0),
@@ -104,8 +104,8 @@ fn two_nodes_program_vxlan_exactly_like_upstream_and_pass_traffic() {
 #[test]
 fn direct_routing_routes_same_segment_peers_without_the_tunnel() {
     let (mut a, mut b, la, lb) = started(NET_CONF_DIRECT);
-    a.handle(&[Event::Added(lb.clone())]);
-    b.handle(&[Event::Added(la.clone())]);
+    a.handle(&[Event::added(lb.clone())]);
+    b.handle(&[Event::added(la.clone())]);
     assert_eq!(
         lines(&a.ns.ip(&["route", "show", "10.244.2.0/24"])),
         ["10.244.2.0/24 via 192.168.77.2 dev eth0"]
@@ -124,17 +124,17 @@ fn direct_routing_routes_same_segment_peers_without_the_tunnel() {
         "10.244.3.0/24".parse().unwrap(),
         Ipv4Addr::new(172, 31, 0, 9),
         "vxlan",
-        la.attrs.backend_data.clone(),
+        la.attrs.backend_data.as_ref().map(|d| d.value()),
     );
     a.ns.ip(&["route", "add", "172.31.0.0/16", "via", "192.168.77.2"]);
-    let r = a.handle(&[Event::Added(far.clone())]);
+    let r = a.handle(&[Event::added(far.clone())]);
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(
         lines(&a.ns.ip(&["route", "show", "10.244.3.0/24"])),
         ["10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink"]
     );
 
-    let r = a.handle(&[Event::Removed(lb), Event::Removed(far)]);
+    let r = a.handle(&[Event::removed(lb), Event::removed(far)]);
     assert_eq!((r.removed, r.errors.len()), (2, 0), "{r:?}");
     for dst in ["10.244.2.0/24", "10.244.3.0/24"] {
         assert_eq!(a.ns.ip(&["route", "show", dst]).trim(), "", "{dst}");
@@ -145,7 +145,7 @@ fn direct_routing_routes_same_segment_peers_without_the_tunnel() {
 fn reconcile_repairs_hand_deleted_objects_and_prunes_stale_peers() {
     let (mut a, mut b, _la, lb) = started(NET_CONF);
     let mac_b = mac_of(&lb);
-    a.handle(&[Event::Added(lb.clone())]);
+    a.handle(&[Event::added(lb.clone())]);
     let clean = a.reconcile(std::slice::from_ref(&lb));
     assert_eq!(clean.repaired, 0, "nothing to repair: {clean:?}");
 
@@ -228,7 +228,7 @@ fn a_deleted_device_is_recreated_with_its_mac_and_all_peers_replayed() {
         "vxlan",
         Some(serde_json::json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:03"})),
     );
-    a.handle(&[Event::Added(lb.clone()), Event::Added(third.clone())]);
+    a.handle(&[Event::added(lb.clone()), Event::added(third.clone())]);
     a.ns.ip(&["link", "del", "flannel.1"]);
 
     let r = a.reconcile(&[lb.clone(), third]);
@@ -259,7 +259,7 @@ fn a_deleted_device_is_recreated_with_its_mac_and_all_peers_replayed() {
         "vxlan",
         Some(serde_json::json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:04"})),
     );
-    let r = a.handle(&[Event::Added(fourth)]);
+    let r = a.handle(&[Event::added(fourth)]);
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(
         lines(&a.ns.ip(&["route", "show", "dev", "flannel.1"])).len(),
@@ -274,7 +274,7 @@ fn a_deleted_device_is_recreated_with_its_mac_and_all_peers_replayed() {
 #[test]
 fn reconcile_restores_a_downed_and_flushed_device() {
     let (mut a, _b, _la, lb) = started(NET_CONF);
-    a.handle(&[Event::Added(lb.clone())]);
+    a.handle(&[Event::added(lb.clone())]);
     a.ns.ip(&["addr", "flush", "dev", "flannel.1"]);
     // Taking the link down also makes the kernel drop the routes through it.
     a.ns.ip(&["link", "set", "flannel.1", "down"]);
@@ -372,7 +372,7 @@ fn event_batches_collapse_per_subnet_and_ignore_other_backends() {
     let (mut a, _b, _la, lb) = started(NET_CONF);
     let mut moved = lb.clone();
     moved.attrs.public_ip = Ipv4Addr::new(192, 168, 77, 20);
-    moved.attrs.backend_data = Some(serde_json::json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:20"}));
+    moved.attrs.backend_data = Some(serde_json::json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:20"}).into());
     let transient = lease(
         "10.244.5.0/24".parse().unwrap(),
         Ipv4Addr::new(192, 168, 77, 5),
@@ -385,12 +385,12 @@ fn event_batches_collapse_per_subnet_and_ignore_other_backends() {
         "host-gw",
         None,
     );
-    a.handle(&[Event::Added(lb.clone())]);
+    a.handle(&[Event::added(lb.clone())]);
     let r = a.handle(&[
-        Event::Added(moved),
-        Event::Added(transient.clone()),
-        Event::Removed(transient),
-        Event::Added(foreign),
+        Event::added(moved),
+        Event::added(transient.clone()),
+        Event::removed(transient),
+        Event::added(foreign),
     ]);
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!((r.added, r.removed), (1, 1), "{r:?}");
@@ -413,7 +413,7 @@ fn event_batches_collapse_per_subnet_and_ignore_other_backends() {
         "vxlan",
         Some(serde_json::json!({"VNI": 1})),
     );
-    let r = a.handle(&[Event::Added(broken)]);
+    let r = a.handle(&[Event::added(broken)]);
     assert_eq!(r.added, 0);
     assert!(
         r.errors.len() == 1 && r.errors[0].contains("peer 10.244.8.0/24 (192.168.77.8)"),
@@ -444,7 +444,7 @@ fn two_thousand_peers_in_one_batch() {
         .unwrap();
     a.join();
     let peers = many_peers(PEERS);
-    let events: Vec<Event> = peers.iter().cloned().map(Event::Added).collect();
+    let events: Vec<Event> = peers.iter().cloned().map(Event::added).collect();
 
     let started = Instant::now();
     let r = a.handle(&events);
@@ -480,7 +480,7 @@ fn two_thousand_peers_in_one_batch() {
     assert_eq!((r.repaired, r.errors.len()), (0, 0), "{r:?}");
 
     let started = Instant::now();
-    let events: Vec<Event> = peers.into_iter().map(Event::Removed).collect();
+    let events: Vec<Event> = peers.into_iter().map(Event::removed).collect();
     let r = a.handle(&events);
     println!("handle(): {PEERS} peers removed in {:?}", started.elapsed());
     assert_eq!((r.removed, r.errors.len()), (PEERS, 0));

@@ -38,14 +38,14 @@ fn join_dual(node: &mut Node, n: u16) -> Lease {
         own.enable_ipv6 = true;
         own.ipv6_subnet = Some(format!("fc00:244:0:{n}::/64").parse().unwrap());
         own.attrs.public_ipv6 = Some(underlay_v6(n));
-        own.attrs.backend_v6_data = b.backend_v6_data();
+        own.attrs.backend_v6_data = b.backend_v6_data().map(Into::into);
         b.activate(&own).expect("activate");
         own
     })
 }
 
 fn v6_mac(l: &Lease) -> String {
-    VxlanLeaseData::from_json(l.attrs.backend_v6_data.as_ref().expect("BackendV6Data"))
+    VxlanLeaseData::from_data(l.attrs.backend_v6_data.as_ref().expect("BackendV6Data"))
         .unwrap()
         .vtep_mac
         .to_string()
@@ -74,9 +74,9 @@ fn dual_stack_peers_get_a_v6_tunnel_too() {
     ]);
     assert!(addrs.contains("inet6 fc00:244:0:1::/128"), "{addrs}");
 
-    let r = a.handle(&[Event::Added(lb.clone())]);
+    let r = a.handle(&[Event::added(lb.clone())]);
     assert!(r.errors.is_empty(), "{r:?}");
-    b.handle(&[Event::Added(la.clone())]);
+    b.handle(&[Event::added(la.clone())]);
     assert_eq!(
         lines(&a.ns.ip(&["-6", "neigh", "show", "dev", "flannel-v6.1"])),
         [format!("fc00:244:0:2:: lladdr {} PERMANENT", v6_mac(&lb))]
@@ -127,7 +127,7 @@ fn dual_stack_peers_get_a_v6_tunnel_too() {
 
     let r = a.reconcile(std::slice::from_ref(&lb));
     assert_eq!((r.repaired, r.errors.len()), (0, 0), "{r:?}");
-    let r = a.handle(&[Event::Removed(lb)]);
+    let r = a.handle(&[Event::removed(lb)]);
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(
         a.ns.ip(&["-6", "route", "show", "fc00:244:0:2::/64"])

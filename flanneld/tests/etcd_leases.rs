@@ -43,7 +43,7 @@ fn attrs(last: u8) -> LeaseAttrs {
         public_ip: Ipv4Addr::new(192, 168, 1, last),
         public_ipv6: None,
         backend_type: "vxlan".into(),
-        backend_data: Some(json!({"VNI": 1, "VtepMAC": format!("02:00:00:00:00:{last:02x}")})),
+        backend_data: Some(json!({"VNI": 1, "VtepMAC": format!("02:00:00:00:00:{last:02x}")}).into()),
         backend_v6_data: None,
     }
 }
@@ -97,7 +97,7 @@ async fn lease_records_are_upstreams_and_reused_by_public_ip() {
 
     // Same PublicIP again (a restart): same subnet, attributes updated, fresh etcd lease.
     let mut changed = attrs(3);
-    changed.backend_data = Some(json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:aa"}));
+    changed.backend_data = Some(json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:aa"}).into());
     let again = acquire(&reg, &cfg, &changed, None).await.unwrap();
     assert_eq!(again.subnet, lease.subnet);
     assert!(etcd

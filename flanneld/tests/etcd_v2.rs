@@ -71,7 +71,7 @@ fn attrs(last: u8) -> LeaseAttrs {
         public_ip: Ipv4Addr::new(192, 168, 1, last),
         public_ipv6: None,
         backend_type: "vxlan".into(),
-        backend_data: Some(json!({"VNI": 1, "VtepMAC": format!("02:00:00:00:00:{last:02x}")})),
+        backend_data: Some(json!({"VNI": 1, "VtepMAC": format!("02:00:00:00:00:{last:02x}")}).into()),
         backend_v6_data: None,
     }
 }
@@ -191,7 +191,7 @@ async fn leases_are_ttl_keys_in_the_old_format_reused_by_public_ip() {
 
     // A restart with the same PublicIP gets the same subnet back, attributes rewritten.
     let mut changed = attrs(3);
-    changed.backend_data = Some(json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:aa"}));
+    changed.backend_data = Some(json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:aa"}).into());
     let again = acquire(&store, &cfg, &changed).await;
     assert_eq!(again.subnet, lease.subnet);
     assert!(node(&etcd, &key)["value"]

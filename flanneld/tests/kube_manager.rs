@@ -70,7 +70,7 @@ fn attrs(ip: &str, mac: &str) -> LeaseAttrs {
         public_ip: ip.parse().unwrap(),
         public_ipv6: None,
         backend_type: "vxlan".into(),
-        backend_data: Some(json!({"VNI": 1, "VtepMAC": mac})),
+        backend_data: Some(json!({"VNI": 1, "VtepMAC": mac}).into()),
         backend_v6_data: None,
     }
 }

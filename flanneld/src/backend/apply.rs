@@ -28,55 +28,69 @@ pub(crate) struct Outcome {
     pub errors: Vec<String>,
 }
 
+/// How many requests are built and sent at a time. A start-up reconcile with 5,000 peers has
+/// 15,000 objects; building every message up front held megabytes that the daemon's peak
+/// memory then kept, while a netlink window is far smaller than this anyway.
+const CHUNK: usize = 1024;
+
 /// Removals go first (routes before the entries they rely on), then installs (neighbours, FDB
-/// entries, routes), all in one batch. A removal of something already gone is not an error.
-/// When any install of a peer fails, the peer's other installs are undone in a second batch, so
-/// no route is left pointing at a VTEP the kernel cannot reach without ARP.
+/// entries, routes), in netlink batches. A removal of something already gone is not an error.
+/// When any install of a peer fails, the peer's other installs are undone in a second pass, so
+/// no route is left pointing at a VTEP the kernel cannot reach without ARP. `label` names a
+/// peer index in messages.
 pub(crate) fn apply<C: Client>(
     nl: &mut Handle<C>,
-    labels: &[String],
+    label: &dyn Fn(usize) -> String,
     mut removals: Vec<Job>,
     mut installs: Vec<Job>,
     hint: Option<Hint>,
 ) -> Outcome {
     removals.sort_by_key(|j| std::cmp::Reverse(j.object.stage()));
     installs.sort_by_key(|j| j.object.stage());
-    let requests: Vec<_> = removals
-        .iter()
-        .map(|j| j.object.remove())
-        .chain(installs.iter().map(|j| j.object.install()))
-        .collect();
-    let mut results = nl.batch(&requests).into_iter();
     let mut out = Outcome::default();
-
-    for (job, result) in removals.iter().zip(results.by_ref()) {
-        match result {
-            Ok(()) => out.removed += 1,
-            Err(e) if e.is_not_found() => {}
-            Err(e) => out.errors.push(format!("{}: {e}", labels[job.peer])),
-        }
-    }
     let mut installed = Vec::new();
-    for (job, result) in installs.iter().zip(results) {
-        match result {
-            Ok(()) => installed.push(*job),
-            Err(e) => {
-                let advice = hint
-                    .and_then(|h| h(&job.object, &e))
-                    .map(|a| format!(": {a}"))
-                    .unwrap_or_default();
-                out.errors
-                    .push(format!("{}: {e}{advice}", labels[job.peer]));
-                out.failed_peers.insert(job.peer);
+    // One stream, removals first, so a small change still goes out as one datagram.
+    let mut stream = removals
+        .iter()
+        .map(|j| (false, *j))
+        .chain(installs.iter().map(|j| (true, *j)))
+        .peekable();
+    while stream.peek().is_some() {
+        let chunk: Vec<(bool, Job)> = stream.by_ref().take(CHUNK).collect();
+        let requests: Vec<_> = chunk
+            .iter()
+            .map(|(install, j)| match install {
+                true => j.object.install(),
+                false => j.object.remove(),
+            })
+            .collect();
+        for (&(install, job), result) in chunk.iter().zip(nl.batch(&requests)) {
+            match (install, result) {
+                (false, Ok(())) => out.removed += 1,
+                (false, Err(e)) if e.is_not_found() => {}
+                (false, Err(e)) => out.errors.push(format!("{}: {e}", label(job.peer))),
+                (true, Ok(())) => installed.push(job),
+                (true, Err(e)) => {
+                    let advice = hint
+                        .and_then(|h| h(&job.object, &e))
+                        .map(|a| format!(": {a}"))
+                        .unwrap_or_default();
+                    out.errors.push(format!("{}: {e}{advice}", label(job.peer)));
+                    out.failed_peers.insert(job.peer);
+                }
             }
         }
+    }
+    if out.failed_peers.is_empty() {
+        out.installed = installed.len();
+        return out;
     }
     let (undo, kept): (Vec<Job>, Vec<Job>) = installed
         .into_iter()
         .partition(|j| out.failed_peers.contains(&j.peer));
     out.installed = kept.len();
     if !undo.is_empty() {
-        let rollback = apply(nl, labels, undo, Vec::new(), None);
+        let rollback = apply(nl, label, undo, Vec::new(), None);
         out.errors.extend(rollback.errors);
     }
     out

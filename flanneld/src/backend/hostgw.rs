@@ -12,7 +12,7 @@ use super::network::{is_subnet_of, networks};
 use super::objects::{Object, PeerRoute};
 use super::peers::{PeerSync, Planner};
 use super::{ApplyReport, Backend, BackendError, ExternalInterface};
-use crate::subnet::{Event, Lease};
+use crate::subnet::{Event, Lease, SharedLease};
 
 pub struct HostGwBackend {
     nl: Handle,
@@ -135,7 +135,7 @@ impl Backend for HostGwBackend {
         Ok(self.sync.handle(&mut self.nl, &mut self.routes, events))
     }
 
-    fn reconcile(&mut self, peers: &[Lease]) -> Result<ApplyReport, BackendError> {
+    fn reconcile(&mut self, peers: &[SharedLease]) -> Result<ApplyReport, BackendError> {
         Ok(self.sync.reconcile(&mut self.nl, &mut self.routes, peers)?)
     }
 }

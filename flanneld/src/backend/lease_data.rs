@@ -4,6 +4,8 @@ use netops::netlink::MacAddr;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::subnet::BackendData;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VxlanLeaseData {
     pub vni: u32,
@@ -22,6 +24,11 @@ impl VxlanLeaseData {
     /// JSON exactly as upstream publishes it (field order VNI, VtepMAC).
     pub fn to_json(&self) -> Value {
         json!({ "VNI": self.vni, "VtepMAC": self.vtep_mac.to_string() })
+    }
+
+    /// Decodes a lease's stored data (see [`VxlanLeaseData::from_json`]).
+    pub fn from_data(d: &BackendData) -> Result<VxlanLeaseData, String> {
+        Self::from_json(&d.value())
     }
 
     /// Decodes with Go's case-insensitive key matching; a missing or malformed MAC is an

@@ -26,7 +26,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use netconf::flannel::{BackendConfig, NetworkConfig};
 use netops::netlink::{Handle, MacAddr};
 
-use crate::subnet::{Event, Lease};
+use crate::subnet::{Event, Lease, SharedLease};
 
 pub use error::BackendError;
 pub use hostgw::HostGwBackend;
@@ -89,7 +89,7 @@ pub trait Backend: Send {
     /// round trips as possible.
     fn handle(&mut self, events: &[Event]) -> Result<ApplyReport, BackendError>;
     /// Make the kernel match exactly `peers` (the full current set).
-    fn reconcile(&mut self, peers: &[Lease]) -> Result<ApplyReport, BackendError>;
+    fn reconcile(&mut self, peers: &[SharedLease]) -> Result<ApplyReport, BackendError>;
     /// Packet counters of a datapath the backend runs itself (udp); kernel datapaths have
     /// their own counters and return `None`.
     fn counter_source(&self) -> Option<CounterSource> {

@@ -10,7 +10,7 @@ use netops::netlink::{Fdb, MacAddr, Neigh, Request, RouteKind, RouteSpec};
 const RTPROT_KERNEL: u8 = 2;
 
 /// A route flannel owns: to a peer subnet, through a gateway, out of one interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct PeerRoute {
     pub dst: IpNet,
     pub gw: Option<IpAddr>,
@@ -44,7 +44,7 @@ impl PeerRoute {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Object {
     /// Permanent ARP/NDP entry: the peer's VTEP address resolves to its VTEP MAC.
     Neigh {
@@ -63,7 +63,7 @@ pub(crate) enum Object {
 
 /// What identifies an object in the kernel: installing an object replaces any other object
 /// with the same key, so a stale object with a key still wanted needs no separate delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Key {
     Neigh(u32, IpAddr),
     /// FDB entries can hold several destinations per MAC; each is its own object.

@@ -31,7 +31,7 @@ use crate::options::Options;
 use crate::state::{Phase, State};
 use crate::subnet::etcd::{acquire_lease, AcquireRequest};
 use crate::subnet::etcd_store::{Store, StoreError};
-use crate::subnet::{Lease, LeaseAttrs};
+use crate::subnet::{BackendData, Lease, LeaseAttrs};
 
 const CONFIG_RETRY: Duration = Duration::from_secs(1);
 const ACQUIRE_BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -222,8 +222,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         public_ip: ext.ext_addr,
         public_ipv6: ext.ext_v6_addr.filter(|_| config.enable_ipv6),
         backend_type: worker.backend_type().to_owned(),
-        backend_data,
-        backend_v6_data: backend_v6_data.filter(|_| config.enable_ipv6),
+        backend_data: backend_data.map(BackendData::from),
+        backend_v6_data: backend_v6_data
+            .filter(|_| config.enable_ipv6)
+            .map(BackendData::from),
     };
     let previous = previous_subnet(&opts.subnet_file);
     state.set_phase(Phase::AcquiringLease(None));

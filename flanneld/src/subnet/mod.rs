@@ -2,6 +2,7 @@
 //! upstream fixed: the etcd key of a lease and the JSON of its attributes.
 
 pub mod alloc;
+mod backend_data;
 pub mod etcd;
 pub mod etcd_store;
 pub mod etcd_v2;
@@ -13,6 +14,7 @@ pub mod peers;
 mod tests;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -21,6 +23,8 @@ use serde_json::Value;
 
 use netconf::gojson;
 
+pub use backend_data::BackendData;
+
 /// What a node publishes about itself (upstream `lease.LeaseAttrs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaseAttrs {
@@ -28,8 +32,8 @@ pub struct LeaseAttrs {
     pub public_ipv6: Option<Ipv6Addr>,
     /// "vxlan", "host-gw"; empty for udp and alloc leases, which upstream never typed.
     pub backend_type: String,
-    pub backend_data: Option<Value>,
-    pub backend_v6_data: Option<Value>,
+    pub backend_data: Option<BackendData>,
+    pub backend_v6_data: Option<BackendData>,
 }
 
 /// One node's subnet lease.
@@ -43,11 +47,25 @@ pub struct Lease {
     pub expiration: SystemTime,
 }
 
+/// A peer lease as the daemon holds it: one allocation shared by the peer set, the backend's
+/// record of what it installed and the status report, so 5,000 peers cost one copy each.
+pub type SharedLease = Arc<Lease>;
+
 /// A change in the set of peer leases, as delivered to backends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Added(Lease),
-    Removed(Lease),
+    Added(SharedLease),
+    Removed(SharedLease),
+}
+
+impl Event {
+    pub fn added(lease: Lease) -> Event {
+        Event::Added(Arc::new(lease))
+    }
+
+    pub fn removed(lease: Lease) -> Event {
+        Event::Removed(Arc::new(lease))
+    }
 }
 
 impl Lease {
@@ -161,7 +179,7 @@ impl LeaseAttrs {
         ] {
             if let Some(v) = data {
                 out.push_str(&format!(",\"{name}\":"));
-                out.push_str(&gojson::encode::to_string_compact(v, false));
+                out.push_str(v.as_json());
             }
         }
         out.push('}');
@@ -188,8 +206,11 @@ impl LeaseAttrs {
             public_ip,
             public_ipv6,
             backend_type: wire.backend_type,
-            backend_data: wire.backend_data.filter(|v| !v.is_null()),
-            backend_v6_data: wire.backend_v6_data.filter(|v| !v.is_null()),
+            backend_data: wire.backend_data.filter(|v| !v.is_null()).map(BackendData::from),
+            backend_v6_data: wire
+                .backend_v6_data
+                .filter(|v| !v.is_null())
+                .map(BackendData::from),
         })
     }
 }

@@ -1,11 +1,16 @@
 //! The set of other nodes' leases (upstream `LeaseWatcher`), turning snapshots and raw watch
 //! changes into the events backends apply.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::{Event, Lease};
+use super::{Event, Lease, SharedLease};
+
+/// A lease slot: its v4 subnet and, when dual-stack, its v6 one (what the etcd key encodes).
+type Slot = (Ipv4Net, Option<Ipv6Net>);
 
 /// A change read from the store: a lease written, or a lease slot gone (deleted or expired).
 // Changes live only in short batches between the watch and the peer set; boxing the lease
@@ -20,11 +25,18 @@ pub enum Change {
     },
 }
 
-/// Known peer leases keyed by their etcd key; our own lease is never in it.
+/// Whether `new` is `old` renewed: everything but the expiration equal.
+fn same_peer(old: &Lease, new: &Lease) -> bool {
+    old.attrs == new.attrs
+        && old.enable_ipv4 == new.enable_ipv4
+        && old.enable_ipv6 == new.enable_ipv6
+}
+
+/// Known peer leases keyed by their slot; our own lease is never in it.
 #[derive(Debug, Clone, Default)]
 pub struct PeerSet {
     own: Option<Lease>,
-    peers: BTreeMap<String, Lease>,
+    peers: BTreeMap<Slot, SharedLease>,
 }
 
 impl PeerSet {
@@ -42,7 +54,7 @@ impl PeerSet {
         self.peers.retain(|_, l| {
             let same = own.same_subnet(l.subnet, l.ipv6_subnet);
             if same {
-                events.push(Event::Removed(l.clone()));
+                events.push(Event::Removed(Arc::clone(l)));
             }
             !same
         });
@@ -62,25 +74,30 @@ impl PeerSet {
         let mut next = BTreeMap::new();
         for lease in snapshot {
             if !self.is_own(lease.subnet, lease.ipv6_subnet) {
-                next.insert(lease.key(), lease);
+                next.insert((lease.subnet, lease.ipv6_subnet), lease);
             }
         }
         let mut events = Vec::new();
         for (key, old) in &self.peers {
             if !next.contains_key(key) {
-                events.push(Event::Removed(old.clone()));
+                events.push(Event::Removed(Arc::clone(old)));
             }
         }
-        for (key, lease) in &next {
-            if self
-                .peers
-                .get(key)
-                .map_or(true, |old| old.attrs != lease.attrs)
-            {
-                events.push(Event::Added(lease.clone()));
-            }
+        let mut peers = BTreeMap::new();
+        for (key, lease) in next {
+            // An unchanged peer keeps its existing allocation, which the backend and the
+            // status report already share.
+            let lease = match self.peers.remove(&key) {
+                Some(old) if same_peer(&old, &lease) => old,
+                _ => {
+                    let lease = Arc::new(lease);
+                    events.push(Event::Added(Arc::clone(&lease)));
+                    lease
+                }
+            };
+            peers.insert(key, lease);
         }
-        self.peers = next;
+        self.peers = peers;
         events
     }
 
@@ -95,15 +112,22 @@ impl PeerSet {
                     if self.is_own(lease.subnet, lease.ipv6_subnet) {
                         continue;
                     }
-                    let key = lease.key();
-                    let changed = self
-                        .peers
-                        .get(&key)
-                        .map_or(true, |old| old.attrs != lease.attrs);
-                    if changed {
-                        events.push(Event::Added(lease.clone()));
+                    let key = (lease.subnet, lease.ipv6_subnet);
+                    match self.peers.entry(key) {
+                        // A renewal: only the expiration moved, and nothing reads a
+                        // peer's expiration, so the shared copy stays as it is.
+                        Entry::Occupied(old) if same_peer(old.get(), &lease) => {}
+                        Entry::Occupied(mut old) => {
+                            let lease = Arc::new(lease);
+                            events.push(Event::Added(Arc::clone(&lease)));
+                            old.insert(lease);
+                        }
+                        Entry::Vacant(slot) => {
+                            let lease = Arc::new(lease);
+                            events.push(Event::Added(Arc::clone(&lease)));
+                            slot.insert(lease);
+                        }
                     }
-                    self.peers.insert(key, lease);
                 }
                 Change::Delete {
                     subnet,
@@ -112,7 +136,7 @@ impl PeerSet {
                     if self.is_own(subnet, ipv6_subnet) {
                         continue;
                     }
-                    if let Some(old) = self.peers.remove(&super::subnet_key(subnet, ipv6_subnet)) {
+                    if let Some(old) = self.peers.remove(&(subnet, ipv6_subnet)) {
                         events.push(Event::Removed(old));
                     }
                 }
@@ -121,7 +145,7 @@ impl PeerSet {
         events
     }
 
-    pub fn all(&self) -> Vec<Lease> {
+    pub fn all(&self) -> Vec<SharedLease> {
         self.peers.values().cloned().collect()
     }
 

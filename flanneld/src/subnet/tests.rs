@@ -57,7 +57,7 @@ fn vxlan_attrs() -> LeaseAttrs {
         public_ip: Ipv4Addr::new(192, 168, 64, 3),
         public_ipv6: None,
         backend_type: "vxlan".into(),
-        backend_data: Some(json!({"VNI": 1, "VtepMAC": "c6:d2:32:6f:8f:44"})),
+        backend_data: Some(json!({"VNI": 1, "VtepMAC": "c6:d2:32:6f:8f:44"}).into()),
         backend_v6_data: None,
     }
 }
@@ -73,7 +73,7 @@ fn attrs_encode_byte_exact() {
         public_ipv6: Some("fc00::1".parse().unwrap()),
         backend_type: String::new(),
         backend_data: None,
-        backend_v6_data: Some(json!({"PublicKey": "a<b"})),
+        backend_v6_data: Some(json!({"PublicKey": "a<b"}).into()),
     };
     assert_eq!(
         udp.to_json(),
@@ -119,7 +119,7 @@ fn peer_set_excludes_own_lease_and_diffs_snapshots() {
     ]);
     assert_eq!(
         events,
-        vec![Event::Added(lease("10.244.2.0/24", [2, 2, 2, 2]))]
+        vec![Event::added(lease("10.244.2.0/24", [2, 2, 2, 2]))]
     );
 
     // A renewal (same attributes) is not an event; a changed record is.
@@ -129,7 +129,7 @@ fn peer_set_excludes_own_lease_and_diffs_snapshots() {
     let moved = lease("10.244.2.0/24", [2, 2, 2, 9]);
     assert_eq!(
         set.update(vec![Change::Put(moved.clone())]),
-        vec![Event::Added(moved.clone())]
+        vec![Event::added(moved.clone())]
     );
 
     // Deletes hand back the stored lease, with its attributes.
@@ -139,7 +139,7 @@ fn peer_set_excludes_own_lease_and_diffs_snapshots() {
     };
     assert_eq!(
         set.update(vec![del.clone()]),
-        vec![Event::Removed(moved.clone())]
+        vec![Event::removed(moved.clone())]
     );
     assert!(
         set.update(vec![del]).is_empty(),
@@ -158,16 +158,45 @@ fn peer_set_excludes_own_lease_and_diffs_snapshots() {
     assert_eq!(
         events,
         vec![
-            Event::Removed(lease("10.244.3.0/24", [3, 3, 3, 3])),
-            Event::Added(lease("10.244.4.0/24", [4, 4, 4, 4]))
+            Event::removed(lease("10.244.3.0/24", [3, 3, 3, 3])),
+            Event::added(lease("10.244.4.0/24", [4, 4, 4, 4]))
         ]
     );
-    assert_eq!(set.all(), vec![lease("10.244.4.0/24", [4, 4, 4, 4])]);
+    assert_eq!(set.all(), vec![lease("10.244.4.0/24", [4, 4, 4, 4]).into()]);
 
     // Taking over a slot that was a peer's removes the peer.
     assert_eq!(
         set.set_own(lease("10.244.4.0/24", [1, 1, 1, 1])),
-        vec![Event::Removed(lease("10.244.4.0/24", [4, 4, 4, 4]))]
+        vec![Event::removed(lease("10.244.4.0/24", [4, 4, 4, 4]))]
     );
     assert!(set.is_empty());
+}
+
+#[test]
+fn peer_set_holds_one_shared_copy_of_each_lease() {
+    use peers::{Change, PeerSet};
+    use std::sync::Arc;
+    let mut set = PeerSet::new(None);
+    let events = set.reset(vec![lease("10.244.2.0/24", [2, 2, 2, 2])]);
+    let [Event::Added(added)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    // The event, the set and (through `all`) the backend and status share one allocation.
+    assert!(Arc::ptr_eq(added, &set.all()[0]));
+
+    // Renewals, by watch or by a fresh snapshot, keep that allocation and raise no event.
+    let mut renewed = lease("10.244.2.0/24", [2, 2, 2, 2]);
+    renewed.expiration = std::time::UNIX_EPOCH + std::time::Duration::from_secs(60);
+    assert!(set.update(vec![Change::Put(renewed.clone())]).is_empty());
+    assert!(set.reset(vec![renewed]).is_empty());
+    assert!(Arc::ptr_eq(added, &set.all()[0]));
+
+    // A changed record replaces it.
+    let moved = lease("10.244.2.0/24", [9, 9, 9, 9]);
+    assert_eq!(
+        set.update(vec![Change::Put(moved.clone())]),
+        vec![Event::added(moved.clone())]
+    );
+    assert!(!Arc::ptr_eq(added, &set.all()[0]));
+    assert_eq!(*set.all()[0], moved);
 }

@@ -182,7 +182,8 @@ impl Node {
     }
 
     pub fn reconcile(&mut self, peers: &[Lease]) -> backend::ApplyReport {
-        self.with_backend(|b| b.reconcile(peers).expect("reconcile"))
+        let peers: Vec<_> = peers.iter().cloned().map(std::sync::Arc::new).collect();
+        self.with_backend(|b| b.reconcile(&peers).expect("reconcile"))
     }
 }
 
@@ -201,7 +202,7 @@ pub fn lease(
             public_ip,
             public_ipv6: None::<Ipv6Addr>,
             backend_type: backend_type.into(),
-            backend_data: data,
+            backend_data: data.map(Into::into),
             backend_v6_data: None,
         },
         expiration: SystemTime::now() + Duration::from_secs(86400),

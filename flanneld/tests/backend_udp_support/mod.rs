@@ -50,7 +50,7 @@ impl UdpHost {
     }
 
     pub fn add_peer(&mut self, peer: &Lease) {
-        let r = self.backend.handle(&[Event::Added(peer.clone())]).unwrap();
+        let r = self.backend.handle(&[Event::added(peer.clone())]).unwrap();
         assert_eq!((r.added, r.errors.len()), (1, 0), "{r:?}");
     }
 }

@@ -99,7 +99,7 @@ pub fn node_attrs(i: usize) -> LeaseAttrs {
         public_ipv6: None,
         backend_type: "vxlan".to_owned(),
         backend_data: Some(
-            json!({"VNI": 1, "VtepMAC": format!("0e:fa:5c:{a:02x}:{b:02x}:{c:02x}")}),
+            json!({"VNI": 1, "VtepMAC": format!("0e:fa:5c:{a:02x}:{b:02x}:{c:02x}")}).into(),
         ),
         backend_v6_data: None,
     }

@@ -34,7 +34,7 @@ use netops::netlink::{Addr, Family, Handle, RouteSpec};
 use self::worker::{Egress, Ingress, Shared, TunMode};
 use super::network::networks;
 use super::{ApplyReport, Backend, BackendError, ExternalInterface};
-use crate::subnet::{Event, Lease};
+use crate::subnet::{Event, Lease, SharedLease};
 
 pub use self::counters::{CounterSnapshot, DropReason};
 pub use self::table::RouteTable;
@@ -363,7 +363,7 @@ impl Backend for UdpBackend {
         Ok(report)
     }
 
-    fn reconcile(&mut self, peers: &[Lease]) -> Result<ApplyReport, BackendError> {
+    fn reconcile(&mut self, peers: &[SharedLease]) -> Result<ApplyReport, BackendError> {
         let mut report = ApplyReport::default();
         if let Some(own) = self.own.clone() {
             report.repaired += self.configure(&own)?;

@@ -16,7 +16,7 @@ use super::network::{is_subnet_of, networks};
 use super::objects::{Object, PeerRoute};
 use super::peers::{PeerSync, Planner};
 use super::{ApplyReport, Backend, BackendError, ExternalInterface, StoredMacs, VxlanLeaseData};
-use crate::subnet::{Event, Lease};
+use crate::subnet::{BackendData, Event, Lease, SharedLease};
 
 /// Outer IPv4 header, UDP and VXLAN headers and the inner Ethernet header.
 const ENCAP_OVERHEAD: u32 = 50;
@@ -243,7 +243,7 @@ impl VtepPlanner {
         &self,
         lease: &'l Lease,
         v6: bool,
-    ) -> Option<(Vtep, IpNet, IpAddr, Option<&'l Value>)> {
+    ) -> Option<(Vtep, IpNet, IpAddr, Option<&'l BackendData>)> {
         if v6 {
             let vtep = self.v6.as_ref()?.vtep?;
             let subnet = lease.ipv6_subnet.filter(|_| lease.enable_ipv6)?;
@@ -285,7 +285,7 @@ impl Planner for VtepPlanner {
             }
             let field = if v6 { "BackendV6Data" } else { "BackendData" };
             let data = data.ok_or_else(|| format!("lease has no {field}"))?;
-            let data = VxlanLeaseData::from_json(data)?;
+            let data = VxlanLeaseData::from_data(data)?;
             objects.extend(Self::tunnel(&vtep, subnet, data.vtep_mac, public));
         }
         Ok(objects)
@@ -298,7 +298,7 @@ impl Planner for VtepPlanner {
                 continue;
             };
             objects.push(self.direct_route(subnet, public));
-            match data.map(VxlanLeaseData::from_json) {
+            match data.map(VxlanLeaseData::from_data) {
                 Some(Ok(data)) => {
                     objects.extend(Self::tunnel(&vtep, subnet, data.vtep_mac, public))
                 }
@@ -391,7 +391,7 @@ impl Backend for VxlanBackend {
         Ok(report)
     }
 
-    fn reconcile(&mut self, peers: &[Lease]) -> Result<ApplyReport, BackendError> {
+    fn reconcile(&mut self, peers: &[SharedLease]) -> Result<ApplyReport, BackendError> {
         self.recover_devices()?;
         self.reconfigure()?;
         Ok(self

@@ -57,7 +57,7 @@ fn values_written_by_flannel_v0_10_to_v0_17_decode_with_any_key_case() {
         assert_eq!(lease.attrs.backend_type, "vxlan");
         assert_eq!(
             lease.attrs.backend_data,
-            Some(json!({"VtepMAC": "c6:d2:32:6f:8f:44", "VNI": 1}))
+            Some(json!({"VtepMAC": "c6:d2:32:6f:8f:44", "VNI": 1}).into())
         );
         let left = lease.expiration.duration_since(SystemTime::now()).unwrap();
         assert!(left > Duration::from_secs(590) && left <= Duration::from_secs(600));
@@ -70,7 +70,7 @@ fn our_values_are_what_old_flannel_reads() {
         public_ip: Ipv4Addr::new(10, 0, 0, 7),
         public_ipv6: None,
         backend_type: "vxlan".into(),
-        backend_data: Some(json!({"VtepMAC": "02:42:ac:11:00:02", "VNI": 1})),
+        backend_data: Some(json!({"VtepMAC": "02:42:ac:11:00:02", "VNI": 1}).into()),
         backend_v6_data: None,
     };
     let text = attrs.to_json();

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::KubeError;
 use crate::backend::{StoredMacs, VxlanLeaseData};
-use crate::subnet::LeaseAttrs;
+use crate::subnet::{BackendData, LeaseAttrs};
 
 /// Full annotation keys for one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,9 +165,9 @@ fn overwrite<T: std::str::FromStr>(current: &BTreeMap<String, String>, key: &str
 
 /// Backend data as upstream writes it: Go's compact JSON, `null` when there is none
 /// (host-gw).
-pub fn data_text(data: &Option<Value>) -> String {
+pub fn data_text(data: &Option<BackendData>) -> String {
     match data {
-        Some(v) => netconf::gojson::encode::to_string_compact(v, false),
+        Some(v) => v.as_json().to_owned(),
         None => "null".to_owned(),
     }
 }
@@ -228,7 +228,7 @@ mod tests {
             public_ip: "192.168.1.10".parse().unwrap(),
             public_ipv6: None,
             backend_type: "vxlan".into(),
-            backend_data: Some(json!({"VNI": 1, "VtepMAC": "12:c6:65:89:b4:e3"})),
+            backend_data: Some(json!({"VNI": 1, "VtepMAC": "12:c6:65:89:b4:e3"}).into()),
             backend_v6_data: None,
         }
     }
@@ -285,7 +285,7 @@ mod tests {
         let a = Annotations::new("flannel.alpha.coreos.com").unwrap();
         let attrs = LeaseAttrs {
             public_ipv6: Some("fd00::10".parse().unwrap()),
-            backend_v6_data: Some(json!({"VNI": 1, "VtepMAC": "12:c6:65:89:b4:e4"})),
+            backend_v6_data: Some(json!({"VNI": 1, "VtepMAC": "12:c6:65:89:b4:e4"}).into()),
             ..vxlan_attrs()
         };
         let (want, _) = a.desired(&BTreeMap::new(), &attrs);

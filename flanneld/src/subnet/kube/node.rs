@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::annotations::Annotations;
-use crate::subnet::{Lease, LeaseAttrs};
+use crate::subnet::{BackendData, Lease, LeaseAttrs};
 
 /// Leases have no expiry in kube mode; upstream stamps them a day ahead and never looks again.
 const NOMINAL_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -138,7 +138,7 @@ impl FlannelNode {
             attrs.public_ip = ip
                 .parse()
                 .map_err(|_| format!("invalid {} {ip:?}", a.public_ip))?;
-            attrs.backend_data = data(&a.backend_data)?;
+            attrs.backend_data = data(&a.backend_data)?.map(BackendData::from);
             subnet = cidrs.v4.ok_or("Missing IPv4 address on n.Spec.PodCIDRs")?;
         }
         let mut ipv6_subnet = None;
@@ -148,7 +148,7 @@ impl FlannelNode {
                 ip.parse()
                     .map_err(|_| format!("invalid {} {ip:?}", a.public_ipv6))?,
             );
-            attrs.backend_v6_data = data(&a.backend_v6_data)?;
+            attrs.backend_v6_data = data(&a.backend_v6_data)?.map(BackendData::from);
             ipv6_subnet = Some(cidrs.v6.ok_or("Missing IPv6 address on n.Spec.PodCIDRs")?);
         }
         Ok(Lease {
@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(l.subnet, "10.244.2.0/24".parse::<Ipv4Net>().unwrap());
         assert_eq!(l.attrs.public_ip.to_string(), "192.168.1.11");
         assert_eq!(l.attrs.backend_type, "vxlan");
-        assert_eq!(l.attrs.backend_data.as_ref().unwrap()["VNI"], 1);
+        assert_eq!(l.attrs.backend_data.as_ref().unwrap().value()["VNI"], 1);
         assert!(n
             .to_lease(&a, true, true)
             .unwrap_err()
