@@ -62,6 +62,20 @@ impl<'a> Attachment<'a> {
             cni_args: Vec::new(),
         }
     }
+
+    /// [`Attachment::new`] with libcni capability arguments (portMappings and the like).
+    pub fn with_caps(
+        host: &'a Netns,
+        pod: &Netns,
+        ifname: &str,
+        container_id: &str,
+        cap_args: Option<&Value>,
+    ) -> Attachment<'a> {
+        Attachment {
+            cap_args: cap_args.cloned(),
+            ..Attachment::new(host, pod, ifname, container_id)
+        }
+    }
 }
 
 /// A successful call: stdout (the result for ADD) and the plugins' stderr,
@@ -120,10 +134,7 @@ impl Driver {
         container_id: &str,
         cap_args: Option<&Value>,
     ) -> Result<Value, CniFailure> {
-        let att = Attachment {
-            cap_args: cap_args.cloned(),
-            ..Attachment::new(host, pod, ifname, container_id)
-        };
+        let att = Attachment::with_caps(host, pod, ifname, container_id, cap_args);
         self.add_with(conflist, &att)
     }
 
@@ -136,10 +147,7 @@ impl Driver {
         container_id: &str,
         cap_args: Option<&Value>,
     ) -> Result<(), CniFailure> {
-        let att = Attachment {
-            cap_args: cap_args.cloned(),
-            ..Attachment::new(host, pod, ifname, container_id)
-        };
+        let att = Attachment::with_caps(host, pod, ifname, container_id, cap_args);
         self.run(Verb::Check, conflist, &att).map(drop)
     }
 
@@ -152,10 +160,7 @@ impl Driver {
         container_id: &str,
         cap_args: Option<&Value>,
     ) -> Result<(), CniFailure> {
-        let att = Attachment {
-            cap_args: cap_args.cloned(),
-            ..Attachment::new(host, pod, ifname, container_id)
-        };
+        let att = Attachment::with_caps(host, pod, ifname, container_id, cap_args);
         self.run(Verb::Del, conflist, &att).map(drop)
     }
 
