@@ -25,7 +25,10 @@ pub mod tls;
 pub mod topology;
 
 pub use cmd::CmdError;
-pub use cni::{Attachment, CniFailure, Driver, Impl, Invocation, PluginDir, PluginDirError, Verb};
+pub use cni::{
+    kube_flannel_conflist, Attachment, CniFailure, Driver, Impl, Invocation, PluginDir, PluginDirError,
+    Verb,
+};
 pub use etcd::{Etcd, EtcdError, EtcdOptions, EtcdTls};
 pub use netns::{Netns, NetnsError};
 pub use tls::{FileNaming, TestCa, TlsError};

@@ -13,7 +13,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use conformance::kubeapi::{fixture_node, KubeApi};
-use conformance::{Host, Netns, Segment, Underlay};
+use conformance::{kube_flannel_conflist, Host, Netns, Segment, Underlay};
 use flanneld_support::{eventually, flanneld_bin, our_driver, pings, Pod};
 use serde_json::{json, Value};
 
@@ -151,21 +151,7 @@ impl KubeFlanneld {
     }
 
     fn conflist(&self) -> String {
-        json!({
-            "name": "cbr0",
-            "cniVersion": "0.3.1",
-            "plugins": [
-                {
-                    "type": "flannel",
-                    "delegate": {"hairpinMode": true, "isDefaultGateway": true},
-                    "subnetFile": self.path("subnet.env"),
-                    "dataDir": self.path("flannel"),
-                    "ipam": {"dataDir": self.path("ipam")}
-                },
-                {"type": "portmap", "capabilities": {"portMappings": true}}
-            ]
-        })
-        .to_string()
+        kube_flannel_conflist("0.3.1", &self.path("subnet.env"), self.dir.path()).to_string()
     }
 
     fn add_pod(&self, id: &str) -> Pod {

@@ -15,7 +15,10 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use conformance::{Driver, Etcd, EtcdOptions, FileNaming, Host, Netns, Segment, TestCa, Underlay};
+use conformance::{
+    kube_flannel_conflist, Driver, Etcd, EtcdOptions, FileNaming, Host, Netns, Segment, TestCa,
+    Underlay,
+};
 use flanneld_support::*;
 use serde_json::json;
 
@@ -74,21 +77,8 @@ impl UnitFlanneld {
 
     /// A pod through libcni with the kube-flannel conflist pointed at this node's files.
     fn add_pod(&self, driver: &Driver, id: &str) -> Pod {
-        let conflist = json!({
-            "name": "cbr0",
-            "cniVersion": "0.3.1",
-            "plugins": [
-                {
-                    "type": "flannel",
-                    "delegate": {"hairpinMode": true, "isDefaultGateway": true},
-                    "subnetFile": self.subnet_file(),
-                    "dataDir": self.dir.path().join("flannel"),
-                    "ipam": {"dataDir": self.dir.path().join("ipam")}
-                },
-                {"type": "portmap", "capabilities": {"portMappings": true}}
-            ]
-        })
-        .to_string();
+        let conflist =
+            kube_flannel_conflist("0.3.1", &self.subnet_file(), self.dir.path()).to_string();
         let netns = Netns::new("upod").unwrap();
         netns.set_loopback_up().unwrap();
         let result = driver

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 use super::interrupt::{self, Interrupted};
 use crate::cmd::{self, CmdError};
-use crate::cni::{our_bin_dir, CniFailure, Driver};
+use crate::cni::{kube_flannel_conflist, our_bin_dir, CniFailure, Driver};
 use crate::etcd::{Etcd, EtcdError, EtcdOptions};
 use crate::netns::{Netns, NetnsError};
 use crate::topology::{Host, Segment, Underlay};
@@ -314,21 +314,7 @@ impl Node {
     /// store; flannel's `subnetFile` and `dataDir` and its `ipam` key (which
     /// it forwards to host-local) point each host at its own temp dir.
     pub fn conflist(&self) -> String {
-        json!({
-            "name": "cbr0",
-            "cniVersion": "0.3.1",
-            "plugins": [
-                {
-                    "type": "flannel",
-                    "delegate": {"hairpinMode": true, "isDefaultGateway": true},
-                    "subnetFile": self.subnet_file(),
-                    "dataDir": self.dir.path().join("flannel"),
-                    "ipam": {"dataDir": self.dir.path().join("ipam")}
-                },
-                {"type": "portmap", "capabilities": {"portMappings": true}}
-            ]
-        })
-        .to_string()
+        kube_flannel_conflist("0.3.1", &self.subnet_file(), self.dir.path()).to_string()
     }
 
     /// A new pod namespace attached to this host through libcni.

@@ -18,7 +18,7 @@ use conformance::bench::{env_count, interrupt};
 use conformance::bench::plugin_exec::{self, Chain, Target};
 use conformance::bench::stats::{fmt_kib, fmt_ratio, fmt_secs, or_dash, Samples};
 use conformance::bench::table::{Align, Table};
-use conformance::{Driver, Netns, PluginDir};
+use conformance::{kube_flannel_conflist, Driver, Netns, PluginDir};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -186,14 +186,7 @@ fn conflist(scenario: Scenario, side: Side, data: &Path) -> Result<String, BoxEr
                 &subnet_env,
                 "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
             )?;
-            json!({
-                "name": "cbr0", "cniVersion": "0.3.1",
-                "plugins": [
-                    {"type": "flannel", "delegate": {"hairpinMode": true, "isDefaultGateway": true},
-                     "subnetFile": subnet_env, "dataDir": data.join("flannel"), "ipam": {"dataDir": ipam_dir}},
-                    {"type": "portmap", "capabilities": {"portMappings": true}}
-                ]
-            })
+            kube_flannel_conflist("0.3.1", &subnet_env, data)
         }
         (Scenario::FlannelChain, Side::Reference) => json!({
             "name": "cbr0", "cniVersion": "0.3.1",

@@ -4,10 +4,12 @@
 //! (ours, the reference Go build, or a mix); [`Driver`] invokes them through
 //! libcni via the `cnidriver` helper, inside a host namespace.
 
+mod conflist;
 mod driver;
 mod failure;
 mod plugin_dir;
 
+pub use conflist::kube_flannel_conflist;
 pub use driver::{Attachment, Driver, Invocation, Verb};
 pub use failure::CniFailure;
 pub use plugin_dir::{

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use conformance::{Driver, Impl, Netns, PluginDir};
+use conformance::{kube_flannel_conflist, Driver, Impl, Netns, PluginDir};
 use serde_json::{json, Value};
 
 pub const NETWORK: &str = "10.244.0.0/16";
@@ -51,21 +51,7 @@ impl Node {
     /// The kube-flannel ConfigMap's conflist, verbatim except for the three paths a test
     /// must not share with the machine, and the version when asked.
     pub fn conflist(&self, version: &str) -> String {
-        json!({
-            "name": "cbr0",
-            "cniVersion": version,
-            "plugins": [
-                {
-                    "type": "flannel",
-                    "delegate": {"hairpinMode": true, "isDefaultGateway": true},
-                    "subnetFile": self.subnet_file(),
-                    "dataDir": self.data_dir(),
-                    "ipam": {"dataDir": self.ipam_dir()}
-                },
-                {"type": "portmap", "capabilities": {"portMappings": true}}
-            ]
-        })
-        .to_string()
+        kube_flannel_conflist(version, &self.subnet_file(), self.dir.path()).to_string()
     }
 
     pub fn saved_config(&self, container_id: &str) -> Option<String> {

@@ -11,10 +11,10 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use conformance::{
-    cni::our_bin_dir, Driver, Etcd, EtcdOptions, Host, Netns, PluginDir, Segment, Underlay,
+    cni::our_bin_dir, kube_flannel_conflist, Driver, Etcd, EtcdOptions, Host, Netns, PluginDir, Segment, Underlay,
 };
 use ipnet::Ipv4Net;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub const PREFIX: &str = "/coreos.com/network";
 /// flanneld's test hook for short lease lifetimes (see flanneld's `options` module).
@@ -220,21 +220,7 @@ impl Flanneld {
 
     /// The kube-flannel conflist pointed at this node's subnet.env and private data dirs.
     pub fn conflist(&self) -> String {
-        json!({
-            "name": "cbr0",
-            "cniVersion": "0.3.1",
-            "plugins": [
-                {
-                    "type": "flannel",
-                    "delegate": {"hairpinMode": true, "isDefaultGateway": true},
-                    "subnetFile": self.subnet_file(),
-                    "dataDir": self.dir.path().join("flannel"),
-                    "ipam": {"dataDir": self.dir.path().join("ipam")}
-                },
-                {"type": "portmap", "capabilities": {"portMappings": true}}
-            ]
-        })
-        .to_string()
+        kube_flannel_conflist("0.3.1", &self.subnet_file(), self.dir.path()).to_string()
     }
 
     /// `ip route show <dst>` on this host, trimmed.
