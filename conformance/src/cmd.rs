@@ -1,7 +1,8 @@
 //! Running helper commands with errors that say what ran and what it printed.
 
 use std::fmt::Write as _;
-use std::process::{Command, ExitStatus, Output};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CmdError {
@@ -25,6 +26,29 @@ pub enum CmdError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// Sends `sig` to our own child.
+pub fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our unreaped child, so it
+    // cannot have been recycled.
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+}
+
+/// SIGTERM, then waits up to `within` for the child to exit. `None` means it is still
+/// running: whether to kill it or call that a failure is the caller's decision.
+pub fn terminate(child: &mut Child, within: Duration) -> std::io::Result<Option<ExitStatus>> {
+    signal(child, libc::SIGTERM);
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A shell-like rendering of a command, for error messages only.

@@ -182,15 +182,9 @@ impl Etcd {
         let Some(mut child) = self.child.take() else {
             return Err(EtcdError::NotRunning);
         };
-        signal(&child, libc::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                signal(&child, libc::SIGKILL);
-                child.wait()?;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if cmd::terminate(&mut child, STOP_TIMEOUT)?.is_none() {
+            cmd::signal(&child, libc::SIGKILL);
+            child.wait()?;
         }
         Ok(())
     }
@@ -200,7 +194,7 @@ impl Etcd {
         let Some(mut child) = self.child.take() else {
             return Err(EtcdError::NotRunning);
         };
-        signal(&child, libc::SIGKILL);
+        cmd::signal(&child, libc::SIGKILL);
         child.wait()?;
         Ok(())
     }
@@ -326,7 +320,7 @@ impl Etcd {
         }
         let log = self.log();
         if let Some(mut child) = self.child.take() {
-            signal(&child, libc::SIGKILL);
+            cmd::signal(&child, libc::SIGKILL);
             let _ = child.wait();
         }
         Err(EtcdError::NotHealthy {
@@ -341,16 +335,10 @@ impl Etcd {
 impl Drop for Etcd {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal(&child, libc::SIGKILL);
+            cmd::signal(&child, libc::SIGKILL);
             let _ = child.wait();
         }
     }
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our
-    // unreaped child, so it cannot have been recycled.
-    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
 }
 
 fn client_url(tls: bool, addr: SocketAddr) -> String {

@@ -292,19 +292,11 @@ impl Node {
         let Some(mut child) = self.child.take() else {
             return Ok(None);
         };
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(Some(status));
-            }
-            if Instant::now() > deadline {
-                child.kill()?;
-                return Ok(Some(child.wait()?));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(status) = cmd::terminate(&mut child, STOP_TIMEOUT)? {
+            return Ok(Some(status));
         }
+        child.kill()?;
+        Ok(Some(child.wait()?))
     }
 
     /// The kube-flannel conflist, byte for byte upstream's except for where

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use conformance::{Etcd, Host, Netns};
+use conformance::{cmd, Etcd, Host, Netns};
 
 use crate::flanneld_support::flanneld_bin;
 
@@ -223,18 +223,12 @@ impl RawFlanneld {
     /// SIGTERM and wait.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("flanneld is running");
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
+        match cmd::terminate(&mut child, Duration::from_secs(10)).unwrap() {
+            Some(status) => status,
+            None => {
                 let _ = child.kill();
                 panic!("flanneld ignored SIGTERM:\n{}", self.log());
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

@@ -11,7 +11,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use conformance::{
-    cni::our_bin_dir, kube_flannel_conflist, Driver, Etcd, EtcdOptions, Host, Netns, PluginDir, Segment, Underlay,
+    cmd, cni::our_bin_dir, kube_flannel_conflist, Driver, Etcd, EtcdOptions, Host, Netns, PluginDir, Segment, Underlay,
 };
 use ipnet::Ipv4Net;
 use serde_json::Value;
@@ -195,18 +195,12 @@ impl Flanneld {
     /// SIGTERM and wait; returns the exit status.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("flanneld is running");
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
+        match cmd::terminate(&mut child, Duration::from_secs(10)).unwrap() {
+            Some(status) => status,
+            None => {
                 let _ = child.kill();
                 panic!("flanneld ignored SIGTERM:\n{}", self.log());
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
