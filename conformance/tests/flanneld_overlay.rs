@@ -35,23 +35,9 @@ fn vxlan_mesh_restart_and_lease_expiry() {
         })
         .collect();
     for n in &mut nodes {
-        let env = n.wait_ready();
-        assert!(
-            env.starts_with(&format!(
-                "FLANNEL_NETWORK={NETWORK}\nFLANNEL_SUBNET=10.244."
-            )),
-            "{env}"
-        );
-        assert!(
-            env.ends_with("/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"),
-            "{env}"
-        );
+        n.wait_ready();
     }
-    let subnets: Vec<_> = nodes.iter().map(Flanneld::subnet).collect();
-    assert!(
-        subnets[0] != subnets[1] && subnets[1] != subnets[2] && subnets[0] != subnets[2],
-        "{subnets:?}"
-    );
+    let subnets = Cluster::assert_leases(&nodes, NETWORK, 1450);
     assert_eq!(cluster.lease_keys().len(), 3);
 
     let driver = our_driver();

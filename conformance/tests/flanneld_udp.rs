@@ -13,30 +13,12 @@ const NETWORK: &str = "10.244.0.0/16";
 #[test]
 fn udp_mesh_across_segments_and_restart() {
     let cluster = Cluster::new(&json!({"Network": NETWORK, "Backend": {"Type": "udp"}}));
-    let mut nodes: Vec<Flanneld> = [(Segment::A, "h1"), (Segment::A, "h2"), (Segment::B, "h3")]
-        .into_iter()
-        .map(|(seg, tag)| {
-            Flanneld::start(cluster.host(seg, tag), &cluster.etcd, &["--ip-masq"], None)
-        })
-        .collect();
-    for n in &mut nodes {
-        let env = n.wait_ready();
-        assert!(
-            env.starts_with(&format!(
-                "FLANNEL_NETWORK={NETWORK}\nFLANNEL_SUBNET=10.244."
-            )),
-            "{env}"
-        );
-        assert!(
-            env.ends_with("/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n"),
-            "{env}"
-        );
-    }
-    let subnets: Vec<_> = nodes.iter().map(Flanneld::subnet).collect();
-    assert!(
-        subnets[0] != subnets[1] && subnets[1] != subnets[2] && subnets[0] != subnets[2],
-        "{subnets:?}"
+    let mut nodes = cluster.start_nodes(
+        &[(Segment::A, "h1"), (Segment::A, "h2"), (Segment::B, "h3")],
+        &["--ip-masq"],
+        None,
     );
+    let subnets = Cluster::assert_leases(&nodes, NETWORK, 1472);
     // Leases carry no BackendType, as upstream's udp leases.
     let leases = cluster
         .etcd

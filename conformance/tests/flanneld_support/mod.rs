@@ -60,6 +60,28 @@ impl Cluster {
         nodes
     }
 
+    /// Every node wrote upstream's subnet.env for `network`: its own /24, `mtu`, masquerading
+    /// on; no two nodes got the same subnet. Returns the subnets in node order.
+    pub fn assert_leases(nodes: &[Flanneld], network: &str, mtu: u32) -> Vec<Ipv4Net> {
+        for n in nodes {
+            let env = std::fs::read_to_string(n.subnet_file()).unwrap();
+            assert!(
+                env.starts_with(&format!("FLANNEL_NETWORK={network}\nFLANNEL_SUBNET=10.244.")),
+                "{env}"
+            );
+            assert!(
+                env.ends_with(&format!("/24\nFLANNEL_MTU={mtu}\nFLANNEL_IPMASQ=true\n")),
+                "{env}"
+            );
+        }
+        let subnets: Vec<_> = nodes.iter().map(Flanneld::subnet).collect();
+        let mut distinct = subnets.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), nodes.len(), "{subnets:?}");
+        subnets
+    }
+
     /// Keys of the lease records currently in etcd.
     pub fn lease_keys(&self) -> Vec<String> {
         let out = self
