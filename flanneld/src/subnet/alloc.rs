@@ -83,7 +83,12 @@ impl Taken {
     }
 
     fn v4(taken: &[Ipv4Net]) -> Taken {
-        let span = |n: &Ipv4Net| (u32::from(n.network()).into(), u32::from(n.broadcast()).into());
+        let span = |n: &Ipv4Net| {
+            (
+                u32::from(n.network()).into(),
+                u32::from(n.broadcast()).into(),
+            )
+        };
         Taken::new(taken.iter().map(span).collect())
     }
 
@@ -103,6 +108,11 @@ impl Taken {
 /// Free v4 subnets from SubnetMin upwards (at most [`MAX_CANDIDATES`]), skipping any that
 /// overlap a taken subnet of any prefix length.
 pub fn v4_candidates(cfg: &NetworkConfig, taken: &[Ipv4Net]) -> Vec<Ipv4Net> {
+    v4_candidates_within(cfg, taken, MAX_CANDIDATES)
+}
+
+/// The first `limit` free v4 subnets from SubnetMin upwards.
+pub fn v4_candidates_within(cfg: &NetworkConfig, taken: &[Ipv4Net], limit: usize) -> Vec<Ipv4Net> {
     let (Some(min), Some(max)) = (cfg.subnet_min, cfg.subnet_max) else {
         return Vec::new();
     };
@@ -113,11 +123,14 @@ pub fn v4_candidates(cfg: &NetworkConfig, taken: &[Ipv4Net]) -> Vec<Ipv4Net> {
     let taken = Taken::v4(taken);
     let mut out = Vec::new();
     let mut at = u64::from(u32::from(min));
-    while at <= u64::from(u32::from(max)) && out.len() < MAX_CANDIDATES {
+    while at <= u64::from(u32::from(max)) && out.len() < limit {
         let Ok(candidate) = Ipv4Net::new(Ipv4Addr::from(at as u32), len) else {
             break;
         };
-        let (first, last) = (u32::from(candidate.network()), u32::from(candidate.broadcast()));
+        let (first, last) = (
+            u32::from(candidate.network()),
+            u32::from(candidate.broadcast()),
+        );
         if !taken.overlaps(first.into(), last.into()) {
             out.push(candidate);
         }
@@ -127,6 +140,10 @@ pub fn v4_candidates(cfg: &NetworkConfig, taken: &[Ipv4Net]) -> Vec<Ipv4Net> {
 }
 
 pub fn v6_candidates(cfg: &NetworkConfig, taken: &[Ipv6Net]) -> Vec<Ipv6Net> {
+    v6_candidates_within(cfg, taken, MAX_CANDIDATES)
+}
+
+pub fn v6_candidates_within(cfg: &NetworkConfig, taken: &[Ipv6Net], limit: usize) -> Vec<Ipv6Net> {
     let (Some(min), Some(max)) = (cfg.ipv6_subnet_min, cfg.ipv6_subnet_max) else {
         return Vec::new();
     };
@@ -141,11 +158,14 @@ pub fn v6_candidates(cfg: &NetworkConfig, taken: &[Ipv6Net]) -> Vec<Ipv6Net> {
     let mut out = Vec::new();
     let mut at = u128::from(min);
     let end = u128::from(max);
-    while at <= end && out.len() < MAX_CANDIDATES {
+    while at <= end && out.len() < limit {
         let Ok(candidate) = Ipv6Net::new(Ipv6Addr::from(at), len) else {
             break;
         };
-        let (first, last) = (u128::from(candidate.network()), u128::from(candidate.broadcast()));
+        let (first, last) = (
+            u128::from(candidate.network()),
+            u128::from(candidate.broadcast()),
+        );
         if !taken.overlaps(first, last) {
             out.push(candidate);
         }
@@ -172,16 +192,30 @@ pub fn allocate(
     cfg: &NetworkConfig,
     taken_v4: &[Ipv4Net],
     taken_v6: &[Ipv6Net],
+    rng: impl FnMut(usize) -> usize,
+) -> Option<(Ipv4Net, Option<Ipv6Net>)> {
+    allocate_within(cfg, taken_v4, taken_v6, MAX_CANDIDATES, rng)
+}
+
+/// [`allocate`] choosing among the first `window` free subnets instead of upstream's 100.
+pub fn allocate_within(
+    cfg: &NetworkConfig,
+    taken_v4: &[Ipv4Net],
+    taken_v6: &[Ipv6Net],
+    window: usize,
     mut rng: impl FnMut(usize) -> usize,
 ) -> Option<(Ipv4Net, Option<Ipv6Net>)> {
     let v4 = if cfg.enable_ipv4 {
-        pick(&v4_candidates(cfg, taken_v4), &mut rng)?
+        pick(&v4_candidates_within(cfg, taken_v4, window), &mut rng)?
     } else {
         // An IPv6-only lease still carries the zero v4 subnet in its key, as upstream's does.
         Ipv4Net::default()
     };
     let v6 = if cfg.enable_ipv6 {
-        Some(pick(&v6_candidates(cfg, taken_v6), &mut rng)?)
+        Some(pick(
+            &v6_candidates_within(cfg, taken_v6, window),
+            &mut rng,
+        )?)
     } else {
         None
     };
@@ -283,6 +317,25 @@ mod tests {
         assert_eq!(all.len(), MAX_CANDIDATES);
         assert_eq!(all[0], n("10.0.1.0/24"));
         assert_eq!(all[99], n("10.0.100.0/24"));
+    }
+
+    #[test]
+    fn a_wider_window_reaches_past_the_first_hundred_free_subnets() {
+        let c = cfg(r#"{"Network":"10.0.0.0/8"}"#);
+        let taken = [n("10.0.2.0/24")];
+        let wide = v4_candidates_within(&c, &taken, 1600);
+        assert_eq!(wide.len(), 1600);
+        assert_eq!(wide[..100], v4_candidates(&c, &taken)[..]);
+        assert!(!wide.contains(&n("10.0.2.0/24")));
+        assert_eq!(wide[1599], n("10.6.65.0/24"));
+        let last = allocate_within(&c, &taken, &[], 1600, |len| len - 1);
+        assert_eq!(last, Some((n("10.6.65.0/24"), None)));
+        // A window larger than the pool offers every free subnet, no more.
+        let small = cfg(r#"{"Network":"10.0.0.0/26"}"#);
+        assert_eq!(v4_candidates_within(&small, &[], 1600).len(), 3);
+        let v6 = cfg(r#"{"Network":"10.0.0.0/26","EnableIPv6":true,"IPv6Network":"fc00::/48"}"#);
+        assert_eq!(v6_candidates_within(&v6, &[], 300).len(), 300);
+        assert_eq!(v6_candidates(&v6, &[]).len(), MAX_CANDIDATES);
     }
 
     #[test]

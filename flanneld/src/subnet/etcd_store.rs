@@ -8,7 +8,8 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use tokio::sync::{mpsc, watch};
 
 use super::etcd::{
-    join_key, watch_subnets, EtcdConfig, Registry, SubnetError, WatchMsg, NOT_FOUND_V3,
+    join_key, watch_subnets, EtcdConfig, Listing, Owner, Registry, SubnetError, WatchMsg,
+    NOT_FOUND_V3,
 };
 use super::etcd_v2::{self, V2Error, V2Registry};
 use super::{Lease, LeaseAttrs};
@@ -42,10 +43,19 @@ impl std::str::FromStr for EtcdApi {
 /// What acquisition needs from a store. Errors are [`SubnetError`]s with the same meaning in
 /// both APIs (`AlreadyExists` for a lost create race, `LeaseLost` for a failed renewal).
 pub trait LeaseStore {
-    /// Every lease record, for acquisition: who holds which subnet. Expirations may be
-    /// approximate (the v3 listing skips per-record lifetime lookups); acquisition never
-    /// reads them.
+    /// Every lease record, decoded. Expirations may be approximate (the v3 listing skips
+    /// per-record lifetime lookups).
     fn list_leases(&self) -> impl Future<Output = Result<Vec<Lease>, SubnetError>> + Send;
+    /// The records as acquisition reads them: every slot, attributes decoded only where
+    /// `owner` could have written them. With `since` (a [`Listing::revision`]), a store that
+    /// can returns only the records written after it, marked `changes_only`.
+    fn list_slots(
+        &self,
+        owner: &Owner,
+        since: Option<i64>,
+    ) -> impl Future<Output = Result<Listing, SubnetError>> + Send;
+    /// How many records the store holds now, if it can tell without reading them.
+    fn count_records(&self) -> impl Future<Output = Result<Option<usize>, SubnetError>> + Send;
     /// Create-only: `AlreadyExists` when the key exists.
     fn create_subnet(
         &self,
@@ -75,6 +85,16 @@ macro_rules! forward_lease_store {
             async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
                 self.$list().await
             }
+            async fn list_slots(
+                &self,
+                owner: &Owner,
+                since: Option<i64>,
+            ) -> Result<Listing, SubnetError> {
+                <$registry>::list_slots(self, owner, since).await
+            }
+            async fn count_records(&self) -> Result<Option<usize>, SubnetError> {
+                <$registry>::count_records(self).await
+            }
             async fn create_subnet(
                 &self,
                 subnet: Ipv4Net,
@@ -102,7 +122,7 @@ macro_rules! forward_lease_store {
     };
 }
 
-// v3: one Range, no per-record lifetime lookups (acquisition never reads expirations).
+// v3: one Range, no per-record lifetime lookups.
 forward_lease_store!(Registry, list_records);
 forward_lease_store!(V2Registry, list_records);
 
@@ -157,6 +177,18 @@ impl LeaseStore for Store {
         match self {
             Store::V3(r) => r.list_leases().await,
             Store::V2(r) => r.list_leases().await,
+        }
+    }
+    async fn list_slots(&self, owner: &Owner, since: Option<i64>) -> Result<Listing, SubnetError> {
+        match self {
+            Store::V3(r) => Registry::list_slots(r, owner, since).await,
+            Store::V2(r) => V2Registry::list_slots(r, owner, since).await,
+        }
+    }
+    async fn count_records(&self) -> Result<Option<usize>, SubnetError> {
+        match self {
+            Store::V3(r) => Registry::count_records(r).await,
+            Store::V2(r) => V2Registry::count_records(r).await,
         }
     }
     async fn create_subnet(

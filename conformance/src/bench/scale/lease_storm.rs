@@ -9,12 +9,15 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
-use flanneld::subnet::etcd::{acquire_lease, AcquireRequest, EtcdConfig, Registry, SUBNET_TTL};
+use flanneld::subnet::etcd::{
+    acquire_lease, AcquireRequest, EtcdConfig, Listing, Owner, Registry, SubnetError, SUBNET_TTL,
+};
 use flanneld::subnet::etcd_store::LeaseStore;
-use flanneld::subnet::LeaseAttrs;
-use ipnet::Ipv4Net;
+use flanneld::subnet::{Lease, LeaseAttrs};
+use ipnet::{Ipv4Net, Ipv6Net};
 use netconf::flannel::NetworkConfig;
 use serde_json::json;
 
@@ -70,6 +73,8 @@ pub struct LeaseStormReport {
     pub all_held: Duration,
     /// Nodes whose `acquire_lease` failed at least once (the daemon loop retried them).
     pub nodes_retried: usize,
+    /// Subnet claims that lost the compare-and-swap to another node.
+    pub lost_cas: usize,
     /// Failed `acquire_lease` calls by error text.
     pub errors: BTreeMap<String, usize>,
     /// gRPC calls etcd served between the start line and the last lease.
@@ -133,6 +138,7 @@ pub fn run(nodes: usize) -> Result<LeaseStormReport, LeaseStormError> {
         per_node: outcome.per_node,
         all_held: outcome.all_held,
         nodes_retried: outcome.nodes_retried,
+        lost_cas: outcome.lost_cas,
         errors: outcome.errors,
         calls: outcome.etcd.calls,
         fsync: outcome.etcd.fsync,
@@ -144,6 +150,7 @@ struct Outcome {
     per_node: Samples,
     all_held: Duration,
     nodes_retried: usize,
+    lost_cas: usize,
     errors: BTreeMap<String, usize>,
     etcd: Reading,
     /// (PublicIP, subnet) as each node got it.
@@ -156,6 +163,54 @@ struct NodeResult {
     subnet: Ipv4Net,
     at: Instant,
     failures: Vec<String>,
+    lost_cas: usize,
+}
+
+/// A node's registry, counting the creates it lost: etcd's counters cannot tell a Txn whose
+/// compare failed from one that wrote, and a lost race revokes no etcd lease to count (the
+/// registry keeps it for its next claim).
+struct Counted {
+    inner: Registry,
+    lost: AtomicUsize,
+}
+
+impl LeaseStore for Counted {
+    async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
+        self.inner.list_leases().await
+    }
+    async fn list_slots(&self, owner: &Owner, since: Option<i64>) -> Result<Listing, SubnetError> {
+        self.inner.list_slots(owner, since).await
+    }
+    async fn count_records(&self) -> Result<Option<usize>, SubnetError> {
+        self.inner.count_records().await
+    }
+    async fn create_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> Result<SystemTime, SubnetError> {
+        let r = self.inner.create_subnet(subnet, ipv6_subnet, attrs).await;
+        if matches!(r, Err(SubnetError::AlreadyExists)) {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+    async fn update_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> Result<SystemTime, SubnetError> {
+        self.inner.update_subnet(subnet, ipv6_subnet, attrs).await
+    }
+    async fn delete_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+    ) -> Result<(), SubnetError> {
+        self.inner.delete_subnet(subnet, ipv6_subnet).await
+    }
 }
 
 async fn storm(
@@ -186,7 +241,10 @@ async fn storm(
             Some(reg) => reg,
             None => Registry::connect(&cfg, SUBNET_TTL).await.map_err(setup)?,
         };
-        stores.push(reg);
+        stores.push(Counted {
+            inner: reg,
+            lost: AtomicUsize::new(0),
+        });
     }
 
     let (go_tx, go_rx) = tokio::sync::watch::channel(false);
@@ -208,6 +266,7 @@ async fn storm(
     let mut held = Vec::with_capacity(nodes);
     let mut last = start;
     let mut nodes_retried = 0;
+    let mut lost_cas = 0;
     let deadline = tokio::time::Instant::now() + GIVE_UP;
     while !tasks.is_empty() {
         // Woken every second so Ctrl-C ends the storm; dropping the JoinSet aborts the nodes.
@@ -225,6 +284,7 @@ async fn storm(
         per_node.push_duration(r.at - start);
         last = last.max(r.at);
         nodes_retried += usize::from(!r.failures.is_empty());
+        lost_cas += r.lost_cas;
         for f in r.failures {
             *errors.entry(f).or_insert(0) += 1;
         }
@@ -235,6 +295,7 @@ async fn storm(
         per_node,
         all_held: last - start,
         nodes_retried,
+        lost_cas,
         errors,
         etcd,
         held,
@@ -243,7 +304,7 @@ async fn storm(
 
 /// The daemon's acquisition loop for one node (`daemon::acquire_until_stopped` without
 /// the stop signal, which a benchmark node never gets).
-async fn node(store: &impl LeaseStore, config: &NetworkConfig, attrs: LeaseAttrs) -> NodeResult {
+async fn node(store: &Counted, config: &NetworkConfig, attrs: LeaseAttrs) -> NodeResult {
     let mut failures = Vec::new();
     let mut delay = DAEMON_BACKOFF_START;
     loop {
@@ -259,6 +320,7 @@ async fn node(store: &impl LeaseStore, config: &NetworkConfig, attrs: LeaseAttrs
                     subnet: lease.subnet,
                     at: Instant::now(),
                     failures,
+                    lost_cas: store.lost.load(Ordering::Relaxed),
                 }
             }
             Err(e) => failures.push(e.to_string()),
@@ -294,6 +356,14 @@ mod tests {
             assert!(r.check.problems.is_empty(), "{:?}", r.check.problems);
             // Every lease costs at least a listing, a grant and the compare-and-swap.
             assert!(r.calls_per_lease() >= 3.0, "{:?}", r.calls);
+            // Each lost claim is one failed compare-and-swap among the Txns etcd served.
+            let txns = r.calls.get("etcdserverpb.KV/Txn") as usize;
+            assert!(
+                txns >= 40 + r.lost_cas,
+                "{} Txns, {} lost",
+                txns,
+                r.lost_cas
+            );
             assert!(r.per_node.max().unwrap() <= r.all_held.as_secs_f64());
             let ttl_lookups = r.calls.get("etcdserverpb.Lease/LeaseTimeToLive");
             // Acquisition lists the records in one Range, never a lifetime per record.
@@ -303,9 +373,6 @@ mod tests {
 
     #[test]
     fn zero_nodes_is_refused() {
-        assert!(matches!(
-            run(0),
-            Err(LeaseStormError::NodeCount(0))
-        ));
+        assert!(matches!(run(0), Err(LeaseStormError::NodeCount(0))));
     }
 }

@@ -1,7 +1,16 @@
 //! Lease acquisition (upstream `AcquireLease`): reuse our record by PublicIP, else the subnet
 //! we held before (from subnet.env) if nobody holds it, else a random free one — each new
 //! record created with compare-and-swap so two nodes never share a subnet.
+//!
+//! A node alone behaves as upstream's. Thousands of nodes starting at once all pick among the
+//! same first free subnets and most lose the compare-and-swap; what a loser does next decides
+//! whether a cluster start takes seconds or never ends. It picks among more free subnets than
+//! the hundred everyone else is fighting over, and re-reads the records only when those it
+//! has not seen could spoil that pick: etcd (3.4) reads every record under the prefix to
+//! answer a Range of it, even one filtered to recent revisions (only a count comes from its
+//! index), and with 5,000 nodes those re-reads were most of etcd's work.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -9,12 +18,29 @@ use netconf::flannel::NetworkConfig;
 
 use super::SubnetError;
 use crate::subnet::etcd_store::LeaseStore;
-use crate::subnet::{alloc, Lease, LeaseAttrs};
+use crate::subnet::{alloc, parse_subnet_key, Lease, LeaseAttrs};
 
 /// Attempts before giving up on a contended pool. Upstream aborts on the first lost race
-/// (its retry only covered a different error); every attempt here re-reads the store, so a
-/// loser picks a subnet the winner no longer competes for.
+/// (its retry only covered a different error); here a loser picks again, out of the way of
+/// the winner and of the records written since its listing.
 const ATTEMPTS: usize = 10;
+
+/// Each step multiplies the number of free subnets a node picks among by this much, at most
+/// [`SPREAD_STEPS`] times: 100 (upstream's), 1,600, 25,600. A lost race is one step; 5,000
+/// nodes released together in a /8 then need under three claims each instead of one round
+/// per hundred nodes.
+const SPREAD: usize = 16;
+const SPREAD_STEPS: u32 = 2;
+
+/// How many free subnets to pick among at spread `step`.
+fn window(step: u32) -> usize {
+    alloc::MAX_CANDIDATES * SPREAD.pow(step.min(SPREAD_STEPS))
+}
+
+/// Records a node has not seen may make up at most 1 in this many of the free subnets it
+/// picks among; more, and it widens further or, when the pool is too small for that,
+/// re-reads.
+const STALE_SHARE: usize = 4;
 
 /// What this node asks for.
 #[derive(Debug, Clone)]
@@ -24,6 +50,198 @@ pub struct AcquireRequest<'a> {
     pub attrs: &'a LeaseAttrs,
     /// The subnet this node had before (subnet.env), reused when nobody holds it.
     pub previous: Option<(Ipv4Net, Option<Ipv6Net>)>,
+}
+
+/// How acquisition recognises this node's own record: by PublicIP, or by PublicIPv6 on an
+/// IPv6-only network (upstream's rule).
+#[derive(Debug, Clone)]
+pub struct Owner {
+    by_v4: bool,
+    public_ip: Ipv4Addr,
+    public_ipv6: Option<Ipv6Addr>,
+    /// `"<PublicIP>"`, the text an unescaped JSON string holding our address must contain.
+    /// Only one spelling of an IPv4 address parses to it (leading zeros are refused), so a
+    /// record without this text and without any `\` escape cannot be ours. `None` where the
+    /// text rules nothing out: a record without PublicIP decodes to 0.0.0.0, and IPv6
+    /// addresses have many spellings.
+    needle: Option<Vec<u8>>,
+}
+
+impl Owner {
+    pub fn new(cfg: &NetworkConfig, attrs: &LeaseAttrs) -> Owner {
+        let needle = (cfg.enable_ipv4 && !attrs.public_ip.is_unspecified())
+            .then(|| format!("\"{}\"", attrs.public_ip).into_bytes());
+        Owner {
+            by_v4: cfg.enable_ipv4,
+            public_ip: attrs.public_ip,
+            public_ipv6: attrs.public_ipv6,
+            needle,
+        }
+    }
+
+    /// Whether a decoded record is ours.
+    pub fn owns(&self, attrs: &LeaseAttrs) -> bool {
+        if self.by_v4 {
+            attrs.public_ip == self.public_ip
+        } else {
+            attrs.public_ipv6.is_some() && attrs.public_ipv6 == self.public_ipv6
+        }
+    }
+
+    /// Whether the raw value of a record might decode to one [`Owner::owns`]; `false` is
+    /// certain, so the record need not be decoded at all.
+    pub fn could_own(&self, raw: &[u8]) -> bool {
+        if !self.by_v4 && self.public_ipv6.is_none() {
+            return false;
+        }
+        match &self.needle {
+            None => true,
+            Some(n) => raw.contains(&b'\\') || raw.windows(n.len()).any(|w| w == n.as_slice()),
+        }
+    }
+}
+
+/// A lease record as acquisition needs it: the subnets it holds, and its attributes only if
+/// the record may be this node's. Another node's record is never decoded: in a storm of
+/// 5,000 nodes that decoding was most of the client's work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub subnet: Ipv4Net,
+    pub ipv6_subnet: Option<Ipv6Net>,
+    pub attrs: Option<Box<LeaseAttrs>>,
+}
+
+impl Slot {
+    /// The slot of the record `key` = `value`; `None` for keys that are not lease keys
+    /// (skipped with a warning, as upstream does). A record whose attributes do not decode
+    /// still occupies its key, and a create-only write there could only fail, so it counts
+    /// as taken.
+    pub fn from_record(key: &str, value: &[u8], owner: &Owner) -> Option<Slot> {
+        let Some((subnet, ipv6_subnet)) = parse_subnet_key(key) else {
+            log::warn!("Ignoring bad subnet node {key}");
+            return None;
+        };
+        let attrs = if owner.could_own(value) {
+            match LeaseAttrs::from_json(value) {
+                Ok(attrs) => Some(Box::new(attrs)),
+                Err(e) => {
+                    log::warn!(
+                        "Lease {key} has unreadable attributes ({e}); its subnet stays taken"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Some(Slot {
+            subnet,
+            ipv6_subnet,
+            attrs,
+        })
+    }
+}
+
+/// One read of the lease records.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub slots: Vec<Slot>,
+    /// The store revision it was read at, for stores that can list what changed after one.
+    pub revision: Option<i64>,
+    /// Only the records written after the revision asked for; deletions are not in it.
+    pub changes_only: bool,
+}
+
+type At = (Ipv4Net, Option<Ipv6Net>);
+
+/// What one acquisition knows of the store, kept across its attempts.
+#[derive(Debug, Default)]
+struct View {
+    /// Every record seen, sorted, each once.
+    taken: Vec<At>,
+    /// Records with our address, in listing order.
+    ours: Vec<At>,
+    revision: Option<i64>,
+    /// Read in full in this attempt. Otherwise a record deleted since still counts as
+    /// taken: only cautious, except when it makes the pool look full.
+    fresh: bool,
+}
+
+impl View {
+    fn apply(&mut self, listing: Listing, owner: &Owner) {
+        if listing.changes_only {
+            self.fresh = false;
+        } else {
+            *self = View {
+                fresh: true,
+                ..View::default()
+            };
+        }
+        for slot in listing.slots {
+            let at = (slot.subnet, slot.ipv6_subnet);
+            // A rewritten record is judged by its new attributes.
+            self.ours.retain(|o| *o != at);
+            if slot.attrs.as_deref().is_some_and(|a| owner.owns(a)) {
+                self.ours.push(at);
+            }
+            self.taken.push(at);
+        }
+        self.taken.sort_unstable();
+        self.taken.dedup();
+        self.revision = listing.revision;
+    }
+
+    fn add(&mut self, at: At) {
+        if let Err(i) = self.taken.binary_search(&at) {
+            self.taken.insert(i, at);
+        }
+    }
+
+    fn forget(&mut self, at: At) {
+        self.taken.retain(|t| *t != at);
+        self.ours.retain(|o| *o != at);
+    }
+
+    fn taken_v4(&self) -> Vec<Ipv4Net> {
+        self.taken.iter().map(|t| t.0).collect()
+    }
+
+    fn taken_v6(&self) -> Vec<Ipv6Net> {
+        self.taken.iter().filter_map(|t| t.1).collect()
+    }
+
+    /// How many subnets a pick among `window` could choose from, by what this view knows.
+    fn free_within(&self, cfg: &NetworkConfig, window: usize) -> usize {
+        let v4 = if cfg.enable_ipv4 {
+            alloc::v4_candidates_within(cfg, &self.taken_v4(), window).len()
+        } else {
+            window
+        };
+        let v6 = if cfg.enable_ipv6 {
+            alloc::v6_candidates_within(cfg, &self.taken_v6(), window).len()
+        } else {
+            window
+        };
+        v4.min(v6)
+    }
+}
+
+/// The spread step after a lost race at `step`, and whether to re-read the records first.
+/// The store holds `unknown` records the view lacks (`None`: it cannot count them cheaply);
+/// the view sees `free_max` free subnets in the widest window. The step grows by one, and
+/// further while the unseen records would be more than 1 in [`STALE_SHARE`] of the pick's
+/// choices. A re-read is the last resort: etcd reads every record for it, so in a storm it
+/// costs far more than the claims it would spare; it is cheap only where the pool is too
+/// small to spread out of the unseen records' way, which is where it is needed.
+fn after_loss(step: u32, unknown: Option<usize>, free_max: usize) -> (u32, bool) {
+    let next = (step + 1).min(SPREAD_STEPS);
+    let Some(unknown) = unknown else {
+        return (next, true);
+    };
+    match (next..=SPREAD_STEPS).find(|&k| window(k).min(free_max) >= unknown * STALE_SHARE) {
+        Some(k) => (k, false),
+        None => (next, true),
+    }
 }
 
 fn describe(subnet: Ipv4Net, ipv6_subnet: Option<Ipv6Net>) -> String {
@@ -55,11 +273,31 @@ pub async fn acquire_lease(
     reg: &impl LeaseStore,
     req: &AcquireRequest<'_>,
 ) -> Result<Lease, SubnetError> {
+    let owner = Owner::new(req.config, req.attrs);
+    let mut view = View::default();
+    view.apply(reg.list_slots(&owner, None).await?, &owner);
+    let mut step = 0;
     for attempt in 1..=ATTEMPTS {
-        match try_acquire(reg, req).await {
+        let mut result = try_acquire(reg, req, &mut view, window(step)).await;
+        if matches!(result, Err(SubnetError::OutOfSubnets)) && !view.fresh {
+            view.apply(reg.list_slots(&owner, None).await?, &owner);
+            result = try_acquire(reg, req, &mut view, window(step)).await;
+        }
+        match result {
             Err(SubnetError::AlreadyExists) => {
+                view.fresh = false;
                 log::info!("subnet taken by another node while we claimed it (attempt {attempt}/{ATTEMPTS}), retrying");
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(10..200))).await;
+                let unknown = reg
+                    .count_records()
+                    .await?
+                    .map(|n| n.saturating_sub(view.taken.len()));
+                let free_max = view.free_within(req.config, window(SPREAD_STEPS));
+                let reread;
+                (step, reread) = after_loss(step, unknown, free_max);
+                if reread {
+                    view.apply(reg.list_slots(&owner, view.revision).await?, &owner);
+                }
             }
             other => return other,
         }
@@ -67,43 +305,36 @@ pub async fn acquire_lease(
     Err(SubnetError::MaxRetries)
 }
 
+/// One attempt on what `view` knows; a subnet lost to another node is marked taken in it.
 async fn try_acquire(
     reg: &impl LeaseStore,
     req: &AcquireRequest<'_>,
+    view: &mut View,
+    window: usize,
 ) -> Result<Lease, SubnetError> {
     let cfg = req.config;
     let attrs = req.attrs;
-    let mut leases = reg.list_leases().await?;
 
-    let ours = leases.iter().position(|l| {
-        if cfg.enable_ipv4 {
-            l.attrs.public_ip == attrs.public_ip
-        } else {
-            l.attrs.public_ipv6.is_some() && l.attrs.public_ipv6 == attrs.public_ipv6
-        }
-    });
-    if let Some(i) = ours {
-        let found = leases.remove(i);
-        let what = describe(found.subnet, found.ipv6_subnet);
-        if alloc::lease_compatible(cfg, found.subnet, found.ipv6_subnet) {
+    if let Some(&(subnet, ipv6_subnet)) = view.ours.first() {
+        view.forget((subnet, ipv6_subnet));
+        let what = describe(subnet, ipv6_subnet);
+        if alloc::lease_compatible(cfg, subnet, ipv6_subnet) {
             log::info!(
                 "Found lease ({what}) for current IP ({}), reusing",
                 attrs.public_ip
             );
-            let expiration = reg
-                .update_subnet(found.subnet, found.ipv6_subnet, attrs)
-                .await?;
-            return Ok(lease(found.subnet, found.ipv6_subnet, attrs, expiration));
+            let expiration = reg.update_subnet(subnet, ipv6_subnet, attrs).await?;
+            return Ok(lease(subnet, ipv6_subnet, attrs, expiration));
         }
         log::info!("Found lease ({what}) for current IP ({}) but not compatible with current config, deleting", attrs.public_ip);
-        reg.delete_subnet(found.subnet, found.ipv6_subnet).await?;
+        reg.delete_subnet(subnet, ipv6_subnet).await?;
     }
 
     if let Some((subnet, ipv6_subnet)) = req.previous {
-        let held = leases.iter().any(|l| {
+        let held = view.taken.iter().any(|&(l4, l6)| {
             let v4 = cfg.enable_ipv4
-                && (l.subnet.contains(&subnet.network()) || subnet.contains(&l.subnet.network()));
-            let v6 = match (l.ipv6_subnet, ipv6_subnet) {
+                && (l4.contains(&subnet.network()) || subnet.contains(&l4.network()));
+            let v6 = match (l6, ipv6_subnet) {
                 (Some(a), Some(b)) => a.contains(&b.network()) || b.contains(&a.network()),
                 _ => false,
             };
@@ -115,8 +346,7 @@ async fn try_acquire(
                     "Found previously leased subnet ({}), reusing",
                     describe(subnet, ipv6_subnet)
                 );
-                let expiration = reg.create_subnet(subnet, ipv6_subnet, attrs).await?;
-                return Ok(lease(subnet, ipv6_subnet, attrs, expiration));
+                return create(reg, view, subnet, ipv6_subnet, attrs).await;
             }
             log::warn!(
                 "Found previously leased subnet ({}) but not compatible with the Etcd network config, ignoring",
@@ -128,16 +358,38 @@ async fn try_acquire(
     if let (Some(min), Some(max)) = (cfg.subnet_min, cfg.subnet_max) {
         log::info!("Picking subnet in range {min} ... {max}");
     }
-    let taken_v4: Vec<Ipv4Net> = leases.iter().map(|l| l.subnet).collect();
-    let taken_v6: Vec<Ipv6Net> = leases.iter().filter_map(|l| l.ipv6_subnet).collect();
     let (subnet, ipv6_subnet) =
-        alloc::allocate(cfg, &taken_v4, &taken_v6, |n| fastrand::usize(..n))
-            .ok_or(SubnetError::OutOfSubnets)?;
-    let expiration = reg.create_subnet(subnet, ipv6_subnet, attrs).await?;
+        alloc::allocate_within(cfg, &view.taken_v4(), &view.taken_v6(), window, |n| {
+            fastrand::usize(..n)
+        })
+        .ok_or(SubnetError::OutOfSubnets)?;
+    let lease = create(reg, view, subnet, ipv6_subnet, attrs).await?;
     log::info!(
         "Allocated lease ({}) to current node ({})",
         describe(subnet, ipv6_subnet),
         attrs.public_ip
     );
-    Ok(lease(subnet, ipv6_subnet, attrs, expiration))
+    Ok(lease)
 }
+
+async fn create(
+    reg: &impl LeaseStore,
+    view: &mut View,
+    subnet: Ipv4Net,
+    ipv6_subnet: Option<Ipv6Net>,
+    attrs: &LeaseAttrs,
+) -> Result<Lease, SubnetError> {
+    match reg.create_subnet(subnet, ipv6_subnet, attrs).await {
+        Ok(expiration) => Ok(lease(subnet, ipv6_subnet, attrs, expiration)),
+        Err(e) => {
+            if matches!(e, SubnetError::AlreadyExists) {
+                view.add((subnet, ipv6_subnet));
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "acquire_tests.rs"]
+mod tests;

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use hyper::{Method, StatusCode};
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::etcd::{join_key, EtcdConfig, SubnetError};
+use super::etcd::{join_key, EtcdConfig, Listing, Owner, Slot, SubnetError};
 use super::{subnet_key, Lease, LeaseAttrs};
 use client::{Answer, HttpClient};
 use wire::{code, key_path, ApiError, NodeError, Response};
@@ -181,14 +181,62 @@ impl V2Registry {
         }
     }
 
-    /// Every lease record, for acquisition; the v2 listing carries each key's TTL, so the
+    /// Every lease record, decoded; the v2 listing carries each key's TTL, so the
     /// expirations are exact.
     pub async fn list_records(&self) -> Result<Vec<Lease>, SubnetError> {
         Ok(self.list_subnets().await?.0)
     }
 
+    /// The records for acquisition. The v2 API cannot list only what changed after an
+    /// index, so every listing is a full one (`since` is ignored).
+    pub async fn list_slots(
+        &self,
+        owner: &Owner,
+        _since: Option<i64>,
+    ) -> Result<Listing, SubnetError> {
+        let (nodes, _) = self.list_nodes().await?;
+        let slots = nodes
+            .iter()
+            .filter_map(|n| {
+                if n.dir {
+                    log::warn!("Ignoring bad subnet node {}", n.key);
+                    return None;
+                }
+                let value = n.value.as_deref().unwrap_or_default();
+                Slot::from_record(&n.key, value.as_bytes(), owner)
+            })
+            .collect();
+        Ok(Listing {
+            slots,
+            revision: None,
+            changes_only: false,
+        })
+    }
+
+    /// The v2 API has no count without the values, so acquisition re-reads after every lost
+    /// race.
+    pub async fn count_records(&self) -> Result<Option<usize>, SubnetError> {
+        Ok(None)
+    }
+
     /// All lease records and the store index they were read at (a watch continues after it).
     pub async fn list_subnets(&self) -> Result<(Vec<Lease>, u64), SubnetError> {
+        let (nodes, index) = self.list_nodes().await?;
+        let mut leases = Vec::with_capacity(nodes.len());
+        for node in &nodes {
+            match wire::lease_from_node(node) {
+                Ok(lease) => leases.push(lease),
+                Err(e @ NodeError::BadKey(_)) => log::warn!("{e}"),
+                Err(NodeError::BadValue { key, source }) => {
+                    log::warn!("Ignoring lease {key}: {source}")
+                }
+            }
+        }
+        Ok((leases, index))
+    }
+
+    /// The nodes under the subnets directory and the store index they were read at.
+    async fn list_nodes(&self) -> Result<(Vec<wire::Node>, u64), SubnetError> {
         let dir = self.subnets_dir();
         let served = match self
             .call(
@@ -209,17 +257,7 @@ impl V2Registry {
             Err(e) => return Err(e.into()),
         };
         let nodes = served.response.node.map(|n| n.nodes).unwrap_or_default();
-        let mut leases = Vec::with_capacity(nodes.len());
-        for node in &nodes {
-            match wire::lease_from_node(node) {
-                Ok(lease) => leases.push(lease),
-                Err(e @ NodeError::BadKey(_)) => log::warn!("{e}"),
-                Err(NodeError::BadValue { key, source }) => {
-                    log::warn!("Ignoring lease {key}: {source}")
-                }
-            }
-        }
-        Ok((leases, served.etcd_index.unwrap_or(0)))
+        Ok((nodes, served.etcd_index.unwrap_or(0)))
     }
 
     /// Writes our record for the subnet with a fresh TTL, provided the key is in the state
