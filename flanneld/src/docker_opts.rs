@@ -90,7 +90,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, UsageError> {
             break;
         }
         let mut chars = arg[1..].char_indices();
-        while let Some((at, c)) = chars.next() {
+        for (at, c) in chars.by_ref() {
             match c {
                 'f' | 'd' | 'k' => {
                     let glued = &arg[1 + at + c.len_utf8()..];

@@ -222,7 +222,7 @@ impl PeerSync {
             wanted.extend(entry.objects.iter().map(|&object| Job { peer, object }));
         }
         // Stable, so an object two peers want stays with the first, as it did with a set.
-        wanted.sort_by(|a, b| a.object.cmp(&b.object));
+        wanted.sort_by_key(|j| j.object);
         wanted.dedup_by(|later, first| later.object == first.object);
         let removals: Vec<Job> = {
             let mut wanted_keys: Vec<Key> = wanted.iter().map(|j| j.object.key()).collect();
