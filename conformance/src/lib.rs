@@ -26,8 +26,8 @@ pub mod topology;
 
 pub use cmd::CmdError;
 pub use cni::{
-    kube_flannel_conflist, Attachment, CniFailure, Driver, Impl, Invocation, PluginDir, PluginDirError,
-    Verb,
+    kube_flannel_conflist, Attachment, CniFailure, Driver, Impl, Invocation, PluginDir,
+    PluginDirError, Verb,
 };
 pub use etcd::{Etcd, EtcdError, EtcdOptions, EtcdTls};
 pub use netns::{Netns, NetnsError};

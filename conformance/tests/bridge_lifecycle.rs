@@ -291,7 +291,9 @@ fn nftables_masquerade_backend() {
 
     plugin["ipMasqBackend"] = json!("pf");
     let conf = side.conflist("1.0.0", NET, &plugin);
-    let err = side.add(&conf, &side.pod(), "ctr-pf").expect_err("unknown backend");
+    let err = side
+        .add(&conf, &side.pod(), "ctr-pf")
+        .expect_err("unknown backend");
     assert_eq!(err.msg, "unknown ipmasq backend \"pf\"");
     assert_no_leftovers(&side, NET);
 }

@@ -61,8 +61,11 @@ fn etcd_outage_loses_no_packet_and_daemons_recover() {
     const TTL_SECS: u64 = 16;
     const OUTAGE: Duration = Duration::from_secs(30);
     let mut cluster = Cluster::new(&vxlan());
-    let mut nodes =
-        cluster.start_nodes(&[(Segment::A, "h1"), (Segment::B, "h2")], &[], Some(TTL_SECS));
+    let mut nodes = cluster.start_nodes(
+        &[(Segment::A, "h1"), (Segment::B, "h2")],
+        &[],
+        Some(TTL_SECS),
+    );
     let driver = our_driver();
     let mut pods = pods_in_full_mesh(&driver, &nodes, "ctr");
 
@@ -257,8 +260,11 @@ fn simultaneous_starts_never_share_a_subnet() {
 #[test]
 fn sigterm_keeps_state_and_restart_never_drops() {
     let cluster = Cluster::new(&vxlan());
-    let mut nodes =
-        cluster.start_nodes(&[(Segment::A, "h1"), (Segment::B, "h2")], &["--ip-masq"], None);
+    let mut nodes = cluster.start_nodes(
+        &[(Segment::A, "h1"), (Segment::B, "h2")],
+        &["--ip-masq"],
+        None,
+    );
     let driver = our_driver();
     let pods = pods_in_full_mesh(&driver, &nodes, "ctr");
     let subnet = nodes[1].subnet();

@@ -33,8 +33,11 @@ fn flanneld_pids(node: &Flanneld) -> Vec<i32> {
 #[test]
 fn sigkill_and_restart_keep_the_subnet_and_never_drop_a_packet() {
     let cluster = Cluster::new(&json!({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}));
-    let mut nodes =
-        cluster.start_nodes(&[(Segment::A, "k1"), (Segment::B, "k2")], &["--ip-masq"], None);
+    let mut nodes = cluster.start_nodes(
+        &[(Segment::A, "k1"), (Segment::B, "k2")],
+        &["--ip-masq"],
+        None,
+    );
     let driver = our_driver();
     let pods = pods_in_full_mesh(&driver, &nodes, "kill");
     let subnet = nodes[1].subnet();

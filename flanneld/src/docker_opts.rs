@@ -220,8 +220,11 @@ fn grep_match(line: &str, pattern: &str) -> bool {
     if p.len() > l.len() {
         return false;
     }
-    (0..=l.len() - p.len())
-        .any(|s| p.iter().zip(&l[s..]).all(|(pc, lc)| *pc == b'.' || pc == lc))
+    (0..=l.len() - p.len()).any(|s| {
+        p.iter()
+            .zip(&l[s..])
+            .all(|(pc, lc)| *pc == b'.' || pc == lc)
+    })
 }
 
 #[cfg(test)]

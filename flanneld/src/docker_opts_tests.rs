@@ -52,10 +52,7 @@ fn every_option_combination_matches_the_script() {
             "-cm -k X",
             "X=\" --bip=10.1.2.1/24 --mtu=1450\"\n".to_string(),
         ),
-        (
-            "-cmkX",
-            "X=\" --bip=10.1.2.1/24 --mtu=1450\"\n".to_string(),
-        ),
+        ("-cmkX", "X=\" --bip=10.1.2.1/24 --mtu=1450\"\n".to_string()),
         (
             "-mi",
             "DOCKER_OPT_BIP=\"--bip=10.1.2.1/24\"\nDOCKER_OPT_MTU=\"--mtu=1450\"\n".to_string(),
@@ -106,7 +103,10 @@ fn invalid_ipmasq_is_refused_and_minus_m_ignores_it() {
 #[test]
 fn getopts_rules() {
     let o = parse_args(&args("-f /a -d/b -kK")).unwrap();
-    assert_eq!((o.flannel_env.as_str(), o.docker_env.as_str()), ("/a", "/b"));
+    assert_eq!(
+        (o.flannel_env.as_str(), o.docker_env.as_str()),
+        ("/a", "/b")
+    );
     assert_eq!(o.combined_key, "K");
     assert!(o.individual && o.combined && o.ipmasq);
     // The first operand, or `--`, ends the options.
@@ -134,7 +134,10 @@ fn usage_text_is_the_scripts() {
 
 #[test]
 fn route_check_finds_gateway_routes_to_the_subnet() {
-    assert_eq!(subnet_pattern("10.1.2.1/24").as_deref(), Some("10.1.2.0/24"));
+    assert_eq!(
+        subnet_pattern("10.1.2.1/24").as_deref(),
+        Some("10.1.2.0/24")
+    );
     let routes = "default via 192.168.1.1 dev eth0\n\
                   10.1.2.0/24 dev docker0 proto kernel scope link src 10.1.2.1\n\
                   10.1.2.0/24 via 192.168.1.7 dev eth0\n";
@@ -143,6 +146,9 @@ fn route_check_finds_gateway_routes_to_the_subnet() {
         ["10.1.2.0/24 via 192.168.1.7 dev eth0"]
     );
     // grep's `.` matches any character, so the script also flags 10x1x2x0/24 lookalikes.
-    assert_eq!(conflicting_routes("10a1b2c0/24 via x", "10.1.2.0/24").len(), 1);
+    assert_eq!(
+        conflicting_routes("10a1b2c0/24 via x", "10.1.2.0/24").len(),
+        1
+    );
     assert!(conflicting_routes("10.1.3.0/24 via 1.2.3.4", "10.1.2.0/24").is_empty());
 }

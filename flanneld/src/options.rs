@@ -507,14 +507,22 @@ mod tests {
     fn etcd_api_flag_env_and_default() {
         assert_eq!(run(&[], &[]).unwrap().etcd_api, EtcdApi::Auto);
         assert_eq!(run(&["-etcd-api=v2"], &[]).unwrap().etcd_api, EtcdApi::V2);
-        assert_eq!(run(&["--etcd-api", "v3"], &[]).unwrap().etcd_api, EtcdApi::V3);
+        assert_eq!(
+            run(&["--etcd-api", "v3"], &[]).unwrap().etcd_api,
+            EtcdApi::V3
+        );
         assert_eq!(
             run(&[], &[("FLANNELD_ETCD_API", "v2")]).unwrap().etcd_api,
             EtcdApi::V2
         );
         let err = run(&["-etcd-api=v4"], &[]).unwrap_err();
-        assert_eq!(err.to_string(), "invalid -etcd-api \"v4\": must be auto, v2 or v3");
-        assert!(flag_set("flanneld").usage_text().contains("-etcd-api string"));
+        assert_eq!(
+            err.to_string(),
+            "invalid -etcd-api \"v4\": must be auto, v2 or v3"
+        );
+        assert!(flag_set("flanneld")
+            .usage_text()
+            .contains("-etcd-api string"));
     }
 
     #[test]

@@ -113,10 +113,7 @@ impl KernelRoutes {
 }
 
 /// Every public IP announced by more than one lease (ours included), with their subnets.
-pub fn duplicate_public_ips(
-    own: Option<&Lease>,
-    peers: &[SharedLease],
-) -> Vec<DuplicatePublicIp> {
+pub fn duplicate_public_ips(own: Option<&Lease>, peers: &[SharedLease]) -> Vec<DuplicatePublicIp> {
     let mut by_ip: BTreeMap<Ipv4Addr, Vec<Ipv4Net>> = BTreeMap::new();
     for l in own.into_iter().chain(peers.iter().map(|p| &**p)) {
         by_ip.entry(l.attrs.public_ip).or_default().push(l.subnet);

@@ -305,6 +305,9 @@ fn leases_without_backend_type_from_any_node_are_peers() {
         .unwrap();
     assert_eq!(r.added, 2, "own lease ignored: {r:?}");
     let own = lease(a.lease.subnet, a.node.addr, "", None);
-    let r = a.backend.reconcile(&[own.into(), b.lease.clone().into()]).unwrap();
+    let r = a
+        .backend
+        .reconcile(&[own.into(), b.lease.clone().into()])
+        .unwrap();
     assert_eq!((r.added, r.removed), (0, 1), "{r:?}");
 }

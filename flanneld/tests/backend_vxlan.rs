@@ -372,7 +372,8 @@ fn event_batches_collapse_per_subnet_and_ignore_other_backends() {
     let (mut a, _b, _la, lb) = started(NET_CONF);
     let mut moved = lb.clone();
     moved.attrs.public_ip = Ipv4Addr::new(192, 168, 77, 20);
-    moved.attrs.backend_data = Some(serde_json::json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:20"}).into());
+    moved.attrs.backend_data =
+        Some(serde_json::json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:20"}).into());
     let transient = lease(
         "10.244.5.0/24".parse().unwrap(),
         Ipv4Addr::new(192, 168, 77, 5),

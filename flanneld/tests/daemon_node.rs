@@ -260,7 +260,10 @@ fn dual_stack_node_publishes_both_families() {
         lines[3].starts_with("FLANNEL_IPV6_SUBNET=fd10:0:0:") && lines[3].ends_with("::1/64"),
         "{env}"
     );
-    assert_eq!(lines[4], "FLANNEL_MTU=1430", "vxlan over IPv6 needs 70 bytes");
+    assert_eq!(
+        lines[4], "FLANNEL_MTU=1430",
+        "vxlan over IPv6 needs 70 bytes"
+    );
     let keys = node.lease_keys();
     assert_eq!(keys.len(), 1);
     assert!(

@@ -71,7 +71,9 @@ fn attrs(last: u8) -> LeaseAttrs {
         public_ip: Ipv4Addr::new(192, 168, 1, last),
         public_ipv6: None,
         backend_type: "vxlan".into(),
-        backend_data: Some(json!({"VNI": 1, "VtepMAC": format!("02:00:00:00:00:{last:02x}")}).into()),
+        backend_data: Some(
+            json!({"VNI": 1, "VtepMAC": format!("02:00:00:00:00:{last:02x}")}).into(),
+        ),
         backend_v6_data: None,
     }
 }

@@ -303,7 +303,10 @@ fn docker_unit_pair_hands_mk_docker_opts_output_to_dockerd() {
     let unit = read("deploy/docker/flanneld.service");
     assert!(unit.lines().any(|l| l == "Type=notify"), "{unit}");
     let flags = help_flags();
-    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
     let mut words = exec.split_whitespace();
     assert_eq!(words.next(), Some("/usr/local/bin/flanneld"));
     for w in words {
@@ -323,11 +326,16 @@ fn docker_unit_pair_hands_mk_docker_opts_output_to_dockerd() {
 
     let dropin = read("deploy/docker/docker.service.d/flannel.conf");
     assert!(
-        dropin.lines().any(|l| l == format!("EnvironmentFile={}", opts.docker_env)),
+        dropin
+            .lines()
+            .any(|l| l == format!("EnvironmentFile={}", opts.docker_env)),
         "the drop-in reads the file mk-docker-opts writes: {dropin}"
     );
     assert!(dropin.contains("$DOCKER_NETWORK_OPTIONS"), "{dropin}");
-    assert!(dropin.lines().any(|l| l == "ExecStart="), "resets the packaged ExecStart");
+    assert!(
+        dropin.lines().any(|l| l == "ExecStart="),
+        "resets the packaged ExecStart"
+    );
 }
 
 fn fake_build(dir: &Path) {

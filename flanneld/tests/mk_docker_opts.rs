@@ -31,7 +31,11 @@ fn writes_the_docker_env_file_and_refuses_a_conflicting_route() {
     let env_s = env.to_str().unwrap();
     let out_s = out_file.to_str().unwrap();
 
-    let out = run(&ns, dir.path(), &["-f", env_s, "-d", out_s, "-k", "DOCKER_NETWORK_OPTIONS"]);
+    let out = run(
+        &ns,
+        dir.path(),
+        &["-f", env_s, "-d", out_s, "-k", "DOCKER_NETWORK_OPTIONS"],
+    );
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.is_empty(), "nothing on stdout");
     assert_eq!(
@@ -43,17 +47,23 @@ fn writes_the_docker_env_file_and_refuses_a_conflicting_route() {
     );
 
     // A gateway route to the subnet: the file is written, then the run fails as upstream's.
-    ns.exec_ok(&["ip", "link", "add", "mk0", "type", "veth", "peer", "name", "mk1"])
+    ns.exec_ok(&[
+        "ip", "link", "add", "mk0", "type", "veth", "peer", "name", "mk1",
+    ])
+    .unwrap();
+    ns.exec_ok(&["ip", "addr", "add", "192.168.77.1/24", "dev", "mk0"])
         .unwrap();
-    ns.exec_ok(&["ip", "addr", "add", "192.168.77.1/24", "dev", "mk0"]).unwrap();
     ns.exec_ok(&["ip", "link", "set", "mk0", "up"]).unwrap();
     ns.exec_ok(&["ip", "link", "set", "mk1", "up"]).unwrap();
-    ns.exec_ok(&["ip", "route", "add", "10.1.2.0/24", "via", "192.168.77.2"]).unwrap();
+    ns.exec_ok(&["ip", "route", "add", "10.1.2.0/24", "via", "192.168.77.2"])
+        .unwrap();
     let out = run(&ns, dir.path(), &["-c", "-f", env_s, "-d", out_s]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.starts_with("Your routing table already contains the subnet: 10.1.2.0/24 via 192.168.77.2"),
+        stderr.starts_with(
+            "Your routing table already contains the subnet: 10.1.2.0/24 via 192.168.77.2"
+        ),
         "{stderr}"
     );
     assert_eq!(
@@ -68,7 +78,10 @@ fn usage_errors_exit_1_with_the_scripts_text() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("Illegal option -x\n"), "{stderr}");
-    assert!(stderr.contains("[-f FLANNEL-ENV-FILE] [-d DOCKER-ENV-FILE]"), "{stderr}");
+    assert!(
+        stderr.contains("[-f FLANNEL-ENV-FILE] [-d DOCKER-ENV-FILE]"),
+        "{stderr}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path().join("subnet.env");

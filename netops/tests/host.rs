@@ -252,7 +252,10 @@ fn nfquery_sees_nft_tables_and_iptables_nft_chains_without_a_process() {
         assert!(!nfquery::chain_exists(NfFamily::Inet, "nfq", "c1").unwrap());
         nft::apply("add table inet nfq\nadd chain inet nfq c1\n").unwrap();
         assert!(nfquery::table_exists(NfFamily::Inet, "nfq").unwrap());
-        assert!(!nfquery::table_exists(NfFamily::Ip, "nfq").unwrap(), "other family");
+        assert!(
+            !nfquery::table_exists(NfFamily::Ip, "nfq").unwrap(),
+            "other family"
+        );
         assert!(nfquery::chain_exists(NfFamily::Inet, "nfq", "c1").unwrap());
         assert!(!nfquery::chain_exists(NfFamily::Inet, "nfq", "c2").unwrap());
 

@@ -36,21 +36,43 @@ fn timed(cmd: &mut Command) -> Result<f64, BoxError> {
 pub fn measure(iterations: usize) -> Result<String, BoxError> {
     let host = Netns::new("flh")?;
     let pod = Netns::new("flp")?;
-    let (mut spawn, mut create, mut delete, mut restore) =
-        (Samples::new(), Samples::new(), Samples::new(), Samples::new());
+    let (mut spawn, mut create, mut delete, mut restore) = (
+        Samples::new(),
+        Samples::new(),
+        Samples::new(),
+        Samples::new(),
+    );
     for i in 0..iterations {
         interrupt::check()?;
         let name = format!("fl{i}");
-        spawn.push(timed(
-            Command::new("ip").args(["-n", host.name(), "link", "show", "lo"]),
-        )?);
-        create.push(timed(Command::new("ip").args([
-            "-n", host.name(), "link", "add", &name, "type", "veth", "peer", "name", "eth0",
-            "netns", pod.name(),
+        spawn.push(timed(Command::new("ip").args([
+            "-n",
+            host.name(),
+            "link",
+            "show",
+            "lo",
         ]))?);
-        delete.push(timed(
-            Command::new("ip").args(["-n", pod.name(), "link", "del", "eth0"]),
-        )?);
+        create.push(timed(Command::new("ip").args([
+            "-n",
+            host.name(),
+            "link",
+            "add",
+            &name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            pod.name(),
+        ]))?);
+        delete.push(timed(Command::new("ip").args([
+            "-n",
+            pod.name(),
+            "link",
+            "del",
+            "eth0",
+        ]))?);
         let chain = format!("FLOOR-{i}");
         let script = format!("*nat\n:{chain} - [0:0]\n-A {chain} -j RETURN\nCOMMIT\n*nat\n-F {chain}\n-X {chain}\nCOMMIT\n");
         let mut child = host
@@ -63,7 +85,11 @@ pub fn measure(iterations: usize) -> Result<String, BoxError> {
         let t = Instant::now();
         {
             use std::io::Write;
-            child.stdin.take().expect("piped").write_all(script.as_bytes())?;
+            child
+                .stdin
+                .take()
+                .expect("piped")
+                .write_all(script.as_bytes())?;
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
@@ -75,7 +101,11 @@ pub fn measure(iterations: usize) -> Result<String, BoxError> {
         }
         restore.push(t.elapsed().as_secs_f64());
     }
-    let mut t = Table::new(&[("unavoidable step", Align::Left), ("median", Align::Right), ("p99", Align::Right)]);
+    let mut t = Table::new(&[
+        ("unavoidable step", Align::Left),
+        ("median", Align::Right),
+        ("p99", Align::Right),
+    ]);
     for (label, s) in [
         ("start a process (ip link show lo)", &spawn),
         ("veth pair across namespaces: create (ip)", &create),

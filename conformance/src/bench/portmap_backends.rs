@@ -43,7 +43,9 @@ pub fn measure(plugins: &Path, iterations: usize) -> Result<String, BoxError> {
     let pod = Netns::new("pmbp")?;
     // portmap sets route_localnet on the interface that routes to the container.
     for argv in [
-        &["ip", "link", "add", "pmb0", "type", "veth", "peer", "name", "pmb1"][..],
+        &[
+            "ip", "link", "add", "pmb0", "type", "veth", "peer", "name", "pmb1",
+        ][..],
         &["ip", "addr", "add", "10.99.0.1/24", "dev", "pmb0"],
         &["ip", "link", "set", "pmb0", "up"],
         &["ip", "link", "set", "pmb1", "up"],

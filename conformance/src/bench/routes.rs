@@ -82,7 +82,10 @@ impl RouteWatch {
     /// Opens both sockets inside the namespace at `netns`.
     pub fn open(netns: &Path) -> std::io::Result<RouteWatch> {
         let (events, dumps) = in_netns::run(netns, || {
-            Ok((netlink_socket(RTMGRP_IPV4_ROUTE, None)?, netlink_socket(0, None)?))
+            Ok((
+                netlink_socket(RTMGRP_IPV4_ROUTE, None)?,
+                netlink_socket(0, None)?,
+            ))
         })?;
         Ok(RouteWatch {
             events,

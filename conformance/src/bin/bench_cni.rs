@@ -14,10 +14,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use conformance::bench::{env_count, interrupt};
 use conformance::bench::plugin_exec::{self, Chain, Target};
 use conformance::bench::stats::{fmt_kib, fmt_ratio, fmt_secs, or_dash, Samples};
 use conformance::bench::table::{Align, Table};
+use conformance::bench::{env_count, interrupt};
 use conformance::{kube_flannel_conflist, Driver, Netns, PluginDir};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -109,7 +109,8 @@ fn run() -> Result<(), BoxError> {
     println!("bench-cni: peak RSS (VmHWM at exit, {RSS_RUNS} ADDs each)");
     let rss = peak_rss()?;
     println!("bench-cni: our portmap, iptables vs nftables backend");
-    let portmap = conformance::bench::portmap_backends::measure(PluginDir::ours()?.path(), iterations)?;
+    let portmap =
+        conformance::bench::portmap_backends::measure(PluginDir::ours()?.path(), iterations)?;
     println!("bench-cni: the floor every plugin pays");
     let floor = conformance::bench::floor::measure(iterations)?;
     println!(

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use conformance::bench::cluster::{segment_address, Backend, Cluster, Node, Pod, NETWORK, PREFIX};
 use conformance::bench::etcd_http::EtcdHttp;
-use conformance::bench::{env_count, interrupt};
 use conformance::bench::routes::{Goal, RouteWatch};
 use conformance::bench::stats::{fmt_bps, fmt_ratio, fmt_secs, or_dash, Samples};
 use conformance::bench::table::{Align, Table};
 use conformance::bench::traffic::{self, IperfServer};
+use conformance::bench::{env_count, interrupt};
 use conformance::{Driver, PluginDir, Segment};
 use ipnet::Ipv4Net;
 use serde_json::json;
@@ -62,7 +62,10 @@ fn busy_cpu_secs() -> Result<f64, BoxError> {
         .map(|f| f.parse::<u64>())
         .collect::<Result<_, _>>()?;
     // user nice system idle iowait irq softirq steal ...
-    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| ticks.get(i)).sum();
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum();
     let hz = clk_tck();
     Ok(busy as f64 / hz)
 }

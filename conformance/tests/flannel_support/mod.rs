@@ -6,10 +6,10 @@
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use conformance::{kube_flannel_conflist, Driver, Impl, Netns, PluginDir};

@@ -11,7 +11,8 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use conformance::{
-    cmd, cni::our_bin_dir, kube_flannel_conflist, Driver, Etcd, EtcdOptions, Host, Netns, PluginDir, Segment, Underlay,
+    cmd, cni::our_bin_dir, kube_flannel_conflist, Driver, Etcd, EtcdOptions, Host, Netns,
+    PluginDir, Segment, Underlay,
 };
 use ipnet::Ipv4Net;
 use serde_json::Value;
@@ -66,7 +67,9 @@ impl Cluster {
         for n in nodes {
             let env = std::fs::read_to_string(n.subnet_file()).unwrap();
             assert!(
-                env.starts_with(&format!("FLANNEL_NETWORK={network}\nFLANNEL_SUBNET=10.244.")),
+                env.starts_with(&format!(
+                    "FLANNEL_NETWORK={network}\nFLANNEL_SUBNET=10.244."
+                )),
                 "{env}"
             );
             assert!(

@@ -69,7 +69,13 @@ fn removals_then_installs_in_dependency_order_in_one_datagram() {
     // Given in an order that would make the kernel ARP (route first) if sent as is.
     let mut installs = jobs(1, &peer(2));
     installs.reverse();
-    let out = apply(&mut nl, &|i| labels()[i].clone(), jobs(0, &peer(1)), installs, None);
+    let out = apply(
+        &mut nl,
+        &|i| labels()[i].clone(),
+        jobs(0, &peer(1)),
+        installs,
+        None,
+    );
     assert_eq!((out.installed, out.removed), (3, 3));
     assert!(out.errors.is_empty() && out.failed_peers.is_empty());
 
@@ -102,7 +108,13 @@ fn a_half_installed_peer_is_rolled_back_and_named() {
         .reply(Reply::Ack)
         .reply(rejected!(libc::EINVAL));
     let mut nl = Handle::with_client(client);
-    let out = apply(&mut nl, &|i| labels()[i].clone(), Vec::new(), installs, None);
+    let out = apply(
+        &mut nl,
+        &|i| labels()[i].clone(),
+        Vec::new(),
+        installs,
+        None,
+    );
 
     assert_eq!(out.failed_peers.into_iter().collect::<Vec<_>>(), [0]);
     assert_eq!(
@@ -136,7 +148,13 @@ fn removing_what_is_already_gone_is_not_an_error_but_other_failures_are() {
         .reply(rejected!(libc::ENOENT))
         .reply(rejected!(libc::EPERM));
     let mut nl = Handle::with_client(client);
-    let out = apply(&mut nl, &|i| labels()[i].clone(), jobs(1, &peer(3)), Vec::new(), None);
+    let out = apply(
+        &mut nl,
+        &|i| labels()[i].clone(),
+        jobs(1, &peer(3)),
+        Vec::new(),
+        None,
+    );
     assert_eq!(out.removed, 0);
     assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
     assert!(out.errors[0].starts_with("peer two: failed to delete neighbour 10.244.3.0"));

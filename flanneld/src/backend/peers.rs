@@ -67,7 +67,10 @@ impl PeerSync {
 
     /// The leases of every peer currently wanted, for replaying after a device re-creation.
     pub fn leases(&self) -> Vec<SharedLease> {
-        self.known.values().map(|i| SharedLease::clone(&i.lease)).collect()
+        self.known
+            .values()
+            .map(|i| SharedLease::clone(&i.lease))
+            .collect()
     }
 
     fn relevant(&self, planner: &dyn Planner, lease: &Lease) -> bool {
@@ -171,7 +174,13 @@ impl PeerSync {
             });
         }
 
-        let outcome = apply(nl, &|i| describe(&labels, i), stale, installs, planner.hint());
+        let outcome = apply(
+            nl,
+            &|i| describe(&labels, i),
+            stale,
+            installs,
+            planner.hint(),
+        );
         report.added = pending_peers
             .iter()
             .filter(|p| !outcome.failed_peers.contains(p))
@@ -203,9 +212,7 @@ impl PeerSync {
                     };
                     self.known.insert(key_of(lease), entry);
                 }
-                Err(reason) => report
-                    .errors
-                    .push(format!("{}: {reason}", label_of(lease))),
+                Err(reason) => report.errors.push(format!("{}: {reason}", label_of(lease))),
             }
         }
         // Sorted vectors rather than hash sets: with 5,000 peers (15,000 objects) the sets
@@ -250,7 +257,13 @@ impl PeerSync {
         for job in &removals {
             log::debug!("reconcile: removing {} that belongs to no peer", job.object);
         }
-        let outcome = apply(nl, &|i| describe(&labels, i), removals, installs, planner.hint());
+        let outcome = apply(
+            nl,
+            &|i| describe(&labels, i),
+            removals,
+            installs,
+            planner.hint(),
+        );
         if outcome.installed + outcome.removed > 0 {
             log::info!(
                 "reconcile: restored {} and removed {} kernel objects for {} peers",

@@ -204,8 +204,8 @@ pub struct CheckReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netops::firewall::iptables::Family;
     use crate::subnet::LeaseAttrs;
+    use netops::firewall::iptables::Family;
 
     fn lease(v6: Option<&str>) -> Lease {
         Lease {

@@ -206,7 +206,10 @@ impl LeaseAttrs {
             public_ip,
             public_ipv6,
             backend_type: wire.backend_type,
-            backend_data: wire.backend_data.filter(|v| !v.is_null()).map(BackendData::from),
+            backend_data: wire
+                .backend_data
+                .filter(|v| !v.is_null())
+                .map(BackendData::from),
             backend_v6_data: wire
                 .backend_v6_data
                 .filter(|v| !v.is_null())

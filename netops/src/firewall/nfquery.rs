@@ -168,7 +168,10 @@ fn ask(family: NfFamily, msg: u16, attrs: &[u8]) -> io::Result<bool> {
         let mut buf = vec![0u8; 32 * 1024];
         let n = socket.recv(&mut &mut buf[..], 0)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "netlink closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "netlink closed",
+            ));
         }
         collected.extend_from_slice(&buf[..n]);
         match interpret(&collected) {

@@ -52,9 +52,11 @@ pub fn del(req: &Request) -> Result<(), BridgeError> {
             masq_backend::teardown_all(&owner, &req.env.ifname)
         });
         for thread in [link, ipam].into_iter().flatten() {
-            errors.note(thread.join().unwrap_or_else(|_| {
-                Err(BridgeError::Failed("teardown thread panicked".into()))
-            }));
+            errors.note(
+                thread.join().unwrap_or_else(|_| {
+                    Err(BridgeError::Failed("teardown thread panicked".into()))
+                }),
+            );
         }
         if let Some(outcome) = masq {
             errors.note(outcome);
