@@ -411,14 +411,6 @@ async fn listing_reads_many_records_and_skips_unreadable_ones() {
         .find(|l| l.subnet == net("10.13.77.0/24"))
         .unwrap();
     assert_eq!(sample.attrs.public_ip, Ipv4Addr::new(172, 16, 0, 77));
-    let left = sample
-        .expiration
-        .duration_since(std::time::SystemTime::now())
-        .unwrap();
-    assert!(
-        left > Duration::from_secs(3500),
-        "expiration comes from the record's etcd lease: {left:?}"
-    );
     // The unreadable records do not stop acquisition either.
     let l = acquire(&reg, &cfg, &attrs(200), None).await.unwrap();
     assert!(!leases.iter().any(|x| x.subnet == l.subnet));

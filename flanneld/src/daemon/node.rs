@@ -245,9 +245,10 @@ impl Node {
         for (at, msg) in batch {
             match msg {
                 WatchMsg::Snapshot(leases) => {
+                    // Our record's expiration is known from our own grant and renewals;
+                    // records read back carry only the time they were read.
                     match leases.iter().find(|l| l.key() == own_key) {
                         Some(own) if own.attrs == self.attrs => {
-                            self.lease.expiration = own.expiration;
                             self.own_seen = true;
                         }
                         _ => lost |= self.own_seen,
@@ -263,7 +264,6 @@ impl Node {
                         match change {
                             Change::Put(l) if l.key() == own_key => {
                                 if l.attrs == self.attrs {
-                                    self.lease.expiration = l.expiration;
                                     self.own_seen = true;
                                 } else if self.own_seen {
                                     log::warn!(

@@ -44,6 +44,9 @@ pub struct Lease {
     pub subnet: Ipv4Net,
     pub ipv6_subnet: Option<Ipv6Net>,
     pub attrs: LeaseAttrs,
+    /// When the lease runs out, for this node's own lease (from its grant or renewal). For a
+    /// record read back from etcd v3 (listing, watch) the time it was read: its lifetime
+    /// lives on the etcd lease and would cost a lookup per record; no decision uses it.
     pub expiration: SystemTime,
 }
 

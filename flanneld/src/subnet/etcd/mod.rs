@@ -24,8 +24,6 @@ use super::{parse_subnet_key, subnet_key, AttrsError, Lease, LeaseAttrs};
 pub const SUBNET_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Unary requests that take longer than this are treated as failed and retried by callers.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Lease lookups in flight at once while listing (etcd serves ~100 streams per connection).
-const LOOKUP_CONCURRENCY: usize = 64;
 
 /// Upstream's message for a missing `<prefix>/config`, word for word.
 pub const NOT_FOUND_V3: &str =
@@ -199,46 +197,9 @@ impl Registry {
         Ok(String::from_utf8_lossy(kv.value()).into_owned())
     }
 
-    /// When the etcd lease `id` runs out (`now` for a key without a lease).
-    async fn expiration_of(&self, id: i64) -> Result<SystemTime, SubnetError> {
-        if id == 0 {
-            return Ok(SystemTime::now());
-        }
-        let mut lc = self.client.lease_client();
-        let ttl = timed(lc.time_to_live(id, None)).await?.ttl();
-        Ok(SystemTime::now() + Duration::from_secs(u64::try_from(ttl).unwrap_or(0)))
-    }
-
-    /// Decodes a lease record; `Ok(None)` for keys that are not lease keys (skipped, as
-    /// upstream does).
-    pub async fn lease_from_kv(&self, kv: &KeyValue) -> Result<Option<Lease>, SubnetError> {
-        let Some(mut lease) = decode_record(kv, SystemTime::now())? else {
-            return Ok(None);
-        };
-        lease.expiration = self.expiration_of(kv.lease()).await?;
-        Ok(Some(lease))
-    }
-
-    /// Every lease record in one Range request, decoded, without lifetime lookups (one etcd
-    /// call per record: 1,662 calls per lease when acquisition still listed this way with
-    /// 1,000 nodes starting at once). The records' `expiration` is therefore unknown here
-    /// and set to the time of the listing.
+    /// Every lease record, decoded (see [`Registry::list_subnets`]).
     pub async fn list_records(&self) -> Result<Vec<Lease>, SubnetError> {
-        let mut kv = self.client.kv_client();
-        let resp = timed(kv.get(self.subnets_dir(), Some(GetOptions::new().with_prefix()))).await?;
-        let now = SystemTime::now();
-        let mut leases = Vec::with_capacity(resp.kvs().len());
-        for kv in resp.kvs() {
-            match decode_record(kv, now) {
-                Ok(Some(lease)) => leases.push(lease),
-                Ok(None) => {}
-                Err(SubnetError::BadRecord { key, source }) => {
-                    log::warn!("Ignoring lease {key}: {source}")
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(leases)
+        Ok(self.list_subnets().await?.0)
     }
 
     /// The records for acquisition in one Range; with `since`, only those modified after
@@ -279,35 +240,27 @@ impl Registry {
         Ok(Some(usize::try_from(resp.count()).unwrap_or(0)))
     }
 
-    /// All lease records and the store revision they were read at. The expiration of each
-    /// record costs one lease lookup; they run concurrently so a relist of a large cluster
-    /// takes a few round trips, not one per node.
+    /// All lease records in one Range, and the store revision they were read at. A record's
+    /// `expiration` is the time it was read: etcd keeps lifetimes on its leases, one lookup
+    /// per record (upstream makes them), and nothing here reads a peer's expiration; this
+    /// node's own comes from its grant and renewals.
     pub async fn list_subnets(&self) -> Result<(Vec<Lease>, i64), SubnetError> {
         let mut kv = self.client.kv_client();
-        let mut resp =
-            timed(kv.get(self.subnets_dir(), Some(GetOptions::new().with_prefix()))).await?;
+        let resp = timed(kv.get(self.subnets_dir(), Some(GetOptions::new().with_prefix()))).await?;
         let revision = resp.header().map_or(0, |h| h.revision());
-        let kvs = resp.take_kvs();
-        let mut slots: Vec<Option<Lease>> = vec![None; kvs.len()];
-        for (chunk_no, chunk) in kvs.chunks(LOOKUP_CONCURRENCY).enumerate() {
-            let mut tasks = tokio::task::JoinSet::new();
-            for (i, kv) in chunk.iter().enumerate() {
-                let (reg, kv) = (self.clone(), kv.clone());
-                let slot = chunk_no * LOOKUP_CONCURRENCY + i;
-                tasks.spawn(async move { (slot, reg.lease_from_kv(&kv).await) });
-            }
-            while let Some(joined) = tasks.join_next().await {
-                let (slot, result) = joined.map_err(|e| SubnetError::Task(e.to_string()))?;
-                match result {
-                    Ok(lease) => slots[slot] = lease,
-                    Err(SubnetError::BadRecord { key, source }) => {
-                        log::warn!("Ignoring lease {key}: {source}")
-                    }
-                    Err(e) => return Err(e),
+        let now = SystemTime::now();
+        let mut leases = Vec::with_capacity(resp.kvs().len());
+        for kv in resp.kvs() {
+            match decode_record(kv, now) {
+                Ok(Some(lease)) => leases.push(lease),
+                Ok(None) => {}
+                Err(SubnetError::BadRecord { key, source }) => {
+                    log::warn!("Ignoring lease {key}: {source}")
                 }
+                Err(e) => return Err(e),
             }
         }
-        Ok((slots.into_iter().flatten().collect(), revision))
+        Ok((leases, revision))
     }
 
     async fn grant(&self) -> Result<(i64, SystemTime), SubnetError> {
@@ -455,7 +408,7 @@ impl Registry {
 
 /// A lease record's key and value as a [`Lease`] expiring at `expiration`; `Ok(None)` for
 /// keys that are not lease keys (skipped with a warning, as upstream does).
-fn decode_record(kv: &KeyValue, expiration: SystemTime) -> Result<Option<Lease>, SubnetError> {
+pub(super) fn decode_record(kv: &KeyValue, expiration: SystemTime) -> Result<Option<Lease>, SubnetError> {
     let key = String::from_utf8_lossy(kv.key()).into_owned();
     let Some((subnet, ipv6_subnet)) = parse_subnet_key(&key) else {
         log::warn!("Ignoring bad subnet node {key}");
@@ -551,6 +504,32 @@ mod tests {
         let used = calls(&etcd).since(&before);
         assert_eq!(used.get("etcdserverpb.Lease/LeaseGrant"), 1, "{used:?}");
         assert_eq!(used.get("etcdserverpb.Lease/LeaseRevoke"), 1, "{used:?}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn listing_the_records_is_one_range_without_lease_lookups() {
+        let etcd = Etcd::start(EtcdOptions::loopback()).expect("etcd starts");
+        let cfg = EtcdConfig {
+            endpoints: vec![etcd.endpoint()],
+            prefix: "/coreos.com/network".into(),
+            ..EtcdConfig::default()
+        };
+        let reg = Registry::connect(&cfg, Duration::from_secs(600))
+            .await
+            .unwrap();
+        for n in 1..=20u8 {
+            let subnet = format!("10.3.{n}.0/24").parse::<Ipv4Net>().unwrap();
+            reg.create_subnet(subnet, None, &attrs(n)).await.unwrap();
+        }
+        let before = calls(&etcd);
+        let read_from = SystemTime::now();
+        let (leases, _) = reg.list_subnets().await.unwrap();
+        let used = calls(&etcd).since(&before);
+        assert_eq!(leases.len(), 20);
+        // A peer's lifetime would cost one call per record (5,000 at a large start-up).
+        assert_eq!(used.get("etcdserverpb.Lease/LeaseTimeToLive"), 0, "{used:?}");
+        assert_eq!(used.get("etcdserverpb.KV/Range"), 1, "{used:?}");
+        assert!(leases.iter().all(|l| l.expiration >= read_from));
     }
 
     #[tokio::test(flavor = "current_thread")]

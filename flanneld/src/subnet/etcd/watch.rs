@@ -5,12 +5,12 @@
 //! 100 ms → 5 s), and when that revision was compacted away it takes a new snapshot, which the
 //! consumer diffs against what it knows (so nothing deleted meanwhile is missed).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use etcd_client::{EventType, WatchOptions};
 use tokio::sync::{mpsc, watch};
 
-use super::{Registry, SubnetError};
+use super::{decode_record, Registry, SubnetError};
 use crate::subnet::parse_subnet_key;
 use crate::subnet::peers::Change;
 
@@ -191,21 +191,13 @@ async fn follow(
             let Some(kv) = ev.kv() else { continue };
             last = Some(kv.mod_revision());
             match ev.event_type() {
-                EventType::Put => match reg.lease_from_kv(kv).await {
+                EventType::Put => match decode_record(kv, SystemTime::now()) {
                     Ok(Some(lease)) => changes.push(Change::Put(lease)),
                     Ok(None) => {}
                     Err(SubnetError::BadRecord { key, source }) => {
                         log::warn!("Ignoring lease {key}: {source}")
                     }
-                    // The lease TTL lookup failed: resume before this event so it is re-read.
-                    Err(e) => {
-                        *next_rev = Some(kv.mod_revision());
-                        if !changes.is_empty() && tx.send(WatchMsg::Changes(changes)).await.is_err()
-                        {
-                            return StreamEnd::Stop;
-                        }
-                        return StreamEnd::Broken(e.to_string());
-                    }
+                    Err(e) => log::warn!("Ignoring lease record: {e}"),
                 },
                 EventType::Delete => {
                     let key = String::from_utf8_lossy(kv.key());
