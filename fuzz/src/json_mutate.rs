@@ -59,7 +59,7 @@ fn number(rng: &mut Rng) -> Value {
 
 fn scalar(rng: &mut Rng) -> Value {
     match rng.u8(0..9) {
-        0 | 1 | 2 => Value::from(STRINGS[rng.usize(..STRINGS.len())]),
+        0..=2 => Value::from(STRINGS[rng.usize(..STRINGS.len())]),
         3 | 4 => number(rng),
         5 => Value::Bool(rng.bool()),
         6 => Value::Null,

@@ -18,7 +18,7 @@ use super::{label, nested, Target};
 pub fn targets() -> Vec<Target> {
     vec![Target {
         name: "cni_skel_entry",
-        seeds: seeds,
+        seeds,
         dict: EDGE_DICT,
         exec: edge,
     }]

@@ -287,7 +287,7 @@ impl<'r> Attach<'r> {
             self.wait_port_up(&pair.host.name)?;
         }
         if let Some(thread) = masq {
-            thread.join().unwrap_or_else(|_| Err(MasqError::Panicked))?;
+            thread.join().unwrap_or(Err(MasqError::Panicked))?;
         }
 
         // MACs can change after creation: the bridge takes the lowest port MAC until an
