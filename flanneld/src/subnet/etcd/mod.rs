@@ -447,6 +447,15 @@ mod tests {
         }
     }
 
+    async fn registry(etcd: &Etcd, ttl: Duration) -> Registry {
+        let cfg = EtcdConfig {
+            endpoints: vec![etcd.endpoint()],
+            prefix: "/coreos.com/network".into(),
+            ..EtcdConfig::default()
+        };
+        Registry::connect(&cfg, ttl).await.unwrap()
+    }
+
     fn calls(etcd: &Etcd) -> GrpcCalls {
         let addr = etcd
             .endpoint()
@@ -460,14 +469,9 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn the_lease_of_a_lost_race_serves_the_next_create() {
         let etcd = Etcd::start(EtcdOptions::loopback()).expect("etcd starts");
-        let cfg = EtcdConfig {
-            endpoints: vec![etcd.endpoint()],
-            prefix: "/coreos.com/network".into(),
-            ..EtcdConfig::default()
-        };
         let ttl = Duration::from_secs(20);
-        let winner = Registry::connect(&cfg, ttl).await.unwrap();
-        let loser = Registry::connect(&cfg, ttl).await.unwrap();
+        let winner = registry(&etcd, ttl).await;
+        let loser = registry(&etcd, ttl).await;
         let subnet = |n: u8| format!("10.3.{n}.0/24").parse::<Ipv4Net>().unwrap();
         let before = calls(&etcd);
         winner
@@ -509,14 +513,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn listing_the_records_is_one_range_without_lease_lookups() {
         let etcd = Etcd::start(EtcdOptions::loopback()).expect("etcd starts");
-        let cfg = EtcdConfig {
-            endpoints: vec![etcd.endpoint()],
-            prefix: "/coreos.com/network".into(),
-            ..EtcdConfig::default()
-        };
-        let reg = Registry::connect(&cfg, Duration::from_secs(600))
-            .await
-            .unwrap();
+        let reg = registry(&etcd, Duration::from_secs(600)).await;
         for n in 1..=20u8 {
             let subnet = format!("10.3.{n}.0/24").parse::<Ipv4Net>().unwrap();
             reg.create_subnet(subnet, None, &attrs(n)).await.unwrap();
@@ -535,14 +532,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_listing_since_a_revision_holds_only_later_writes() {
         let etcd = Etcd::start(EtcdOptions::loopback()).expect("etcd starts");
-        let cfg = EtcdConfig {
-            endpoints: vec![etcd.endpoint()],
-            prefix: "/coreos.com/network".into(),
-            ..EtcdConfig::default()
-        };
-        let reg = Registry::connect(&cfg, Duration::from_secs(600))
-            .await
-            .unwrap();
+        let reg = registry(&etcd, Duration::from_secs(600)).await;
         let mut net = NetworkConfig::parse(br#"{"Network":"10.3.0.0/16"}"#).unwrap();
         net.check().unwrap();
         let owner = Owner::new(&net, &attrs(2));
