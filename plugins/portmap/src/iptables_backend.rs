@@ -143,13 +143,40 @@ pub fn check_state(
     Ok(())
 }
 
+/// How often ADD plans and restores before giving up; see [`retry_lost_races`].
+const RESTORE_ATTEMPTS: u32 = 5;
+
+/// Runs `attempt` until it succeeds, fails other than by a rejected restore, or has failed
+/// [`RESTORE_ATTEMPTS`] times. Concurrent ADDs race to create the shared chains
+/// (CNI-HOSTPORT-DNAT, -SETMARK, -MASQ): plans made from snapshots taken before either
+/// restore both declare them, and the later restore fails with "Chain already exists". A
+/// restore is one transaction, so the failed one changed nothing, and a plan on a fresh
+/// snapshot sees the winner's chains and jumps (upstream's portmap has the same race between
+/// its existence check and `iptables -N`, and fails the ADD).
+fn retry_lost_races(
+    mut attempt: impl FnMut() -> Result<(), PortmapError>,
+) -> Result<(), PortmapError> {
+    let mut tries = 1;
+    loop {
+        match attempt() {
+            Err(PortmapError::Setup(IptablesError::Failed { .. })) if tries < RESTORE_ATTEMPTS => {
+                std::thread::sleep(std::time::Duration::from_millis(2 * u64::from(tries)));
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// ADD: one restore per container family.
 pub fn add(conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
     for container in [conf.container_v4, conf.container_v6].into_iter().flatten() {
-        let mut batch =
-            Batch::load(family_of(&container), TABLE).map_err(PortmapError::OpenIptables)?;
-        plan_add(&mut batch, conf, container_id, container).map_err(PortmapError::Setup)?;
-        batch.apply().map_err(PortmapError::Setup)?;
+        retry_lost_races(|| {
+            let mut batch =
+                Batch::load(family_of(&container), TABLE).map_err(PortmapError::OpenIptables)?;
+            plan_add(&mut batch, conf, container_id, container).map_err(PortmapError::Setup)?;
+            batch.apply().map_err(PortmapError::Setup)
+        })?;
     }
     Ok(())
 }

@@ -172,3 +172,48 @@ fn check_finds_missing_chain_rules_and_jumps() {
         "{err}"
     );
 }
+
+fn rejected_restore() -> PortmapError {
+    use std::os::unix::process::ExitStatusExt;
+    PortmapError::Setup(IptablesError::Failed {
+        program: "iptables-restore".into(),
+        status: std::process::ExitStatus::from_raw(1 << 8),
+        stderr: "iptables-restore: line 2 failed: Chain already exists.".into(),
+        failed_line: Some("-N CNI-HOSTPORT-SETMARK".into()),
+    })
+}
+
+#[test]
+fn a_restore_that_lost_a_chain_creation_race_is_planned_again() {
+    let mut calls = 0;
+    let r = retry_lost_races(|| {
+        calls += 1;
+        if calls == 1 {
+            Err(rejected_restore())
+        } else {
+            Ok(())
+        }
+    });
+    assert!(r.is_ok());
+    assert_eq!(calls, 2);
+}
+
+#[test]
+fn retries_are_bounded_and_only_for_rejected_restores() {
+    let mut calls = 0;
+    let r = retry_lost_races(|| {
+        calls += 1;
+        Err(rejected_restore())
+    });
+    assert!(matches!(r, Err(PortmapError::Setup(IptablesError::Failed { .. }))));
+    assert_eq!(calls, RESTORE_ATTEMPTS);
+
+    // A table that cannot be read is not a race: no second attempt.
+    let mut calls = 0;
+    let r = retry_lost_races(|| {
+        calls += 1;
+        Err(PortmapError::OpenIptables(IptablesError::InvalidToken("x".into())))
+    });
+    assert!(matches!(r, Err(PortmapError::OpenIptables(_))));
+    assert_eq!(calls, 1);
+}
