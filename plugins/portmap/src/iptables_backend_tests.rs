@@ -205,14 +205,19 @@ fn retries_are_bounded_and_only_for_rejected_restores() {
         calls += 1;
         Err(rejected_restore())
     });
-    assert!(matches!(r, Err(PortmapError::Setup(IptablesError::Failed { .. }))));
+    assert!(matches!(
+        r,
+        Err(PortmapError::Setup(IptablesError::Failed { .. }))
+    ));
     assert_eq!(calls, RESTORE_ATTEMPTS);
 
     // A table that cannot be read is not a race: no second attempt.
     let mut calls = 0;
     let r = retry_lost_races(|| {
         calls += 1;
-        Err(PortmapError::OpenIptables(IptablesError::InvalidToken("x".into())))
+        Err(PortmapError::OpenIptables(IptablesError::InvalidToken(
+            "x".into(),
+        )))
     });
     assert!(matches!(r, Err(PortmapError::OpenIptables(_))));
     assert_eq!(calls, 1);

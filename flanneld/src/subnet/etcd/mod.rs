@@ -408,7 +408,10 @@ impl Registry {
 
 /// A lease record's key and value as a [`Lease`] expiring at `expiration`; `Ok(None)` for
 /// keys that are not lease keys (skipped with a warning, as upstream does).
-pub(super) fn decode_record(kv: &KeyValue, expiration: SystemTime) -> Result<Option<Lease>, SubnetError> {
+pub(super) fn decode_record(
+    kv: &KeyValue,
+    expiration: SystemTime,
+) -> Result<Option<Lease>, SubnetError> {
     let key = String::from_utf8_lossy(kv.key()).into_owned();
     let Some((subnet, ipv6_subnet)) = parse_subnet_key(&key) else {
         log::warn!("Ignoring bad subnet node {key}");
@@ -524,7 +527,11 @@ mod tests {
         let used = calls(&etcd).since(&before);
         assert_eq!(leases.len(), 20);
         // A peer's lifetime would cost one call per record (5,000 at a large start-up).
-        assert_eq!(used.get("etcdserverpb.Lease/LeaseTimeToLive"), 0, "{used:?}");
+        assert_eq!(
+            used.get("etcdserverpb.Lease/LeaseTimeToLive"),
+            0,
+            "{used:?}"
+        );
         assert_eq!(used.get("etcdserverpb.KV/Range"), 1, "{used:?}");
         assert!(leases.iter().all(|l| l.expiration >= read_from));
     }
