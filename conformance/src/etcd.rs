@@ -156,6 +156,12 @@ impl Etcd {
         client_url(self.opts.tls.is_some(), self.client)
     }
 
+    /// The client address [`Etcd::endpoint`] names, for clients that speak to it directly
+    /// (the HTTP gateway, the metrics page).
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

@@ -219,12 +219,7 @@ mod tests {
     #[test]
     fn puts_with_a_lease_and_deletes_through_the_gateway() {
         let etcd = Etcd::start(EtcdOptions::loopback()).unwrap();
-        let addr: SocketAddr = etcd
-            .endpoint()
-            .strip_prefix("http://")
-            .unwrap()
-            .parse()
-            .unwrap();
+        let addr = etcd.client_addr();
         let mut http = EtcdHttp::connect(Path::new("/proc/self/ns/net"), addr).unwrap();
         let lease = http.grant(60).unwrap();
         assert!(lease.parse::<i64>().is_ok(), "{lease}");

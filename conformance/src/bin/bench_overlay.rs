@@ -5,7 +5,7 @@
 //! Topology as in the demo: etcd on the router, hosts h1 and h2 on segment
 //! A, h3 on segment B (host-gw: h1 and h2 only), one pod per host.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -307,12 +307,7 @@ fn lease_latency(
     backend: Backend,
     count: usize,
 ) -> Result<(Samples, Samples), BoxError> {
-    let endpoint = cluster.etcd.endpoint();
-    let etcd: SocketAddr = endpoint
-        .strip_prefix("http://")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("etcd endpoint {endpoint} is not plain http://ip:port"))?;
-    let mut http = EtcdHttp::connect(nodes[0].host.netns().path(), etcd)?;
+    let mut http = EtcdHttp::connect(nodes[0].host.netns().path(), cluster.etcd.client_addr())?;
     let lease = http.grant(FAKE_LEASE_TTL)?;
     let free: Vec<Ipv4Net> = (0..=255u8)
         .rev()

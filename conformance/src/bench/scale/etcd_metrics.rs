@@ -225,12 +225,7 @@ grpc_server_started_total{grpc_method="Range",grpc_service="etcdserverpb.KV",grp
     #[test]
     fn reads_live_counters_from_a_real_etcd() {
         let etcd = crate::etcd::Etcd::start(crate::etcd::EtcdOptions::loopback()).unwrap();
-        let addr: SocketAddr = etcd
-            .endpoint()
-            .strip_prefix("http://")
-            .unwrap()
-            .parse()
-            .unwrap();
+        let addr = etcd.client_addr();
         let before = Reading::read(addr).unwrap();
         etcd.put("/fr/metrics", "v").unwrap();
         let d = Reading::read(addr).unwrap().since(&before);

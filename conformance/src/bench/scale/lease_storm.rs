@@ -53,8 +53,6 @@ pub enum LeaseStormError {
     Records(#[from] RecordsError),
     #[error("tokio runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("etcd endpoint {0} is not http://ip:port")]
-    Endpoint(String),
     #[error("node setup: {0}")]
     Setup(String),
     #[error(transparent)]
@@ -118,10 +116,7 @@ pub fn run(nodes: usize) -> Result<LeaseStormReport, LeaseStormError> {
     }
     let etcd = Etcd::start(EtcdOptions::loopback())?;
     let endpoint = etcd.endpoint();
-    let addr: SocketAddr = endpoint
-        .strip_prefix("http://")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| LeaseStormError::Endpoint(endpoint.clone()))?;
+    let addr = etcd.client_addr();
     etcd.put(&format!("{PREFIX}/config"), &net_conf())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -8,7 +8,7 @@
 //! every peer's PublicIP on the host's own segment, and a /24 segment holds 254 of them.
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::Ipv4Net;
@@ -152,10 +152,7 @@ pub fn run(peers: usize, samples: usize) -> Result<RouteStormReport, RouteStormE
         .put(&format!("{PREFIX}/config"), &net_conf())
         .map_err(ClusterError::from)?;
     let endpoint = cluster.etcd.endpoint();
-    let etcd_addr: SocketAddr = endpoint
-        .strip_prefix("http://")
-        .and_then(|a| a.parse().ok())
-        .expect("the bed's etcd listens on plain http://ip:port");
+    let etcd_addr = cluster.etcd.client_addr();
     let mut http = EtcdHttp::connect(cluster.underlay.router().path(), etcd_addr)?;
     let lease = http.grant(RECORD_TTL)?;
     let mut want = HashSet::with_capacity(peers);

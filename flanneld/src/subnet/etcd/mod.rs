@@ -460,13 +460,7 @@ mod tests {
     }
 
     fn calls(etcd: &Etcd) -> GrpcCalls {
-        let addr = etcd
-            .endpoint()
-            .strip_prefix("http://")
-            .unwrap()
-            .parse()
-            .unwrap();
-        Reading::read(addr).unwrap().calls
+        Reading::read(etcd.client_addr()).unwrap().calls
     }
 
     #[tokio::test(flavor = "current_thread")]
