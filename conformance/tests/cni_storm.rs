@@ -10,7 +10,7 @@ mod flannel_support;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use conformance::{Driver, Impl, Netns};
+use conformance::{CniFailure, Driver, Impl, Netns};
 use flannel_support::*;
 use serde_json::{json, Value};
 
@@ -60,28 +60,26 @@ fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
-/// All ADDs at once; the results in pod order, or every failure in one message.
-fn add_all(driver: &Driver, conf: &str, host: &Netns, pods: &[Netns], round: usize) -> Vec<Value> {
+/// Runs `verb` for every pod at once, each on its own thread; the results in pod order, or
+/// every failure in one message.
+fn on_all_pods<T: Send>(
+    pods: &[Netns],
+    round: usize,
+    what: &str,
+    verb: impl Fn(usize, &Netns) -> Result<T, CniFailure> + Sync,
+) -> Vec<T> {
     let outcomes: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = pods
             .iter()
             .enumerate()
             .map(|(i, pod)| {
-                s.spawn(move || {
-                    driver.add(
-                        conf,
-                        host,
-                        pod,
-                        "eth0",
-                        &container_id(round, i),
-                        Some(&caps(i)),
-                    )
-                })
+                let verb = &verb;
+                s.spawn(move || verb(i, pod))
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("ADD thread"))
+            .map(|h| h.join().expect("CNI thread"))
             .collect()
     });
     let failures: Vec<String> = outcomes
@@ -91,45 +89,37 @@ fn add_all(driver: &Driver, conf: &str, host: &Netns, pods: &[Netns], round: usi
         .collect();
     assert!(
         failures.is_empty(),
-        "round {round}: {} ADDs failed:\n{}",
+        "round {round}: {} {what}s failed:\n{}",
         failures.len(),
         failures.join("\n")
     );
     outcomes.into_iter().map(Result::unwrap).collect()
 }
 
+fn add_all(driver: &Driver, conf: &str, host: &Netns, pods: &[Netns], round: usize) -> Vec<Value> {
+    on_all_pods(pods, round, "ADD", |i, pod| {
+        driver.add(
+            conf,
+            host,
+            pod,
+            "eth0",
+            &container_id(round, i),
+            Some(&caps(i)),
+        )
+    })
+}
+
 fn del_all(driver: &Driver, conf: &str, host: &Netns, pods: &[Netns], round: usize) {
-    let failures: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = pods
-            .iter()
-            .enumerate()
-            .map(|(i, pod)| {
-                s.spawn(move || {
-                    driver
-                        .del(
-                            conf,
-                            host,
-                            pod,
-                            "eth0",
-                            &container_id(round, i),
-                            Some(&caps(i)),
-                        )
-                        .err()
-                        .map(|e| format!("pod {i}: {e:?}"))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().expect("DEL thread"))
-            .collect()
+    on_all_pods(pods, round, "DEL", |i, pod| {
+        driver.del(
+            conf,
+            host,
+            pod,
+            "eth0",
+            &container_id(round, i),
+            Some(&caps(i)),
+        )
     });
-    assert!(
-        failures.is_empty(),
-        "round {round}: {} DELs failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
 }
 
 /// What a round must have built while its pods are up.
