@@ -183,7 +183,10 @@ async fn leases_are_ttl_keys_in_the_old_format_reused_by_public_ip() {
     let ttl = n["ttl"].as_i64().expect("a TTL key");
     assert!((55..=60).contains(&ttl), "{n}");
 
-    let listed = store.list_leases().await.unwrap();
+    let Store::V2(v2) = &store else {
+        panic!("the v2 store was selected")
+    };
+    let (listed, _) = v2.list_subnets().await.unwrap();
     let old = listed
         .iter()
         .find(|l| l.attrs.public_ip == Ipv4Addr::new(192, 168, 1, 77))

@@ -12,7 +12,7 @@ use super::etcd::{
     NOT_FOUND_V3,
 };
 use super::etcd_v2::{self, V2Error, V2Registry};
-use super::{Lease, LeaseAttrs};
+use super::LeaseAttrs;
 
 /// The config an operator most likely wants, shown in the "config not found" error.
 const EXAMPLE_CONFIG: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;
@@ -43,9 +43,6 @@ impl std::str::FromStr for EtcdApi {
 /// What acquisition needs from a store. Errors are [`SubnetError`]s with the same meaning in
 /// both APIs (`AlreadyExists` for a lost create race, `LeaseLost` for a failed renewal).
 pub trait LeaseStore {
-    /// Every lease record, decoded. Expirations may be approximate (the v3 listing skips
-    /// per-record lifetime lookups).
-    fn list_leases(&self) -> impl Future<Output = Result<Vec<Lease>, SubnetError>> + Send;
     /// The records as acquisition reads them: every slot, attributes decoded only where
     /// `owner` could have written them. With `since` (a [`Listing::revision`]), a store that
     /// can returns only the records written after it, marked `changes_only`.
@@ -80,11 +77,8 @@ pub trait LeaseStore {
 /// Both registries have the trait's operations as inherent methods of the same signatures;
 /// the trait impls only forward to them.
 macro_rules! forward_lease_store {
-    ($registry:ty, $list:ident) => {
+    ($registry:ty) => {
         impl LeaseStore for $registry {
-            async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
-                self.$list().await
-            }
             async fn list_slots(
                 &self,
                 owner: &Owner,
@@ -122,9 +116,8 @@ macro_rules! forward_lease_store {
     };
 }
 
-// v3: one Range, no per-record lifetime lookups.
-forward_lease_store!(Registry, list_records);
-forward_lease_store!(V2Registry, list_records);
+forward_lease_store!(Registry);
+forward_lease_store!(V2Registry);
 
 /// The keyspace this node uses for everything once the config was found.
 // One per process, cloned into a few tasks: boxing the v3 client would buy nothing.
@@ -173,12 +166,6 @@ impl Store {
 }
 
 impl LeaseStore for Store {
-    async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
-        match self {
-            Store::V3(r) => r.list_leases().await,
-            Store::V2(r) => r.list_leases().await,
-        }
-    }
     async fn list_slots(&self, owner: &Owner, since: Option<i64>) -> Result<Listing, SubnetError> {
         match self {
             Store::V3(r) => Registry::list_slots(r, owner, since).await,

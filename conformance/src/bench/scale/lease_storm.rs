@@ -16,7 +16,7 @@ use flanneld::subnet::etcd::{
     acquire_lease, AcquireRequest, EtcdConfig, Listing, Owner, Registry, SubnetError, SUBNET_TTL,
 };
 use flanneld::subnet::etcd_store::LeaseStore;
-use flanneld::subnet::{Lease, LeaseAttrs};
+use flanneld::subnet::LeaseAttrs;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netconf::flannel::NetworkConfig;
 use serde_json::json;
@@ -170,9 +170,6 @@ struct Counted {
 }
 
 impl LeaseStore for Counted {
-    async fn list_leases(&self) -> Result<Vec<Lease>, SubnetError> {
-        self.inner.list_leases().await
-    }
     async fn list_slots(&self, owner: &Owner, since: Option<i64>) -> Result<Listing, SubnetError> {
         self.inner.list_slots(owner, since).await
     }

@@ -197,11 +197,6 @@ impl Registry {
         Ok(String::from_utf8_lossy(kv.value()).into_owned())
     }
 
-    /// Every lease record, decoded (see [`Registry::list_subnets`]).
-    pub async fn list_records(&self) -> Result<Vec<Lease>, SubnetError> {
-        Ok(self.list_subnets().await?.0)
-    }
-
     /// The records for acquisition in one Range; with `since`, only those modified after
     /// that revision. etcd (3.4) still reads every record to filter them, but neither
     /// encodes nor sends the others, and the client decodes none of them: the answer is the

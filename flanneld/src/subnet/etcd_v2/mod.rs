@@ -181,12 +181,6 @@ impl V2Registry {
         }
     }
 
-    /// Every lease record, decoded; the v2 listing carries each key's TTL, so the
-    /// expirations are exact.
-    pub async fn list_records(&self) -> Result<Vec<Lease>, SubnetError> {
-        Ok(self.list_subnets().await?.0)
-    }
-
     /// The records for acquisition. The v2 API cannot list only what changed after an
     /// index, so every listing is a full one (`since` is ignored).
     pub async fn list_slots(
