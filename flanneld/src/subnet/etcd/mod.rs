@@ -18,7 +18,7 @@ use etcd_client::{
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::{parse_subnet_key, subnet_key, AttrsError, Lease, LeaseAttrs};
+use super::{parse_subnet_key, subnet_key, Lease, LeaseAttrs};
 
 /// How long a lease record lives unless renewed (upstream `subnetTTL`).
 pub const SUBNET_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -53,8 +53,6 @@ pub enum SubnetError {
     },
     #[error("etcd request task failed: {0}")]
     Task(String),
-    #[error("{key}: {source}")]
-    BadRecord { key: String, source: AttrsError },
     #[error(transparent)]
     V2(#[from] crate::subnet::etcd_v2::V2Error),
 }
@@ -244,17 +242,11 @@ impl Registry {
         let resp = timed(kv.get(self.subnets_dir(), Some(GetOptions::new().with_prefix()))).await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let now = SystemTime::now();
-        let mut leases = Vec::with_capacity(resp.kvs().len());
-        for kv in resp.kvs() {
-            match decode_record(kv, now) {
-                Ok(Some(lease)) => leases.push(lease),
-                Ok(None) => {}
-                Err(SubnetError::BadRecord { key, source }) => {
-                    log::warn!("Ignoring lease {key}: {source}")
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let leases = resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| decode_record(kv, now))
+            .collect();
         Ok((leases, revision))
     }
 
@@ -401,20 +393,23 @@ impl Registry {
     }
 }
 
-/// A lease record's key and value as a [`Lease`] expiring at `expiration`; `Ok(None)` for
-/// keys that are not lease keys (skipped with a warning, as upstream does).
-pub(super) fn decode_record(
-    kv: &KeyValue,
-    expiration: SystemTime,
-) -> Result<Option<Lease>, SubnetError> {
-    let key = String::from_utf8_lossy(kv.key()).into_owned();
+/// A lease record's key and value as a [`Lease`] expiring at `expiration`; `None`, with a
+/// warning, for keys that are not lease keys and values that do not decode (both skipped, as
+/// upstream does).
+pub(super) fn decode_record(kv: &KeyValue, expiration: SystemTime) -> Option<Lease> {
+    let key = String::from_utf8_lossy(kv.key());
     let Some((subnet, ipv6_subnet)) = parse_subnet_key(&key) else {
         log::warn!("Ignoring bad subnet node {key}");
-        return Ok(None);
+        return None;
     };
-    let attrs = LeaseAttrs::from_json(kv.value())
-        .map_err(|source| SubnetError::BadRecord { key, source })?;
-    Ok(Some(Lease {
+    let attrs = match LeaseAttrs::from_json(kv.value()) {
+        Ok(attrs) => attrs,
+        Err(e) => {
+            log::warn!("Ignoring lease {key}: {e}");
+            return None;
+        }
+    };
+    Some(Lease {
         // The etcd manager always treats leases as carrying IPv4 (upstream does the same).
         enable_ipv4: true,
         enable_ipv6: ipv6_subnet.is_some(),
@@ -422,7 +417,7 @@ pub(super) fn decode_record(
         ipv6_subnet,
         attrs,
         expiration,
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use etcd_client::{EventType, WatchOptions};
 use tokio::sync::{mpsc, watch};
 
-use super::{decode_record, Registry, SubnetError};
+use super::{decode_record, Registry};
 use crate::subnet::parse_subnet_key;
 use crate::subnet::peers::Change;
 
@@ -191,14 +191,11 @@ async fn follow(
             let Some(kv) = ev.kv() else { continue };
             last = Some(kv.mod_revision());
             match ev.event_type() {
-                EventType::Put => match decode_record(kv, SystemTime::now()) {
-                    Ok(Some(lease)) => changes.push(Change::Put(lease)),
-                    Ok(None) => {}
-                    Err(SubnetError::BadRecord { key, source }) => {
-                        log::warn!("Ignoring lease {key}: {source}")
+                EventType::Put => {
+                    if let Some(lease) = decode_record(kv, SystemTime::now()) {
+                        changes.push(Change::Put(lease));
                     }
-                    Err(e) => log::warn!("Ignoring lease record: {e}"),
-                },
+                }
                 EventType::Delete => {
                     let key = String::from_utf8_lossy(kv.key());
                     match parse_subnet_key(&key) {
