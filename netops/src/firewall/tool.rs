@@ -4,7 +4,7 @@
 //! through a pipe. The child runs in the calling thread's network namespace.
 
 use std::io::{self, Write};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 /// What a finished front-end run left behind.
 #[derive(Debug)]
@@ -18,32 +18,78 @@ pub(crate) struct Output {
 /// waits for it. Only failing to start or reap the child is an error here; a non-zero exit
 /// is the caller's to interpret, with the captured stderr.
 pub(crate) fn run(program: &str, args: &[&str], input: Option<&str>) -> io::Result<Output> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let output = std::thread::scope(|scope| {
-        // Feed stdin concurrently with draining stdout/stderr: a child that reports errors
-        // while we are still writing a large script must not deadlock on a full pipe.
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            scope.spawn(move || {
-                // A write error means the child exited early; its status and stderr explain why.
-                let _ = stdin.write_all(text.as_bytes());
-            });
+    match input {
+        Some(text) => Started::spawn(program, args)?.finish(text),
+        None => {
+            let output = Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()?;
+            Ok(Output::from(output))
         }
-        child.wait_with_output()
-    })?;
-    Ok(Output {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
+    }
+}
+
+/// A front-end started before its input is known, so that its exec and library loading
+/// overlap the caller's other work instead of following it. Until [`Started::finish`] it
+/// has read nothing and so changed nothing; dropped unfinished, it is killed and reaped.
+pub(crate) struct Started {
+    /// `None` once [`Started::finish`] has taken it over.
+    child: Option<Child>,
+}
+
+impl Started {
+    /// Signal dispositions are inherited: a caller that must not be cut short by SIGTERM
+    /// ignores it while spawning (a `pre_exec` hook here would cost a full `fork` instead
+    /// of the `posix_spawn` std uses otherwise).
+    pub(crate) fn spawn(program: &str, args: &[&str]) -> io::Result<Started> {
+        let mut command = Command::new(program);
+        let child = command
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        Ok(Started { child: Some(child) })
+    }
+
+    /// Feeds `input`, closes stdin and waits for the exit.
+    pub(crate) fn finish(mut self, input: &str) -> io::Result<Output> {
+        let mut child = self.child.take().expect("only finish takes the child");
+        let output = std::thread::scope(|scope| {
+            // Feed stdin concurrently with draining stdout/stderr: a child that reports
+            // errors while we are still writing a large script must not deadlock on a full
+            // pipe.
+            if let Some(mut stdin) = child.stdin.take() {
+                scope.spawn(move || {
+                    // A write error means the child exited early; its status and stderr
+                    // explain why.
+                    let _ = stdin.write_all(input.as_bytes());
+                });
+            }
+            child.wait_with_output()
+        })?;
+        Ok(Output::from(output))
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl From<std::process::Output> for Output {
+    fn from(output: std::process::Output) -> Output {
+        Output {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +124,33 @@ mod tests {
         let out = run("cat", &[], None).unwrap();
         assert!(out.status.success());
         assert_eq!(out.stdout, "");
+    }
+
+    #[test]
+    fn a_started_tool_reads_input_given_later() {
+        let started = Started::spawn("sh", &["-c", "cat; exit 4"]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let out = started.finish("late\n").unwrap();
+        assert_eq!(
+            (out.stdout.as_str(), out.status.code()),
+            ("late\n", Some(4))
+        );
+    }
+
+    #[test]
+    fn a_started_tool_dropped_unfinished_is_killed_before_it_acts() {
+        let marker = std::env::temp_dir().join(format!("netops-started-{}", std::process::id()));
+        let script = format!("read line; touch {}", marker.display());
+        let started = Started::spawn("sh", &["-c", &script]).unwrap();
+        let pid = started.child.as_ref().unwrap().id();
+        drop(started);
+        let acted = marker.exists();
+        let _ = std::fs::remove_file(&marker);
+        assert!(!acted, "it never saw input, so it did nothing");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "killed and reaped"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! recognise rules created by upstream's plugin too.
 
 use ipnet::IpNet;
-use netops::firewall::iptables::{self, Batch, Family, IptablesError};
+use netops::firewall::iptables::{self, Batch, Family, IptablesError, PendingRestore};
 use sha2::{Digest, Sha512};
 
 use crate::sigterm::SigtermIgnored;
@@ -155,8 +155,13 @@ impl Owner {
         Ok(())
     }
 
-    /// Installs the rules, one restore per family that has addresses.
-    pub fn setup(&self, ips: &[IpNet]) -> Result<(), MasqError> {
+    /// Installs the rules, one restore per family that has addresses; `pending` is used for
+    /// its family's batch (or killed unused).
+    pub fn setup(
+        &self,
+        ips: &[IpNet],
+        mut pending: Option<PendingRestore>,
+    ) -> Result<(), MasqError> {
         let _hold = SigtermIgnored::new();
         for family in [Family::V4, Family::V6] {
             let mine: Vec<IpNet> = ips
@@ -169,7 +174,8 @@ impl Owner {
             }
             let mut batch = Batch::load_for_chain(family, TABLE, &self.chain)?;
             self.plan_setup(&mut batch, &mine)?;
-            batch.apply()?;
+            let restore = pending.take_if(|p| p.family() == family);
+            batch.apply_with(restore)?;
         }
         Ok(())
     }

@@ -1,11 +1,12 @@
 //! Choosing and driving the masquerade backend (`ipMasqBackend`).
 
 use ipnet::IpNet;
-use netops::firewall::iptables::{self, Family};
+use netops::firewall::iptables::{self, Family, PendingRestore};
 use netops::firewall::nft;
 
 use crate::masq::{MasqError, Owner};
 use crate::masq_nft;
+use crate::sigterm::SigtermIgnored;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -31,15 +32,30 @@ pub fn choose(configured: Option<&str>) -> Result<Backend, MasqError> {
     }
 }
 
+/// Starts the IPv4 restore an iptables-backed setup will feed, so its start-up overlaps IPAM
+/// (most networks have IPv4 addresses; an IPv6-only result just kills it). Only an
+/// optimisation: when it cannot start, setup starts the tool itself and reports the error.
+pub fn prestart(backend: Backend) -> Option<PendingRestore> {
+    match backend {
+        Backend::Iptables => {
+            // The tool inherits the ignored SIGTERM, as the ones `setup` starts do.
+            let _hold = SigtermIgnored::new();
+            PendingRestore::start(Family::V4).ok()
+        }
+        Backend::Nftables => None,
+    }
+}
+
 pub fn setup(
     backend: Backend,
     owner: &Owner,
     ips: &[IpNet],
     ifname: &str,
     container_id: &str,
+    pending: Option<PendingRestore>,
 ) -> Result<(), MasqError> {
     match backend {
-        Backend::Iptables => owner.setup(ips),
+        Backend::Iptables => owner.setup(ips, pending),
         Backend::Nftables => masq_nft::setup(ips, &owner.network, ifname, container_id),
     }
 }

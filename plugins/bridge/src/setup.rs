@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use netconf::{CniResult, CniVersion, Interface};
+use netops::firewall::iptables::PendingRestore;
 use netops::netlink::{Family, Handle, LinkInfo, OperState};
 use netops::netns::{open_netns, NetnsGuard};
 use skel::Request;
@@ -90,6 +91,13 @@ fn iface(link: &LinkInfo) -> Interface {
     }
 }
 
+/// ipMasq's backend, chosen as the ADD starts so that an iptables restore can be started
+/// while IPAM runs; a choice that failed is reported where upstream reports it.
+struct MasqStart {
+    backend: Result<masq_backend::Backend, MasqError>,
+    restore: Option<PendingRestore>,
+}
+
 /// The links an ADD made before addressing: the bridge, the veth pair, the host namespace.
 struct Plumbing {
     br: LinkInfo,
@@ -101,9 +109,10 @@ struct Plumbing {
 impl<'r> Attach<'r> {
     /// IPAM runs in its own process while this one builds the bridge and the veth pair:
     /// neither depends on the other, and the host-local exec is a large share of an ADD.
-    /// The masquerade rules likewise go in while the container side is addressed. Errors
-    /// are reported in upstream's order (links, then IPAM), and whatever succeeded is on the
-    /// undo list either way.
+    /// The masquerade rules likewise go in while the container side is addressed, through
+    /// an iptables-restore started while IPAM was still running. Errors are reported in
+    /// upstream's order (links, then IPAM, then masquerade), and whatever succeeded is on
+    /// the undo list either way.
     fn run(&mut self) -> Result<CniResult, BridgeError> {
         let req = self.req;
         std::thread::scope(|scope| {
@@ -113,6 +122,7 @@ impl<'r> Attach<'r> {
                 })
             });
             let plumbing = self.plumb();
+            let masq = plumbing.is_ok().then(|| self.start_masq()).flatten();
             let ipam_result = ipam.map(|thread| {
                 thread.join().unwrap_or_else(|_| {
                     Err(netconf::CniError::new(
@@ -126,8 +136,23 @@ impl<'r> Attach<'r> {
             }
             let plumbing = plumbing?;
             let ipam_result = ipam_result.transpose().map_err(BridgeError::Ipam)?;
-            self.address(scope, plumbing, ipam_result)
+            self.address(scope, plumbing, ipam_result, masq)
         })
+    }
+
+    /// Chooses the ipMasq backend and starts the iptables restore. Called once the links
+    /// are built, when this thread would otherwise just wait for IPAM: any earlier, the
+    /// tool's start-up competes with IPAM's own process start for the CPU.
+    fn start_masq(&self) -> Option<MasqStart> {
+        if !self.conf.ip_masq || self.conf.ipam_type.is_none() {
+            return None;
+        }
+        let backend = masq_backend::choose(self.conf.ip_masq_backend.as_deref());
+        let restore = backend
+            .as_ref()
+            .ok()
+            .and_then(|b| masq_backend::prestart(*b));
+        Some(MasqStart { backend, restore })
     }
 
     fn plumb(&mut self) -> Result<Plumbing, BridgeError> {
@@ -186,6 +211,7 @@ impl<'r> Attach<'r> {
         scope: &'scope std::thread::Scope<'scope, '_>,
         plumbing: Plumbing,
         ipam_result: Option<CniResult>,
+        masq_start: Option<MasqStart>,
     ) -> Result<CniResult, BridgeError>
     where
         'r: 'scope,
@@ -233,15 +259,16 @@ impl<'r> Attach<'r> {
                 self.conf.is_default_gateway,
             );
 
-            if self.conf.ip_masq {
-                let backend = masq_backend::choose(self.conf.ip_masq_backend.as_deref())?;
+            if let Some(MasqStart { backend, restore }) = masq_start {
+                let backend = backend?;
                 let owner = Owner::new(&self.conf.network, &req.env.container_id);
                 self.undo.push(Undo::Masq(backend, owner.clone()));
                 let ips: Vec<_> = result.ips.iter().map(|ip| ip.address).collect();
                 // Spawned while this thread is in the host namespace, so the rule tools
                 // run there too.
                 masq = Some(scope.spawn(move || {
-                    masq_backend::setup(backend, &owner, &ips, ifname, &req.env.container_id)
+                    let cid = &req.env.container_id;
+                    masq_backend::setup(backend, &owner, &ips, ifname, cid, restore)
                 }));
             }
 

@@ -2,7 +2,7 @@
 
 use super::quote::join;
 use super::save::{save, SavedRule, SavedTable};
-use super::{check_name, exec, Family, IptablesError};
+use super::{check_name, exec, Family, IptablesError, PendingRestore, RESTORE_ARGS};
 
 /// Built-in chains exist implicitly: iptables creates them with the table.
 fn is_builtin(table: &str, chain: &str) -> bool {
@@ -227,12 +227,21 @@ impl Batch {
             return Ok(());
         }
         let input = self.render();
-        exec(
-            self.family.restore_bin(),
-            &["--noflush", "-w", "5"],
-            Some(&input),
-        )
-        .map(drop)
+        exec(self.family.restore_bin(), RESTORE_ARGS, Some(&input)).map(drop)
+    }
+
+    /// Like [`Batch::apply`], through `pending` when it is a restore of this batch's family
+    /// (it runs in the namespace it was started in). An unused `pending` is killed first.
+    pub fn apply_with(&self, pending: Option<PendingRestore>) -> Result<(), IptablesError> {
+        match pending {
+            Some(restore) if restore.family() == self.family && !self.is_empty() => {
+                restore.apply(&self.render())
+            }
+            unused => {
+                drop(unused);
+                self.apply()
+            }
+        }
     }
 }
 

@@ -108,10 +108,23 @@ fn check_name(kind: &'static str, name: &str) -> Result<(), IptablesError> {
 
 /// Runs `program args`, feeding `input` on stdin; returns stdout.
 fn exec(program: &str, args: &[&str], input: Option<&str>) -> Result<String, IptablesError> {
-    let output = tool::run(program, args, input).map_err(|source| IptablesError::Spawn {
+    let output = tool::run(program, args, input).map_err(|source| spawn_error(program, source))?;
+    checked(program, input, output)
+}
+
+fn spawn_error(program: &str, source: std::io::Error) -> IptablesError {
+    IptablesError::Spawn {
         program: program.to_string(),
         source,
-    })?;
+    }
+}
+
+/// stdout of a run that succeeded; otherwise the failure, with the input line it names.
+fn checked(
+    program: &str,
+    input: Option<&str>,
+    output: tool::Output,
+) -> Result<String, IptablesError> {
     if !output.status.success() {
         let failed_line = input.and_then(|text| failed_line(&output.stderr, text));
         return Err(IptablesError::Failed {
@@ -122,6 +135,40 @@ fn exec(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Ipt
         });
     }
     Ok(output.stdout)
+}
+
+const RESTORE_ARGS: &[&str] = &["--noflush", "-w", "5"];
+
+/// An `iptables-restore --noflush -w 5` (or ip6tables-restore) started before the batch it
+/// will apply is known. An ADD starts one while IPAM is still choosing the address the rules
+/// name, so the tool's exec and library loading are off the critical path. Until it is given
+/// a batch it has read nothing and changed nothing; dropped unused, it is killed.
+pub struct PendingRestore {
+    family: Family,
+    started: tool::Started,
+}
+
+impl PendingRestore {
+    /// Starts the tool in the calling thread's network namespace.
+    pub fn start(family: Family) -> Result<PendingRestore, IptablesError> {
+        let program = family.restore_bin();
+        let started =
+            tool::Started::spawn(program, RESTORE_ARGS).map_err(|e| spawn_error(program, e))?;
+        Ok(PendingRestore { family, started })
+    }
+
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    fn apply(self, input: &str) -> Result<(), IptablesError> {
+        let program = self.family.restore_bin();
+        let output = self
+            .started
+            .finish(input)
+            .map_err(|e| spawn_error(program, e))?;
+        checked(program, Some(input), output).map(drop)
+    }
 }
 
 /// iptables-restore names the failing input line (`line N failed` from the legacy backend,
