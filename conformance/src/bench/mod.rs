@@ -9,7 +9,7 @@
 //! - [`traffic`]: ping and iperf3 between namespaces, parsed;
 //! - [`routes`]: watching a namespace's routing table over netlink;
 //! - [`etcd_http`]: writing lease records with an exact send timestamp;
-//! - [`floor`]: the kernel and process costs every plugin pays, for context;
+//! - [`floor`]: the kernel and process costs every plugin pays, and the DEL floor they set;
 //! - [`portmap_backends`]: our portmap's iptables and nftables backends compared;
 //! - [`plugin_exec`]: running plugins directly (no libcni), timed, and their peak RSS;
 //! - [`stats`] and [`table`]: medians, percentiles and aligned text tables;
@@ -38,4 +38,30 @@ pub fn env_count(name: &str, default: usize) -> Result<usize, Box<dyn std::error
         },
         _ => Ok(default),
     }
+}
+
+/// `count` calls of `f(k)`, `k` in `0..count`, each on its own thread, all at once; the
+/// wall time until the last returned. Any call's error (or panic) fails the whole.
+pub fn all_at_once(
+    count: usize,
+    f: impl Fn(usize) -> Result<(), String> + Sync,
+) -> Result<std::time::Duration, Box<dyn std::error::Error>> {
+    let started = std::time::Instant::now();
+    let outcomes: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..count)
+            .map(|k| {
+                s.spawn({
+                    let f = &f;
+                    move || f(k)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("worker panicked".into())))
+            .collect()
+    });
+    let took = started.elapsed();
+    outcomes.into_iter().collect::<Result<Vec<()>, String>>()?;
+    Ok(took)
 }
