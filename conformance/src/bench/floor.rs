@@ -103,15 +103,16 @@ impl Floor {
 fn timed(cmd: &mut Command) -> Result<f64, BoxError> {
     let t = Instant::now();
     let out = cmd.output()?;
-    let secs = t.elapsed().as_secs_f64();
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into());
+    succeeded(&format!("{cmd:?}"), &out, t.elapsed().as_secs_f64())
+}
+
+/// `secs` when the run succeeded, else an error with its stderr.
+fn succeeded(what: &str, out: &std::process::Output, secs: f64) -> Result<f64, BoxError> {
+    if out.status.success() {
+        return Ok(secs);
     }
-    Ok(secs)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(format!("{what} failed: {}", stderr.trim()).into())
 }
 
 /// Runs `program args` in `ns` with `input` on stdin; the time until it exits.
@@ -135,15 +136,7 @@ fn timed_with_input(
         .expect("piped")
         .write_all(input.as_bytes())?;
     let out = child.wait_with_output()?;
-    let secs = t.elapsed().as_secs_f64();
-    if !out.status.success() {
-        return Err(format!(
-            "{program} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into());
-    }
-    Ok(secs)
+    succeeded(program, &out, t.elapsed().as_secs_f64())
 }
 
 /// Creates pairs `fl{first}..` in `host`, their peers `eth{first}..` in `pod`, in one run.
