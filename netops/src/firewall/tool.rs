@@ -43,8 +43,7 @@ impl Started {
     /// ignores it while spawning (a `pre_exec` hook here would cost a full `fork` instead
     /// of the `posix_spawn` std uses otherwise).
     pub(crate) fn spawn(program: &str, args: &[&str]) -> io::Result<Started> {
-        let mut command = Command::new(program);
-        let child = command
+        let child = Command::new(program)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
