@@ -91,8 +91,8 @@ fn iface(link: &LinkInfo) -> Interface {
     }
 }
 
-/// ipMasq's backend, chosen as the ADD starts so that an iptables restore can be started
-/// while IPAM runs; a choice that failed is reported where upstream reports it.
+/// ipMasq's backend, chosen once the links are built so that an iptables restore can be
+/// started while IPAM still runs; a choice that failed is reported where upstream reports it.
 struct MasqStart {
     backend: Result<masq_backend::Backend, MasqError>,
     restore: Option<PendingRestore>,
