@@ -23,7 +23,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use number::{parse_bool, parse_int, parse_uint};
+pub use number::{atoi, parse_bool, parse_int, parse_uint, AtoiError};
 
 /// The value type of a flag, which decides how it is parsed and shown in the usage text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

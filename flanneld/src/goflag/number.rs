@@ -1,5 +1,6 @@
 //! Go's `strconv.ParseBool`, `ParseInt(s, 0, 64)` and `ParseUint(s, 0, 64)`, with the two
-//! error texts Go's `flag` package reports for them.
+//! error texts Go's `flag` package reports for them, and `strconv.Atoi` with the whole error
+//! text Go prints for it (environment variables upstream reads with `Atoi`).
 
 const PARSE_ERROR: &str = "parse error";
 const RANGE_ERROR: &str = "value out of range";
@@ -115,4 +116,75 @@ fn underscores_ok(s: &str) -> bool {
         }
     }
     saw != Saw::Underscore
+}
+
+/// `strconv.Atoi` on a 64-bit platform: an optional sign and decimal digits only (no base
+/// prefix, no `_`), within `i64`. The error prints as Go's `*strconv.NumError` does.
+pub fn atoi(s: &str) -> Result<i64, AtoiError> {
+    let fail = |reason| AtoiError {
+        text: s.to_owned(),
+        reason,
+    };
+    let (negative, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(fail(PARSE_ERROR_ATOI));
+    }
+    // Every digit string fits in i128 long before it could overflow it, except absurdly long
+    // ones, which are out of range anyway.
+    let magnitude: i128 = digits.parse().unwrap_or(i128::MAX);
+    let value = if negative { -magnitude } else { magnitude };
+    i64::try_from(value).map_err(|_| fail(RANGE_ERROR))
+}
+
+const PARSE_ERROR_ATOI: &str = "invalid syntax";
+
+/// A value `strconv.Atoi` refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtoiError {
+    text: String,
+    reason: &'static str,
+}
+
+impl std::fmt::Display for AtoiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "strconv.Atoi: parsing {}: {}",
+            go_quote(&self.text),
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for AtoiError {}
+
+/// Go's `strconv.Quote`: a double-quoted string with Go escape sequences for quotes,
+/// backslashes and unprintable characters.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

@@ -75,6 +75,12 @@ pub enum KubeError {
         cidr: String,
         node: String,
     },
+    /// Upstream's wording, inside its `error creating network manager: ...`.
+    #[error("error creating network manager: env EVENT_QUEUE_DEPTH={value} format error: {source}")]
+    EventQueueDepth {
+        value: String,
+        source: crate::goflag::AtoiError,
+    },
     #[error("timeout contacting kube-api, failed to patch node {node:?}. Error: {source}")]
     Patch { node: String, source: kube::Error },
 }
@@ -116,6 +122,25 @@ fn read_config(path: &std::path::Path) -> Result<NetworkConfig, KubeError> {
     Ok(config)
 }
 
+/// The peer event queue's capacity from `EVENT_QUEUE_DEPTH`, read as upstream reads it: unset
+/// or empty means the default, and so does a number below 1; what `strconv.Atoi` refuses
+/// stops the start (upstream's error, word for word), rather than being quietly replaced by the
+/// default an operator did not ask for. The queue allocates as it fills, so a huge depth
+/// costs nothing up front; it is capped where the channel's semaphore ends.
+pub fn event_queue_depth(value: Option<&str>) -> Result<usize, KubeError> {
+    let Some(text) = value.filter(|v| !v.is_empty()) else {
+        return Ok(EVENT_QUEUE_DEPTH);
+    };
+    let n = crate::goflag::atoi(text).map_err(|source| KubeError::EventQueueDepth {
+        value: text.to_owned(),
+        source,
+    })?;
+    Ok(match usize::try_from(n) {
+        Ok(0) | Err(_) => EVENT_QUEUE_DEPTH,
+        Ok(n) => n.min(tokio::sync::Semaphore::MAX_PERMITS),
+    })
+}
+
 impl KubeManager {
     /// Connects, finds this node's name, reads the network config, starts following Nodes
     /// and waits (up to [`SYNC_TIMEOUT`]) for the first full list, as upstream's
@@ -131,10 +156,7 @@ impl KubeManager {
         let node_name = resolve_node_name(&client, &env).await?;
         let config = read_config(&opts.net_config_path)?;
         let nodes: Api<FlannelNode> = Api::all(client.clone());
-        let depth = env("EVENT_QUEUE_DEPTH")
-            .and_then(|s| s.parse::<usize>().ok())
-            .filter(|d| *d > 0)
-            .unwrap_or(EVENT_QUEUE_DEPTH);
+        let depth = event_queue_depth(env("EVENT_QUEUE_DEPTH").as_deref())?;
         let (tx, rx) = mpsc::channel(depth);
         let (synced_tx, mut synced) = signal::channel(false);
         tokio::spawn(follow_nodes(
@@ -187,5 +209,32 @@ impl KubeManager {
     /// The peer events (the first is the full list), once: the node loop owns them.
     pub fn take_events(&self) -> Option<mpsc::Receiver<WatchMsg>> {
         self.events.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_queue_depth_is_read_like_upstream() {
+        assert_eq!(event_queue_depth(None).unwrap(), EVENT_QUEUE_DEPTH);
+        assert_eq!(event_queue_depth(Some("")).unwrap(), EVENT_QUEUE_DEPTH);
+        assert_eq!(event_queue_depth(Some("64")).unwrap(), 64);
+        assert_eq!(event_queue_depth(Some("+64")).unwrap(), 64);
+        // Upstream keeps its default for numbers below 1.
+        assert_eq!(event_queue_depth(Some("0")).unwrap(), EVENT_QUEUE_DEPTH);
+        assert_eq!(event_queue_depth(Some("-5")).unwrap(), EVENT_QUEUE_DEPTH);
+        assert_eq!(
+            event_queue_depth(Some("9223372036854775807")).unwrap(),
+            tokio::sync::Semaphore::MAX_PERMITS
+        );
+        for bad in ["5k", " 64", "0x40", "1e3"] {
+            let e = event_queue_depth(Some(bad)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("error creating network manager: env EVENT_QUEUE_DEPTH={bad} format error: strconv.Atoi: parsing \"{bad}\": invalid syntax")
+            );
+        }
     }
 }
