@@ -45,9 +45,13 @@ pub struct LeaseReport {
     pub ipv6_subnet: Option<Ipv6Net>,
     pub public_ip: Ipv4Addr,
     pub backend: String,
-    /// RFC 3339, UTC.
+    /// RFC 3339, UTC; `never` for a reservation.
     pub expires: String,
+    /// 0 for a reservation.
     pub expires_unix: u64,
+    /// The record has no lifetime (upstream's reservations) and is never renewed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reservation: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,8 +186,9 @@ pub fn report(
             ipv6_subnet: l.ipv6_subnet,
             public_ip: l.attrs.public_ip,
             backend: backend_name(&l.attrs.backend_type).to_owned(),
-            expires: rfc3339(l.expiration),
-            expires_unix: unix(l.expiration),
+            expires: l.expiration.map_or_else(|| "never".to_owned(), rfc3339),
+            expires_unix: l.expiration.map_or(0, unix),
+            reservation: l.expiration.is_none(),
         }),
         last_error: status.last_error.as_ref().map(|(t, m)| ErrorReport {
             time: rfc3339(*t),

@@ -14,7 +14,7 @@ use crate::metrics::count_etcd_error;
 use crate::options::Options;
 use crate::state::{Phase, State};
 use crate::subnet::etcd::{SubnetError, WatchMsg};
-use crate::subnet::etcd_store::{Store, StoreSelector};
+use crate::subnet::etcd_store::{LeaseStore, Store, StoreSelector};
 #[cfg(feature = "kube")]
 use crate::subnet::kube::KubeManager;
 use crate::subnet::{Lease, LeaseAttrs};
@@ -75,7 +75,18 @@ impl Manager {
                     .await
             }
             #[cfg(feature = "kube")]
-            Manager::Kube(_) => Ok(lease.expiration),
+            Manager::Kube(_) => Ok(lease.expiration.unwrap_or_else(SystemTime::now)),
+        }
+    }
+
+    /// Whether our record, turned into a reservation (no lifetime), is left one and no longer
+    /// renewed (etcd v2, as flannel ≤ v0.17), or renewed at once onto a lease (etcd v3, as
+    /// upstream's v3 code does on reading the missing lease's lifetime as -1 s).
+    pub fn keeps_reservations(&self) -> bool {
+        match self {
+            Manager::Etcd(store) => store.keeps_reservations(),
+            #[cfg(feature = "kube")]
+            Manager::Kube(_) => false,
         }
     }
 
@@ -196,7 +207,9 @@ impl Manager {
             net_config_path: opts.net_config_path.clone(),
             set_node_network_unavailable: opts.set_node_network_unavailable,
         };
-        let env = |k: &str| std::env::var(k).ok();
+        // Lossy rather than absent: upstream reads the bytes, so a value that is not UTF-8
+        // must reach EVENT_QUEUE_DEPTH's check and fail there, not vanish.
+        let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
         let started = tokio::select! {
             r = KubeManager::start(&kopts, env, stop.clone()) => r,
             _ = super::stopped(stop) => return Ok(None),

@@ -165,9 +165,15 @@ impl Node {
             self.renew_at = None;
             return;
         };
-        let remaining = self
-            .lease
-            .expiration
+        let Some(expiration) = self.lease.expiration else {
+            log::info!(
+                "Lease {} is a reservation (no TTL): it is not renewed",
+                self.lease.key()
+            );
+            self.renew_at = None;
+            return;
+        };
+        let remaining = expiration
             .duration_since(SystemTime::now())
             .unwrap_or_default();
         let delay = renew_delay(remaining, self.opts.renew_margin, ttl);
@@ -250,6 +256,7 @@ impl Node {
                     match leases.iter().find(|l| l.key() == own_key) {
                         Some(own) if own.attrs == self.attrs => {
                             self.own_seen = true;
+                            self.follow_lifetime(own.expiration);
                         }
                         _ => lost |= self.own_seen,
                     }
@@ -265,6 +272,7 @@ impl Node {
                             Change::Put(l) if l.key() == own_key => {
                                 if l.attrs == self.attrs {
                                     self.own_seen = true;
+                                    self.follow_lifetime(l.expiration);
                                 } else if self.own_seen {
                                     log::warn!(
                                         "our lease record {own_key} was overwritten by {}",
@@ -312,6 +320,33 @@ impl Node {
         lost
     }
 
+    /// Our record, as the watch shows it, gained or lost its lifetime: an operator turned it
+    /// into a reservation (a write without lease or TTL) or back. Each keyspace does what
+    /// upstream's code for it does: v2 keeps a reservation and stops renewing, v3 renews at
+    /// once, which puts the record back on a lease.
+    fn follow_lifetime(&mut self, record: Option<SystemTime>) {
+        let key = self.lease.key();
+        match (self.lease.expiration, record) {
+            (Some(_), None) if self.mgr.keeps_reservations() => {
+                log::info!("our lease record {key} is now a reservation (no TTL): it is kept as it is and no longer renewed");
+                self.lease.expiration = None;
+                self.schedule_renewal();
+                self.state.lock().lease = Some(self.lease.clone());
+            }
+            (Some(_), None) if self.mgr.lease_ttl().is_some() => {
+                log::warn!("our lease record {key} is no longer on an etcd lease (a reservation); etcd v3 mode puts it back on one now, as upstream flannel does");
+                self.renew_at = Some(Instant::now());
+            }
+            (None, Some(expiration)) => {
+                log::info!("our lease record {key} has a TTL again: renewing it from now on");
+                self.lease.expiration = Some(expiration);
+                self.schedule_renewal();
+                self.state.lock().lease = Some(self.lease.clone());
+            }
+            _ => {}
+        }
+    }
+
     /// Publishes the peer set and reports public IPs announced by more than one lease (the
     /// NAT-interface pitfall), each new one once.
     fn peers_changed(&mut self) {
@@ -355,7 +390,7 @@ impl Node {
     async fn renew(&mut self, stop: &mut Stop) {
         match self.mgr.renew(&self.lease, &self.attrs).await {
             Ok(expiration) => {
-                self.lease.expiration = expiration;
+                self.lease.expiration = Some(expiration);
                 log::info!(
                     "Lease renewed, new expiration: {}",
                     crate::logger::rfc3339(expiration)

@@ -220,7 +220,7 @@ mod tests {
                 backend_data: None,
                 backend_v6_data: None,
             },
-            expiration: std::time::UNIX_EPOCH,
+            expiration: Some(std::time::UNIX_EPOCH),
         }
     }
 

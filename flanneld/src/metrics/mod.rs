@@ -246,7 +246,9 @@ impl Metrics {
                         backend: backend_name(&lease.attrs.backend_type).to_owned(),
                     })
                     .set(1);
-                self.lease_expiry.set(unix_seconds(lease.expiration));
+                // A reservation never expires.
+                self.lease_expiry
+                    .set(lease.expiration.map_or(f64::INFINITY, unix_seconds));
             }
             None => {
                 self.lease_expiry.set(0.0);

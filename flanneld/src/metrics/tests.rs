@@ -19,7 +19,7 @@ fn lease(backend: &str) -> Lease {
             backend_data: None,
             backend_v6_data: None,
         },
-        expiration: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        expiration: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
     }
 }
 

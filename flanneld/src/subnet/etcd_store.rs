@@ -60,13 +60,19 @@ pub trait LeaseStore {
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
     ) -> impl Future<Output = Result<SystemTime, SubnetError>> + Send;
-    /// Unconditional overwrite with a fresh lifetime.
+    /// Unconditional overwrite with a fresh lifetime, or, with `reservation`, with none (the
+    /// record stays a reservation). Returns the expiration (`None` for a reservation).
     fn update_subnet(
         &self,
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
-    ) -> impl Future<Output = Result<SystemTime, SubnetError>> + Send;
+        reservation: bool,
+    ) -> impl Future<Output = Result<Option<SystemTime>, SubnetError>> + Send;
+    /// Whether a reservation its node reuses stays one (never renewed), as upstream's code for
+    /// this keyspace has it: flannel ≤ v0.17 (v2) keeps it; flannel's etcd v3 code reads a
+    /// record without a lease as expiring now and puts it on a 24 h lease (flannel-io#1329).
+    fn keeps_reservations(&self) -> bool;
     fn delete_subnet(
         &self,
         subnet: Ipv4Net,
@@ -102,8 +108,12 @@ macro_rules! forward_lease_store {
                 subnet: Ipv4Net,
                 ipv6_subnet: Option<Ipv6Net>,
                 attrs: &LeaseAttrs,
-            ) -> Result<SystemTime, SubnetError> {
-                <$registry>::update_subnet(self, subnet, ipv6_subnet, attrs).await
+                reservation: bool,
+            ) -> Result<Option<SystemTime>, SubnetError> {
+                <$registry>::update_subnet(self, subnet, ipv6_subnet, attrs, reservation).await
+            }
+            fn keeps_reservations(&self) -> bool {
+                <$registry>::KEEPS_RESERVATIONS
             }
             async fn delete_subnet(
                 &self,
@@ -194,10 +204,17 @@ impl LeaseStore for Store {
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
+        reservation: bool,
+    ) -> Result<Option<SystemTime>, SubnetError> {
         match self {
-            Store::V3(r) => Registry::update_subnet(r, subnet, ipv6_subnet, attrs).await,
-            Store::V2(r) => V2Registry::update_subnet(r, subnet, ipv6_subnet, attrs).await,
+            Store::V3(r) => r.update_subnet(subnet, ipv6_subnet, attrs, reservation).await,
+            Store::V2(r) => r.update_subnet(subnet, ipv6_subnet, attrs, reservation).await,
+        }
+    }
+    fn keeps_reservations(&self) -> bool {
+        match self {
+            Store::V3(_) => Registry::KEEPS_RESERVATIONS,
+            Store::V2(_) => V2Registry::KEEPS_RESERVATIONS,
         }
     }
     async fn delete_subnet(

@@ -47,7 +47,9 @@ pub struct Lease {
     /// When the lease runs out, for this node's own lease (from its grant or renewal). For a
     /// record read back from etcd v3 (listing, watch) the time it was read: its lifetime
     /// lives on the etcd lease and would cost a lookup per record; no decision uses it.
-    pub expiration: SystemTime,
+    /// `None`: the record has no lifetime at all (no etcd lease, no v2 TTL), a *reservation*
+    /// (upstream `Documentation/reservations.md`), which only an operator removes.
+    pub expiration: Option<SystemTime>,
 }
 
 /// A peer lease as the daemon holds it: one allocation shared by the peer set, the backend's

@@ -105,7 +105,7 @@ fn lease(subnet: &str, ip: [u8; 4]) -> Lease {
             public_ip: ip.into(),
             ..vxlan_attrs()
         },
-        expiration: std::time::UNIX_EPOCH,
+        expiration: Some(std::time::UNIX_EPOCH),
     }
 }
 
@@ -186,7 +186,7 @@ fn peer_set_holds_one_shared_copy_of_each_lease() {
 
     // Renewals, by watch or by a fresh snapshot, keep that allocation and raise no event.
     let mut renewed = lease("10.244.2.0/24", [2, 2, 2, 2]);
-    renewed.expiration = std::time::UNIX_EPOCH + std::time::Duration::from_secs(60);
+    renewed.expiration = Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(60));
     assert!(set.update(vec![Change::Put(renewed.clone())]).is_empty());
     assert!(set.reset(vec![renewed]).is_empty());
     assert!(Arc::ptr_eq(added, &set.all()[0]));

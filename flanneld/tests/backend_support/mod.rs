@@ -205,7 +205,7 @@ pub fn lease(
             backend_data: data.map(Into::into),
             backend_v6_data: None,
         },
-        expiration: SystemTime::now() + Duration::from_secs(86400),
+        expiration: Some(SystemTime::now() + Duration::from_secs(86400)),
     }
 }
 

@@ -193,8 +193,14 @@ impl LeaseStore for Counted {
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        self.inner.update_subnet(subnet, ipv6_subnet, attrs).await
+        reservation: bool,
+    ) -> Result<Option<SystemTime>, SubnetError> {
+        self.inner
+            .update_subnet(subnet, ipv6_subnet, attrs, reservation)
+            .await
+    }
+    fn keeps_reservations(&self) -> bool {
+        Registry::KEEPS_RESERVATIONS
     }
     async fn delete_subnet(
         &self,

@@ -28,14 +28,15 @@ pub fn render(r: &StatusReport, now: u64) -> String {
     match &r.lease {
         Some(l) => {
             let v6 = l.ipv6_subnet.map(|s| format!(" + {s}")).unwrap_or_default();
+            let lifetime = if l.reservation {
+                "a reservation (no TTL, never renewed)".to_owned()
+            } else {
+                format!("expires {} ({})", l.expires, remaining(now, l.expires_unix))
+            };
             let _ = writeln!(
                 out,
-                "Lease:       {}{v6} public IP {} backend {}, expires {} ({})",
-                l.subnet,
-                l.public_ip,
-                l.backend,
-                l.expires,
-                remaining(now, l.expires_unix)
+                "Lease:       {}{v6} public IP {} backend {}, {lifetime}",
+                l.subnet, l.public_ip, l.backend,
             );
         }
         None => {
@@ -128,6 +129,7 @@ mod tests {
                 backend: "vxlan".into(),
                 expires: "2026-11-24T17:00:00Z".into(),
                 expires_unix: 10_000 + 3 * 3600 + 25 * 60,
+                reservation: false,
             }),
             last_error: None,
             peers: vec![
@@ -167,6 +169,18 @@ mod tests {
              \x20 10.244.2.0/24  10.10.1.3 vxlan   yes\n\
              \x20 10.244.13.0/24 10.10.2.2 vxlan   NO\n"
         );
+    }
+
+    #[test]
+    fn a_reservation_says_so_instead_of_an_expiry() {
+        let mut r = report();
+        let lease = r.lease.as_mut().unwrap();
+        lease.reservation = true;
+        lease.expires = "never".into();
+        lease.expires_unix = 0;
+        assert!(render(&r, 10_000).contains(
+            "Lease:       10.244.1.0/24 public IP 10.10.1.2 backend vxlan, a reservation (no TTL, never renewed)\n"
+        ));
     }
 
     #[test]

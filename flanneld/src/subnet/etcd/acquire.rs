@@ -109,6 +109,8 @@ pub struct Slot {
     pub subnet: Ipv4Net,
     pub ipv6_subnet: Option<Ipv6Net>,
     pub attrs: Option<Box<LeaseAttrs>>,
+    /// The record has no lifetime (no etcd lease, no v2 TTL): an operator's reservation.
+    pub reserved: bool,
 }
 
 impl Slot {
@@ -116,7 +118,7 @@ impl Slot {
     /// (skipped with a warning, as upstream does). A record whose attributes do not decode
     /// still occupies its key, and a create-only write there could only fail, so it counts
     /// as taken.
-    pub fn from_record(key: &str, value: &[u8], owner: &Owner) -> Option<Slot> {
+    pub fn from_record(key: &str, value: &[u8], reserved: bool, owner: &Owner) -> Option<Slot> {
         let Some((subnet, ipv6_subnet)) = parse_subnet_key(key) else {
             log::warn!("Ignoring bad subnet node {key}");
             return None;
@@ -138,6 +140,7 @@ impl Slot {
             subnet,
             ipv6_subnet,
             attrs,
+            reserved,
         })
     }
 }
@@ -159,8 +162,8 @@ type At = (Ipv4Net, Option<Ipv6Net>);
 struct View {
     /// Every record seen, sorted, each once.
     taken: Vec<At>,
-    /// Records with our address, in listing order.
-    ours: Vec<At>,
+    /// Records with our address, in listing order, and whether each is a reservation.
+    ours: Vec<(At, bool)>,
     revision: Option<i64>,
     /// Read in full in this attempt. Otherwise a record deleted since still counts as
     /// taken: only cautious, except when it makes the pool look full.
@@ -180,9 +183,9 @@ impl View {
         for slot in listing.slots {
             let at = (slot.subnet, slot.ipv6_subnet);
             // A rewritten record is judged by its new attributes.
-            self.ours.retain(|o| *o != at);
+            self.ours.retain(|o| o.0 != at);
             if slot.attrs.as_deref().is_some_and(|a| owner.owns(a)) {
-                self.ours.push(at);
+                self.ours.push((at, slot.reserved));
             }
             self.taken.push(at);
         }
@@ -199,7 +202,7 @@ impl View {
 
     fn forget(&mut self, at: At) {
         self.taken.retain(|t| *t != at);
-        self.ours.retain(|o| *o != at);
+        self.ours.retain(|o| o.0 != at);
     }
 
     fn taken_v4(&self) -> Vec<Ipv4Net> {
@@ -244,6 +247,17 @@ fn after_loss(step: u32, unknown: Option<usize>, free_max: usize) -> (u32, bool)
     }
 }
 
+/// What happens to a reservation this node reuses: each keyspace does what upstream's code
+/// for it does (see [`LeaseStore::keeps_reservations`]).
+fn log_reservation(subnet: Ipv4Net, ipv6_subnet: Option<Ipv6Net>, kept: bool) {
+    let key = crate::subnet::subnet_key(subnet, ipv6_subnet);
+    if kept {
+        log::info!("{key} is a reservation (no TTL): it stays one and is not renewed");
+    } else {
+        log::warn!("{key} is a reservation (no etcd lease): etcd v3 mode puts it on a renewed lease, as upstream flannel does; it is an ordinary lease from now on");
+    }
+}
+
 fn describe(subnet: Ipv4Net, ipv6_subnet: Option<Ipv6Net>) -> String {
     match ipv6_subnet {
         Some(v6) => format!("ip: {subnet} ipv6: {v6}"),
@@ -255,7 +269,7 @@ fn lease(
     subnet: Ipv4Net,
     ipv6_subnet: Option<Ipv6Net>,
     attrs: &LeaseAttrs,
-    expiration: std::time::SystemTime,
+    expiration: Option<std::time::SystemTime>,
 ) -> Lease {
     Lease {
         enable_ipv4: true,
@@ -315,7 +329,7 @@ async fn try_acquire(
     let cfg = req.config;
     let attrs = req.attrs;
 
-    if let Some(&(subnet, ipv6_subnet)) = view.ours.first() {
+    if let Some(&((subnet, ipv6_subnet), reserved)) = view.ours.first() {
         view.forget((subnet, ipv6_subnet));
         let what = describe(subnet, ipv6_subnet);
         if alloc::lease_compatible(cfg, subnet, ipv6_subnet) {
@@ -323,7 +337,11 @@ async fn try_acquire(
                 "Found lease ({what}) for current IP ({}), reusing",
                 attrs.public_ip
             );
-            let expiration = reg.update_subnet(subnet, ipv6_subnet, attrs).await?;
+            let keep = reserved && reg.keeps_reservations();
+            if reserved {
+                log_reservation(subnet, ipv6_subnet, keep);
+            }
+            let expiration = reg.update_subnet(subnet, ipv6_subnet, attrs, keep).await?;
             return Ok(lease(subnet, ipv6_subnet, attrs, expiration));
         }
         log::info!("Found lease ({what}) for current IP ({}) but not compatible with current config, deleting", attrs.public_ip);
@@ -380,7 +398,7 @@ async fn create(
     attrs: &LeaseAttrs,
 ) -> Result<Lease, SubnetError> {
     match reg.create_subnet(subnet, ipv6_subnet, attrs).await {
-        Ok(expiration) => Ok(lease(subnet, ipv6_subnet, attrs, expiration)),
+        Ok(expiration) => Ok(lease(subnet, ipv6_subnet, attrs, Some(expiration))),
         Err(e) => {
             if matches!(e, SubnetError::AlreadyExists) {
                 view.add((subnet, ipv6_subnet));

@@ -30,6 +30,12 @@ struct FakeState {
     expire_on_loss: Vec<String>,
     /// Records other nodes create the moment a rival wins.
     crowd_on_loss: Vec<String>,
+    /// Records without a lifetime (reservations).
+    reserved: Vec<String>,
+    /// Whether this store keeps a reused reservation one (etcd v2) or not (v3).
+    keeps_reservations: bool,
+    /// Every update: the subnet and whether it was written as a reservation.
+    updates: Vec<(Ipv4Net, bool)>,
 }
 
 impl FakeState {
@@ -66,7 +72,7 @@ impl LeaseStore for Fake {
             .records
             .iter()
             .filter(|(_, (_, rev))| since.map_or(true, |s| *rev > s))
-            .filter_map(|(k, (v, _))| Slot::from_record(k, v, owner))
+            .filter_map(|(k, (v, _))| Slot::from_record(k, v, st.reserved.contains(k), owner))
             .collect();
         Ok(Listing {
             slots,
@@ -111,9 +117,19 @@ impl LeaseStore for Fake {
         subnet: Ipv4Net,
         _: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        self.state().put(&key(subnet), attrs.to_json().as_bytes());
-        Ok(SystemTime::now())
+        reservation: bool,
+    ) -> Result<Option<SystemTime>, SubnetError> {
+        let mut st = self.state();
+        st.put(&key(subnet), attrs.to_json().as_bytes());
+        st.updates.push((subnet, reservation));
+        if !reservation {
+            st.reserved.retain(|k| *k != key(subnet));
+        }
+        Ok((!reservation).then(SystemTime::now))
+    }
+
+    fn keeps_reservations(&self) -> bool {
+        self.state().keeps_reservations
     }
 
     async fn delete_subnet(&self, subnet: Ipv4Net, _: Option<Ipv6Net>) -> Result<(), SubnetError> {
@@ -161,7 +177,7 @@ async fn acquire(store: &Fake, cfg: &NetworkConfig, me: &LeaseAttrs) -> Result<L
 fn only_records_that_could_be_ours_are_decoded() {
     let cfg = config(r#"{"Network":"10.5.0.0/16"}"#);
     let owner = Owner::new(&cfg, &attrs([172, 16, 0, 1]));
-    let slot = |value: &str| Slot::from_record("10.5.3.0-24", value.as_bytes(), &owner);
+    let slot = |value: &str| Slot::from_record("10.5.3.0-24", value.as_bytes(), false, &owner);
     // Another node's record: its subnet, nothing decoded (a broken one likewise).
     let other = slot(&record("172.16.0.10")).unwrap();
     assert_eq!((other.subnet, other.attrs), (net("10.5.3.0/24"), None));
@@ -176,7 +192,7 @@ fn only_records_that_could_be_ours_are_decoded() {
         assert!(owner.owns(&decoded), "{ours}");
     }
     assert_eq!(slot("{}").unwrap().attrs, None);
-    assert_eq!(Slot::from_record("not-a-subnet", b"{}", &owner), None);
+    assert_eq!(Slot::from_record("not-a-subnet", b"{}", false, &owner), None);
 
     // A node without PublicIP matches records without one: nothing can be skipped.
     let nobody = Owner::new(&cfg, &attrs([0, 0, 0, 0]));
@@ -381,4 +397,30 @@ async fn our_record_is_reused_and_a_free_previous_subnet_is_taken_back() {
         net("10.5.9.0/24")
     );
     assert_eq!(fresh.state().records.len(), 2);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_reservation_is_reused_as_the_keyspace_does_upstream() {
+    let cfg = config(r#"{"Network":"10.5.0.0/16"}"#);
+    let me = attrs([172, 16, 0, 1]);
+    for keeps in [true, false] {
+        let store = Fake::with(&[
+            ("10.5.7.0-24", &record("172.16.0.1")),
+            ("10.5.8.0-24", &record("172.16.0.2")),
+        ]);
+        {
+            let mut st = store.state();
+            st.reserved = vec!["10.5.7.0-24".into(), "10.5.8.0-24".into()];
+            st.keeps_reservations = keeps;
+        }
+        let lease = acquire(&store, &cfg, &me).await.unwrap();
+        assert_eq!(lease.subnet, net("10.5.7.0/24"));
+        // v2 keeps it a reservation (no expiration, never renewed); v3 puts it on a lease.
+        assert_eq!(lease.expiration.is_none(), keeps);
+        let st = store.state();
+        assert_eq!(st.updates, vec![(net("10.5.7.0/24"), keeps)]);
+        // Another node's reservation is neither touched nor handed out.
+        assert!(st.reserved.contains(&"10.5.8.0-24".to_owned()));
+        assert!(st.creates.is_empty());
+    }
 }

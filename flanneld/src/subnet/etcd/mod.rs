@@ -214,7 +214,8 @@ impl Registry {
             .kvs()
             .iter()
             .filter_map(|kv| {
-                Slot::from_record(&String::from_utf8_lossy(kv.key()), kv.value(), owner)
+                let key = String::from_utf8_lossy(kv.key());
+                Slot::from_record(&key, kv.value(), kv.lease() == 0, owner)
             })
             .collect();
         Ok(Listing {
@@ -324,24 +325,33 @@ impl Registry {
         }
     }
 
-    /// Overwrites the record on a fresh lease (renewal and reuse). The previous etcd lease is
-    /// left to expire on its own, keyless, as upstream does.
+    /// Upstream's etcd v3 code turns a reservation its node reuses into a lease (it reads the
+    /// missing lease's lifetime as -1 s, never as "none").
+    pub const KEEPS_RESERVATIONS: bool = false;
+
+    /// Overwrites the record on a fresh lease (reuse), or with `reservation` on none. The
+    /// previous etcd lease is left to expire on its own, keyless, as upstream does.
     pub async fn update_subnet(
         &self,
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
+        reservation: bool,
+    ) -> Result<Option<SystemTime>, SubnetError> {
         let key = self.subnet_path(subnet, ipv6_subnet);
-        let (id, expiration) = self.grant().await?;
         let mut kv = self.client.kv_client();
+        if reservation {
+            timed(kv.put(key, attrs.to_json(), None)).await?;
+            return Ok(None);
+        }
+        let (id, expiration) = self.grant().await?;
         if let Err(e) =
             timed(kv.put(key, attrs.to_json(), Some(PutOptions::new().with_lease(id)))).await
         {
             self.revoke(id).await;
             return Err(e);
         }
-        Ok(expiration)
+        Ok(Some(expiration))
     }
 
     /// Renews our record on a fresh lease, but only while it still holds exactly what we
@@ -393,9 +403,9 @@ impl Registry {
     }
 }
 
-/// A lease record's key and value as a [`Lease`] expiring at `expiration`; `None`, with a
-/// warning, for keys that are not lease keys and values that do not decode (both skipped, as
-/// upstream does).
+/// A lease record's key and value as a [`Lease`] expiring at `expiration`, or never when the
+/// record is on no etcd lease (a reservation); `None`, with a warning, for keys that are not
+/// lease keys and values that do not decode (both skipped, as upstream does).
 pub(super) fn decode_record(kv: &KeyValue, expiration: SystemTime) -> Option<Lease> {
     let key = String::from_utf8_lossy(kv.key());
     let Some((subnet, ipv6_subnet)) = parse_subnet_key(&key) else {
@@ -416,7 +426,7 @@ pub(super) fn decode_record(kv: &KeyValue, expiration: SystemTime) -> Option<Lea
         subnet,
         ipv6_subnet,
         attrs,
-        expiration,
+        expiration: (kv.lease() != 0).then_some(expiration),
     })
 }
 
@@ -517,7 +527,7 @@ mod tests {
             "{used:?}"
         );
         assert_eq!(used.get("etcdserverpb.KV/Range"), 1, "{used:?}");
-        assert!(leases.iter().all(|l| l.expiration >= read_from));
+        assert!(leases.iter().all(|l| l.expiration >= Some(read_from)));
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -540,7 +550,9 @@ mod tests {
         let since = all.revision.expect("a revision");
 
         reg.create_subnet(subnet(4), None, &attrs(4)).await.unwrap();
-        reg.update_subnet(subnet(1), None, &attrs(1)).await.unwrap();
+        reg.update_subnet(subnet(1), None, &attrs(1), false)
+            .await
+            .unwrap();
         reg.delete_subnet(subnet(3), None).await.unwrap();
         let changed = reg.list_slots(&owner, Some(since)).await.unwrap();
         assert!(changed.changes_only);

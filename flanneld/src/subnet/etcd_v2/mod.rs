@@ -197,7 +197,7 @@ impl V2Registry {
                     return None;
                 }
                 let value = n.value.as_deref().unwrap_or_default();
-                Slot::from_record(&n.key, value.as_bytes(), owner)
+                Slot::from_record(&n.key, value.as_bytes(), n.ttl.is_none(), owner)
             })
             .collect();
         Ok(Listing {
@@ -254,8 +254,8 @@ impl V2Registry {
         Ok((nodes, served.etcd_index.unwrap_or(0)))
     }
 
-    /// Writes our record for the subnet with a fresh TTL, provided the key is in the state
-    /// `precondition` demands. Returns the expiration.
+    /// Writes our record for the subnet with a fresh TTL (none for a `reservation`), provided
+    /// the key is in the state `precondition` demands. Returns the expiration.
     async fn put_lease(
         &self,
         op: &'static str,
@@ -263,10 +263,16 @@ impl V2Registry {
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
         precondition: Precondition,
-    ) -> Result<SystemTime, V2Error> {
+        reservation: bool,
+    ) -> Result<Option<SystemTime>, V2Error> {
         let key = self.subnet_path(subnet, ipv6_subnet);
         let (value, ttl) = (attrs.to_json(), self.ttl_secs());
-        let mut form = vec![("value", &*value), ("ttl", &*ttl)];
+        let mut form = vec![("value", &*value)];
+        // Without `ttl` a v2 write leaves the key without one, as upstream's reuse of a
+        // reservation did (its TTL 0).
+        if !reservation {
+            form.push(("ttl", &*ttl));
+        }
         match precondition {
             Precondition::None => {}
             Precondition::Absent => form.push(("prevExist", "false")),
@@ -287,21 +293,42 @@ impl V2Registry {
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
     ) -> Result<SystemTime, SubnetError> {
-        let put = self.put_lease("create", subnet, ipv6_subnet, attrs, Precondition::Absent);
+        let put = self.put_lease(
+            "create",
+            subnet,
+            ipv6_subnet,
+            attrs,
+            Precondition::Absent,
+            false,
+        );
         match put.await {
             Err(e) if e.code() == Some(code::NODE_EXIST) => Err(SubnetError::AlreadyExists),
-            other => Ok(other?),
+            Err(e) => Err(e.into()),
+            Ok(expiration) => expiration.ok_or_else(|| no_ttl("create", subnet, ipv6_subnet)),
         }
     }
 
-    /// Overwrites the record with a fresh TTL (reuse of our own record after a restart).
+    /// flannel ≤ v0.17 reused a reservation with TTL 0 (none) and, its expiration being Go's
+    /// zero time, never renewed it.
+    pub const KEEPS_RESERVATIONS: bool = true;
+
+    /// Overwrites the record with a fresh TTL, or none with `reservation` (reuse of our own
+    /// record after a restart).
     pub async fn update_subnet(
         &self,
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        let put = self.put_lease("update", subnet, ipv6_subnet, attrs, Precondition::None);
+        reservation: bool,
+    ) -> Result<Option<SystemTime>, SubnetError> {
+        let put = self.put_lease(
+            "update",
+            subnet,
+            ipv6_subnet,
+            attrs,
+            Precondition::None,
+            reservation,
+        );
         Ok(put.await?)
     }
 
@@ -314,12 +341,20 @@ impl V2Registry {
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
     ) -> Result<SystemTime, SubnetError> {
-        let put = self.put_lease("renew", subnet, ipv6_subnet, attrs, Precondition::Unchanged);
+        let put = self.put_lease(
+            "renew",
+            subnet,
+            ipv6_subnet,
+            attrs,
+            Precondition::Unchanged,
+            false,
+        );
         match put.await {
             Err(e) if matches!(e.code(), Some(code::KEY_NOT_FOUND | code::TEST_FAILED)) => {
                 Err(SubnetError::LeaseLost)
             }
-            other => Ok(other?),
+            Err(e) => Err(e.into()),
+            Ok(expiration) => expiration.ok_or_else(|| no_ttl("renew", subnet, ipv6_subnet)),
         }
     }
 
@@ -362,6 +397,15 @@ impl V2Registry {
             Err(_) => Ok(None),
         }
     }
+}
+
+/// A write that asked for a TTL was answered with a node without one.
+fn no_ttl(op: &'static str, subnet: Ipv4Net, ipv6_subnet: Option<Ipv6Net>) -> SubnetError {
+    SubnetError::V2(V2Error::Decode {
+        op,
+        key: subnet_key(subnet, ipv6_subnet),
+        detail: "the written key has no TTL".into(),
+    })
 }
 
 /// Turns an HTTP answer into etcd's success or error JSON.

@@ -59,7 +59,11 @@ fn values_written_by_flannel_v0_10_to_v0_17_decode_with_any_key_case() {
             lease.attrs.backend_data,
             Some(json!({"VtepMAC": "c6:d2:32:6f:8f:44", "VNI": 1}).into())
         );
-        let left = lease.expiration.duration_since(SystemTime::now()).unwrap();
+        let left = lease
+            .expiration
+            .unwrap()
+            .duration_since(SystemTime::now())
+            .unwrap();
         assert!(left > Duration::from_secs(590) && left <= Duration::from_secs(600));
     }
 }

@@ -106,11 +106,11 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
     s.finish()
 }
 
-/// When a node with `ttl` seconds left expires. A key without a TTL is treated as expiring
-/// now, as the v3 store treats a key without a lease: renewing it attaches a TTL.
-pub fn expiration(ttl: Option<i64>) -> SystemTime {
-    let secs = ttl.and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
-    SystemTime::now() + Duration::from_secs(secs)
+/// When a node with `ttl` seconds left expires; never for a key without a TTL (a
+/// reservation, which flannel ≤ v0.17 kept as it was).
+pub fn expiration(ttl: Option<i64>) -> Option<SystemTime> {
+    let secs = u64::try_from(ttl?).unwrap_or(0);
+    Some(SystemTime::now() + Duration::from_secs(secs))
 }
 
 /// Why a node could not become a lease.

@@ -125,7 +125,7 @@ impl KubeManager {
             subnet,
             ipv6_subnet,
             attrs: published,
-            expiration: SystemTime::now() + NOMINAL_TTL,
+            expiration: Some(SystemTime::now() + NOMINAL_TTL),
         })
     }
 

@@ -157,7 +157,7 @@ impl FlannelNode {
             subnet,
             ipv6_subnet,
             attrs,
-            expiration: SystemTime::now() + NOMINAL_TTL,
+            expiration: Some(SystemTime::now() + NOMINAL_TTL),
         })
     }
 }
