@@ -5,11 +5,9 @@
 
 mod flanneld_support;
 
-use std::net::IpAddr;
-use std::process::Command;
 use std::time::Duration;
 
-use conformance::{Etcd, EtcdOptions, Segment, Underlay};
+use conformance::Segment;
 use flanneld_support::*;
 use serde_json::json;
 
@@ -18,26 +16,9 @@ const NETWORK: &str = "10.244.0.0/16";
 /// routine on a busy machine.
 const TTL_SECS: u64 = 8;
 
-/// `ETCDCTL_API=2 etcdctl` run on the router, where etcd listens; returns stdout.
-fn etcdctl2(cluster: &Cluster, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", cluster.underlay.router().name(), "etcdctl"])
-        .env("ETCDCTL_API", "2")
-        .arg(format!("--endpoints={}", cluster.etcd.endpoint()))
-        .args(args)
-        .output()
-        .expect("running etcdctl");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The lease keys as `etcdctl ls` shows them in the v2 keyspace.
 fn v2_lease_keys(cluster: &Cluster) -> Vec<String> {
-    let mut keys: Vec<String> = etcdctl2(cluster, &["ls", &format!("{PREFIX}/subnets")])
+    let mut keys: Vec<String> = cluster.etcdctl2(&["ls", &format!("{PREFIX}/subnets")])
         .lines()
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
@@ -46,19 +27,9 @@ fn v2_lease_keys(cluster: &Cluster) -> Vec<String> {
     keys
 }
 
-fn v2_cluster() -> Cluster {
-    let underlay = Underlay::new().unwrap();
-    let ip = IpAddr::V4(Segment::A.router_ip());
-    let etcd = Etcd::start(EtcdOptions::in_netns(underlay.router(), ip).enable_v2(true)).unwrap();
-    let cluster = Cluster { underlay, etcd };
-    let config = json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}}).to_string();
-    etcdctl2(&cluster, &["set", &format!("{PREFIX}/config"), &config]);
-    cluster
-}
-
 #[test]
 fn v2_keyspace_mesh_with_renewal_old_leases_and_expiry() {
-    let cluster = v2_cluster();
+    let cluster = Cluster::v2(Some(&json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}})));
     let mut nodes: Vec<Flanneld> = [
         (Segment::A, "v2h1", Some("--etcd-api=v2")),
         (Segment::A, "v2h2", Some("-etcd-api=v2")),
@@ -103,9 +74,7 @@ fn v2_keyspace_mesh_with_renewal_old_leases_and_expiry() {
 
     // A flannel v0.17 node joins: its lease as Go wrote it, picked up by ours.
     let old_key = format!("{PREFIX}/subnets/10.244.250.0-24");
-    etcdctl2(
-        &cluster,
-        &[
+    cluster.etcdctl2(&[
             "set",
             "--ttl",
             "3600",
@@ -121,7 +90,7 @@ fn v2_keyspace_mesh_with_renewal_old_leases_and_expiry() {
         "no route to the old node's subnet: {:?}",
         nodes[0].route_to(old_net)
     );
-    etcdctl2(&cluster, &["rm", &old_key]);
+    cluster.etcdctl2(&["rm", &old_key]);
     assert!(eventually(Duration::from_secs(10), || nodes[0]
         .route_to(old_net)
         .is_empty()));
@@ -152,10 +121,7 @@ fn v2_keyspace_mesh_with_renewal_old_leases_and_expiry() {
 
 #[test]
 fn without_any_config_the_error_names_keys_apis_and_the_fix() {
-    let underlay = Underlay::new().unwrap();
-    let ip = IpAddr::V4(Segment::A.router_ip());
-    let etcd = Etcd::start(EtcdOptions::in_netns(underlay.router(), ip).enable_v2(true)).unwrap();
-    let cluster = Cluster { underlay, etcd };
+    let cluster = Cluster::v2(None);
     let mut node = Flanneld::start(cluster.host(Segment::A, "v2none"), &cluster.etcd, &[], None);
     let key = format!("{PREFIX}/config");
     let wanted = format!(
@@ -169,7 +135,7 @@ fn without_any_config_the_error_names_keys_apis_and_the_fix() {
     );
     // It keeps retrying, and starts as soon as the old-style config appears.
     let config = json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}}).to_string();
-    etcdctl2(&cluster, &["set", &key, &config]);
+    cluster.etcdctl2(&["set", &key, &config]);
     node.wait_ready();
     assert_eq!(v2_lease_keys(&cluster).len(), 1);
 }

@@ -39,6 +39,37 @@ impl Cluster {
         Cluster { underlay, etcd }
     }
 
+    /// The underlay with an etcd that also serves the v2 API, as flannel <= v0.17 clusters
+    /// run it; `net_config`, if given, is set through the v2 API.
+    pub fn v2(net_config: Option<&Value>) -> Cluster {
+        let underlay = Underlay::new().unwrap();
+        let ip = IpAddr::V4(Segment::A.router_ip());
+        let options = EtcdOptions::in_netns(underlay.router(), ip).enable_v2(true);
+        let etcd = Etcd::start(options).unwrap();
+        let cluster = Cluster { underlay, etcd };
+        if let Some(config) = net_config {
+            cluster.etcdctl2(&["set", &format!("{PREFIX}/config"), &config.to_string()]);
+        }
+        cluster
+    }
+
+    /// `ETCDCTL_API=2 etcdctl` run on the router, where etcd listens; returns stdout.
+    pub fn etcdctl2(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", self.underlay.router().name(), "etcdctl"])
+            .env("ETCDCTL_API", "2")
+            .arg(format!("--endpoints={}", self.etcd.endpoint()))
+            .args(args)
+            .output()
+            .expect("running etcdctl");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     pub fn host(&self, seg: Segment, tag: &str) -> Host {
         self.underlay.add_host(seg, tag).unwrap()
     }
