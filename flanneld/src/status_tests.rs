@@ -20,6 +20,7 @@ fn lease(subnet: &str, public_ip: [u8; 4], backend: &str) -> Lease {
             backend_v6_data: None,
         },
         expiration: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+        created: 0,
     }
 }
 

@@ -237,6 +237,7 @@ async fn watch_sees_changes_and_expiry_and_resumes_after_a_restart() {
             leases,
             vec![Lease {
                 expiration: leases[0].expiration,
+                created: leases[0].created,
                 ..first.clone()
             }]
         ),

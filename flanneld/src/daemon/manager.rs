@@ -79,6 +79,21 @@ impl Manager {
         }
     }
 
+    /// Whether this node can give up its subnet for another: in etcd a lease is ours to
+    /// release; in kube mode the pod CIDR is the controller manager's.
+    pub fn can_release(&self) -> bool {
+        matches!(self, Manager::Etcd(_))
+    }
+
+    /// Deletes our lease record (etcd), so a new lease can be acquired elsewhere.
+    pub async fn release(&self, lease: &Lease) -> Result<(), SubnetError> {
+        match self {
+            Manager::Etcd(store) => store.delete_subnet(lease.subnet, lease.ipv6_subnet).await,
+            #[cfg(feature = "kube")]
+            Manager::Kube(_) => Ok(()),
+        }
+    }
+
     /// Whether our record, turned into a reservation (no lifetime), is left one and no longer
     /// renewed (etcd v2, as flannel ≤ v0.17), or renewed at once onto a lease (etcd v3, as
     /// upstream's v3 code does on reading the missing lease's lifetime as -1 s).

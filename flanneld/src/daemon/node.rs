@@ -16,7 +16,7 @@ use crate::options::{renew_delay, Options};
 use crate::state::{DuplicatePublicIp, Phase, State};
 use crate::status::{duplicate_message, duplicate_public_ips};
 use crate::subnet::etcd::{SubnetError, WatchMsg};
-use crate::subnet::peers::{Change, PeerSet};
+use crate::subnet::peers::{Change, Conflict, PeerSet};
 use crate::subnet::{Event, Lease, LeaseAttrs};
 
 /// How often the kernel is compared against the full peer set, repairing routes or
@@ -28,6 +28,9 @@ const RENEW_RETRY: Duration = Duration::from_secs(60);
 const RENEW_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Watch messages stamped with when they were seen, waiting for the node loop.
 const STAMPED_QUEUE: usize = 256;
+/// How long a subnet conflict this node loses must last before it moves: a claim that loses a
+/// race of flannel-rs nodes in etcd v2 is withdrawn within milliseconds.
+const CONFLICT_GRACE: Duration = Duration::from_secs(5);
 
 pub struct NodeSetup {
     pub opts: Options,
@@ -60,6 +63,10 @@ pub struct Node {
     renew_failures: u32,
     /// Public IPs announced by more than one lease, as last reported.
     duplicates: Vec<DuplicatePublicIp>,
+    /// Subnets held by more than one record, as last reported.
+    conflicts: Vec<Conflict>,
+    /// When to move our lease off a subnet another record holds first.
+    move_at: Option<Instant>,
 }
 
 fn flags(opts: &Options) -> UpkeepFlags {
@@ -107,6 +114,8 @@ impl Node {
             own_seen: false,
             renew_failures: 0,
             duplicates: Vec::new(),
+            conflicts: Vec::new(),
+            move_at: None,
             opts: s.opts,
             config: s.config,
             mgr: s.mgr,
@@ -200,10 +209,11 @@ impl Node {
                         batch.push(more);
                     }
                     if self.process(batch).await {
-                        self.reacquire(&mut stop).await;
+                        self.reacquire(true, &mut stop).await;
                     }
                 }
-                _ = renewal_due(self.renew_at) => self.renew(&mut stop).await,
+                _ = due(self.move_at) => self.move_off(&mut stop).await,
+                _ = due(self.renew_at) => self.renew(&mut stop).await,
                 _ = resync.tick() => {
                     let up = self.upkeep.clone();
                     match blocking(move || (up.check_report(), up.subnet_file_in_place())).await {
@@ -257,6 +267,7 @@ impl Node {
                         Some(own) if own.attrs == self.attrs => {
                             self.own_seen = true;
                             self.follow_lifetime(own.expiration);
+                            self.own_created(own.created);
                         }
                         _ => lost |= self.own_seen,
                     }
@@ -273,6 +284,7 @@ impl Node {
                                 if l.attrs == self.attrs {
                                     self.own_seen = true;
                                     self.follow_lifetime(l.expiration);
+                                    self.own_created(l.created);
                                 } else if self.own_seen {
                                     log::warn!(
                                         "our lease record {own_key} was overwritten by {}",
@@ -347,9 +359,57 @@ impl Node {
         }
     }
 
+    /// Our record's place in the store's creation order, which decides subnet conflicts.
+    fn own_created(&mut self, created: u64) {
+        if self.lease.created != created {
+            self.lease.created = created;
+            self.peers.set_own_created(created);
+        }
+    }
+
+    /// Reports subnets held by more than one record, each new one once, and schedules a move
+    /// off one this node holds after another record.
+    fn report_conflicts(&mut self) {
+        let conflicts = self.peers.conflicts();
+        let movable = self.mgr.can_release();
+        for c in conflicts.iter().filter(|c| !self.conflicts.contains(c)) {
+            let msg = conflict_message(c, movable);
+            log::error!("{msg}");
+            self.state.set_error(msg);
+        }
+        let lost = self.lease.created != 0 && conflicts.iter().any(Conflict::lost_by_own);
+        self.move_at = match (lost && movable, self.move_at) {
+            (true, Some(at)) => Some(at),
+            (true, None) => Some(Instant::now() + CONFLICT_GRACE),
+            (false, _) => None,
+        };
+        self.conflicts = conflicts;
+    }
+
+    /// Gives up a lease whose subnet another, older record holds, and acquires a new one.
+    async fn move_off(&mut self, stop: &mut Stop) {
+        self.move_at = None;
+        if !self.peers.conflicts().iter().any(Conflict::lost_by_own) {
+            return;
+        }
+        log::warn!(
+            "releasing lease {} to move off a subnet an older record holds",
+            self.lease.key()
+        );
+        if let Err(e) = self.mgr.release(&self.lease).await {
+            log::error!("failed to release lease {}: {e} (retrying)", self.lease.key());
+            count_etcd_error(&e);
+            self.move_at = Some(Instant::now() + CONFLICT_GRACE);
+            return;
+        }
+        self.reacquire(false, stop).await;
+        self.report_conflicts();
+    }
+
     /// Publishes the peer set and reports public IPs announced by more than one lease (the
     /// NAT-interface pitfall), each new one once.
     fn peers_changed(&mut self) {
+        self.report_conflicts();
         let peers = self.peers.all();
         let duplicates = duplicate_public_ips(Some(&self.lease), &peers);
         for d in duplicates.iter().filter(|d| !self.duplicates.contains(d)) {
@@ -403,7 +463,7 @@ impl Node {
             Err(SubnetError::LeaseLost) => {
                 self.state.metrics().lease_failed();
                 self.renew_failures = 0;
-                self.reacquire(stop).await
+                self.reacquire(true, stop).await
             }
             Err(e) => {
                 // Upstream exits after failing to renew; the routes and rules in place keep
@@ -422,13 +482,15 @@ impl Node {
 
     /// Our record is gone (expired while etcd was unreachable, or deleted by hand). Upstream
     /// exits here; we keep routes and rules serving and claim a lease again, preferring the
-    /// same subnet so pods keep their addresses.
-    async fn reacquire(&mut self, stop: &mut Stop) {
-        log::warn!(
-            "Lease {} has been revoked; re-acquiring (the data plane stays up)",
-            self.lease.key()
-        );
-        let previous = Some((self.lease.subnet, self.lease.ipv6_subnet));
+    /// same subnet (`keep`) so pods keep their addresses.
+    async fn reacquire(&mut self, keep: bool, stop: &mut Stop) {
+        if keep {
+            log::warn!(
+                "Lease {} has been revoked; re-acquiring (the data plane stays up)",
+                self.lease.key()
+            );
+        }
+        let previous = keep.then_some((self.lease.subnet, self.lease.ipv6_subnet));
         let Some(lease) = self
             .mgr
             .reacquire(&self.config, &self.attrs, previous, &self.state, stop)
@@ -492,8 +554,38 @@ fn stamped(mut rx: mpsc::Receiver<WatchMsg>) -> mpsc::Receiver<(std::time::Insta
     out
 }
 
-/// Resolves when a renewal is due; never when there is nothing to renew.
-async fn renewal_due(at: Option<Instant>) {
+/// One line saying who holds a subnet of two records and what happens now.
+fn conflict_message(c: &Conflict, movable: bool) -> String {
+    let first = &c.holders[0];
+    let later: Vec<String> = c.holders[1..]
+        .iter()
+        .map(|h| format!("{} ({})", h.key, h.public_ip))
+        .collect();
+    let later = later.join(", ");
+    if first.own {
+        return format!(
+            "subnet {} of this node's lease {} is also held by {later}, a newer record: this node keeps it and routes none of it there; flannel-rs moves the newer one off by itself, an upstream flanneld there must be restarted",
+            c.subnet, first.key
+        );
+    }
+    match c.holders.iter().find(|h| h.own) {
+        Some(own) if movable => format!(
+            "subnet {} of this node's lease {} is also held by {} ({}), an older record: this node moves to another subnet",
+            c.subnet, own.key, first.key, first.public_ip
+        ),
+        Some(own) => format!(
+            "subnet {} of this node ({}) is also assigned to the node with public IP {}, whose record is older: other nodes route it there; every node needs a pod CIDR of its own",
+            c.subnet, own.key, first.public_ip
+        ),
+        None => format!(
+            "subnet {} is held by {} ({}) and by {later}: routing it to {}, whose record is older",
+            c.subnet, first.key, first.public_ip, first.public_ip
+        ),
+    }
+}
+
+/// Resolves at `at`; never without one.
+async fn due(at: Option<Instant>) {
     match at {
         Some(t) => sleep_until(t).await,
         None => std::future::pending().await,

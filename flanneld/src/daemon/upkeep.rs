@@ -221,6 +221,7 @@ mod tests {
                 backend_v6_data: None,
             },
             expiration: Some(std::time::UNIX_EPOCH),
+            created: 0,
         }
     }
 

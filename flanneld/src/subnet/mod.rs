@@ -50,6 +50,10 @@ pub struct Lease {
     /// `None`: the record has no lifetime at all (no etcd lease, no v2 TTL), a *reservation*
     /// (upstream `Documentation/reservations.md`), which only an operator removes.
     pub expiration: Option<SystemTime>,
+    /// Where the record stands in its store's creation order: etcd v3's create revision, v2's
+    /// `createdIndex`, kube mode's Node `creationTimestamp` (seconds); 0 while unknown. When
+    /// two records hold the same subnet of one family, the earlier keeps it ([`peers`]).
+    pub created: u64,
 }
 
 /// A peer lease as the daemon holds it: one allocation shared by the peer set, the backend's

@@ -206,6 +206,7 @@ pub fn lease(
             backend_v6_data: None,
         },
         expiration: Some(SystemTime::now() + Duration::from_secs(86400)),
+        created: 0,
     }
 }
 

@@ -352,7 +352,9 @@ impl Backend for UdpBackend {
                     self.peers.insert(l.subnet, self.endpoint(l));
                     report.added += 1;
                 }
-                Event::Removed(l) if !self.is_own(l) => {
+                // A lease without IPv4 (the family another holder keeps) was never installed:
+                // its subnet's entry belongs to someone else.
+                Event::Removed(l) if l.enable_ipv4 && !self.is_own(l) => {
                     self.peers.remove(&l.subnet);
                     report.removed += 1;
                 }

@@ -278,6 +278,8 @@ fn lease(
         ipv6_subnet,
         attrs: attrs.clone(),
         expiration,
+        // The watch tells: our record is in its first snapshot.
+        created: 0,
     }
 }
 

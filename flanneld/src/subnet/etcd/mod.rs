@@ -427,6 +427,7 @@ pub(super) fn decode_record(kv: &KeyValue, expiration: SystemTime) -> Option<Lea
         ipv6_subnet,
         attrs,
         expiration: (kv.lease() != 0).then_some(expiration),
+        created: u64::try_from(kv.create_revision()).unwrap_or(0),
     })
 }
 

@@ -18,6 +18,7 @@ fn node(key: &str, value: &str, ttl: Option<i64>, index: u64) -> Node {
         value: Some(value.into()),
         ttl,
         modified_index: index,
+        created_index: index,
         ..Node::default()
     }
 }
@@ -207,6 +208,7 @@ fn watch_events_become_changes_and_expiry_is_a_removal() {
     let gone = Node {
         key: key.clone(),
         modified_index: 80,
+        created_index: 80,
         ..Node::default()
     };
     assert_eq!(
@@ -238,6 +240,7 @@ fn the_directory_itself_changing_forces_a_relist() {
         key: DIR.into(),
         dir: true,
         modified_index: 100,
+        created_index: 100,
         ..Node::default()
     };
     assert_eq!(step(DIR, event("delete", whole)), Step::Relist);

@@ -38,6 +38,8 @@ pub struct Node {
     pub ttl: Option<i64>,
     #[serde(rename = "modifiedIndex", default)]
     pub modified_index: u64,
+    #[serde(rename = "createdIndex", default)]
+    pub created_index: u64,
 }
 
 /// A successful answer: what happened and to which node.
@@ -142,5 +144,6 @@ pub fn lease_from_node(node: &Node) -> Result<Lease, NodeError> {
         ipv6_subnet,
         attrs,
         expiration: expiration(node.ttl),
+        created: node.created_index,
     })
 }

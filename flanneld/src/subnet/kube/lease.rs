@@ -126,6 +126,7 @@ impl KubeManager {
             ipv6_subnet,
             attrs: published,
             expiration: Some(SystemTime::now() + NOMINAL_TTL),
+            created: node.created(),
         })
     }
 

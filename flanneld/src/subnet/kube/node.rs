@@ -81,6 +81,16 @@ impl FlannelNode {
         self.metadata.name.as_deref().unwrap_or("")
     }
 
+    /// `metadata.creationTimestamp` in seconds (0 when absent): the order in which two Nodes
+    /// holding the same pod CIDR are ranked.
+    pub fn created(&self) -> u64 {
+        self.metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| u64::try_from(t.0.as_second()).ok())
+            .unwrap_or(0)
+    }
+
     pub fn annotations(&self) -> &BTreeMap<String, String> {
         static EMPTY: BTreeMap<String, String> = BTreeMap::new();
         self.metadata.annotations.as_ref().unwrap_or(&EMPTY)
@@ -158,6 +168,7 @@ impl FlannelNode {
             ipv6_subnet,
             attrs,
             expiration: Some(SystemTime::now() + NOMINAL_TTL),
+            created: self.created(),
         })
     }
 }
