@@ -18,7 +18,8 @@ const TTL_SECS: u64 = 8;
 
 /// The lease keys as `etcdctl ls` shows them in the v2 keyspace.
 fn v2_lease_keys(cluster: &Cluster) -> Vec<String> {
-    let mut keys: Vec<String> = cluster.etcdctl2(&["ls", &format!("{PREFIX}/subnets")])
+    let mut keys: Vec<String> = cluster
+        .etcdctl2(&["ls", &format!("{PREFIX}/subnets")])
         .lines()
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
@@ -29,7 +30,9 @@ fn v2_lease_keys(cluster: &Cluster) -> Vec<String> {
 
 #[test]
 fn v2_keyspace_mesh_with_renewal_old_leases_and_expiry() {
-    let cluster = Cluster::v2(Some(&json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}})));
+    let cluster = Cluster::v2(Some(
+        &json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}}),
+    ));
     let mut nodes: Vec<Flanneld> = [
         (Segment::A, "v2h1", Some("--etcd-api=v2")),
         (Segment::A, "v2h2", Some("-etcd-api=v2")),

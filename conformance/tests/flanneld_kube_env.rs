@@ -55,7 +55,10 @@ fn run_with_depth(depth: &str) -> (Option<i32>, String) {
         let waiting = std::fs::read_to_string(&log).unwrap().contains(WAITING);
         if waiting || std::time::Instant::now() > deadline {
             cmd::terminate(&mut child, Duration::from_secs(10)).unwrap();
-            assert!(waiting, "flanneld neither exited nor waited for Nodes in 60 s");
+            assert!(
+                waiting,
+                "flanneld neither exited nor waited for Nodes in 60 s"
+            );
             break None;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -66,14 +69,21 @@ fn run_with_depth(depth: &str) -> (Option<i32>, String) {
 #[test]
 fn a_malformed_event_queue_depth_is_upstreams_error() {
     let (code, log) = run_with_depth("5k");
-    assert_eq!(code, Some(1), "flanneld must refuse EVENT_QUEUE_DEPTH=5k:\n{log}");
+    assert_eq!(
+        code,
+        Some(1),
+        "flanneld must refuse EVENT_QUEUE_DEPTH=5k:\n{log}"
+    );
     assert!(
         log.contains(
             "Failed to create SubnetManager: error creating network manager: env EVENT_QUEUE_DEPTH=5k format error: strconv.Atoi: parsing \"5k\": invalid syntax"
         ),
         "{log}"
     );
-    assert!(!log.contains(WAITING), "it must stop before waiting for Nodes:\n{log}");
+    assert!(
+        !log.contains(WAITING),
+        "it must stop before waiting for Nodes:\n{log}"
+    );
 }
 
 #[test]
@@ -82,7 +92,10 @@ fn a_well_formed_event_queue_depth_is_accepted() {
     // to wait for the API server, which is not there.
     for depth in ["64", "0", ""] {
         let (code, log) = run_with_depth(depth);
-        assert_eq!(code, None, "EVENT_QUEUE_DEPTH={depth} must be accepted:\n{log}");
+        assert_eq!(
+            code, None,
+            "EVENT_QUEUE_DEPTH={depth} must be accepted:\n{log}"
+        );
         assert!(!log.contains("EVENT_QUEUE_DEPTH"), "{log}");
     }
 }

@@ -100,7 +100,12 @@ fn etcd_v2_keeps_a_reservation_and_never_renews_it() {
     for n in &mut nodes {
         n.wait_ready();
     }
-    assert_eq!(nodes[0].subnet().to_string(), RESERVED, "{}", nodes[0].log());
+    assert_eq!(
+        nodes[0].subnet().to_string(),
+        RESERVED,
+        "{}",
+        nodes[0].log()
+    );
     assert!(
         nodes[0]
             .log()
@@ -116,10 +121,16 @@ fn etcd_v2_keeps_a_reservation_and_never_renews_it() {
     wait_renewals(&nodes[1], 3);
     let reserved = v2_node(&cluster, &key(RESERVED));
     assert!(reserved["ttl"].is_null(), "{reserved}");
-    assert_ne!(reserved["value"], reserved_value, "reuse wrote our attributes");
+    assert_ne!(
+        reserved["value"], reserved_value,
+        "reuse wrote our attributes"
+    );
     let absent = v2_node(&cluster, &key(ABSENT));
     assert!(absent["ttl"].is_null(), "{absent}");
-    assert_eq!(absent["value"], absent_value, "another node's reservation is untouched");
+    assert_eq!(
+        absent["value"], absent_value,
+        "another node's reservation is untouched"
+    );
 
     // An operator turns node 2's live lease into a reservation: it is left one.
     let key2 = key(&nodes[1].subnet().to_string());
@@ -167,7 +178,12 @@ fn etcd_v3_puts_a_reservation_on_a_lease_as_upstream_does() {
     for n in &mut nodes {
         n.wait_ready();
     }
-    assert_eq!(nodes[0].subnet().to_string(), RESERVED, "{}", nodes[0].log());
+    assert_eq!(
+        nodes[0].subnet().to_string(),
+        RESERVED,
+        "{}",
+        nodes[0].log()
+    );
     assert!(
         nodes[0]
             .log()
@@ -191,12 +207,15 @@ fn etcd_v3_puts_a_reservation_on_a_lease_as_upstream_does() {
     assert_ne!(lease2, 0);
     cluster.etcd.put(&key2, &value2).unwrap();
     assert!(
-        eventually(Duration::from_secs(60), || v3_record(&cluster, &key2).1 != 0),
+        eventually(Duration::from_secs(60), || v3_record(&cluster, &key2).1
+            != 0),
         "{}",
         nodes[1].log()
     );
     assert!(
-        nodes[1].log().contains("etcd v3 mode puts it back on one now"),
+        nodes[1]
+            .log()
+            .contains("etcd v3 mode puts it back on one now"),
         "{}",
         nodes[1].log()
     );

@@ -214,6 +214,48 @@ async fn racing_nodes_never_share_a_subnet() {
     }
 }
 
+/// Dual-stack nodes racing for four IPv4 and four IPv6 subnets: upstream's create checks only
+/// the whole key, so two nodes could win one IPv4 subnet with different IPv6 ones (the field
+/// report: `10.244.53.0-24&fc00:10:0:2b::-64` and `10.244.53.0-24&fc00:10:0:40::-64`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_dual_stack_nodes_never_share_a_subnet_of_either_family() {
+    let etcd = etcd();
+    let reg = registry(&etcd, Duration::from_secs(3600)).await;
+    let cfg = config(
+        r#"{"Network":"10.10.0.0/27","SubnetLen":29,"SubnetMin":"10.10.0.0",
+            "EnableIPv6":true,"IPv6Network":"fc00::/123","IPv6SubnetLen":125,"IPv6SubnetMin":"fc00::"}"#,
+    );
+    for round in 0..50 {
+        for dir in ["subnets/", "claims/"] {
+            etcd.etcdctl(&["del", "--prefix", &format!("{PREFIX}/{dir}")])
+                .unwrap();
+        }
+        let tasks: Vec<_> = (1..=4u8)
+            .map(|n| {
+                let (reg, cfg) = (reg.clone(), cfg.clone());
+                tokio::spawn(async move { acquire(&reg, &cfg, &attrs(n), None).await })
+            })
+            .collect();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for t in tasks {
+            let lease = t
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            v4.push(lease.subnet);
+            v6.push(lease.ipv6_subnet.expect("dual-stack lease"));
+        }
+        let leases = reg.list_subnets().await.unwrap().0;
+        assert_eq!(leases.len(), 4, "round {round}: {leases:?}");
+        v4.sort();
+        v4.dedup();
+        v6.sort();
+        v6.dedup();
+        assert_eq!((v4.len(), v6.len()), (4, 4), "round {round}: {leases:?}");
+    }
+}
+
 async fn next(rx: &mut mpsc::Receiver<WatchMsg>) -> WatchMsg {
     tokio::time::timeout(Duration::from_secs(30), rx.recv())
         .await
@@ -394,7 +436,7 @@ async fn listing_reads_many_records_and_skips_unreadable_ones() {
     for n in 1..=150u8 {
         let mut a = attrs(n);
         a.public_ip = Ipv4Addr::new(172, 16, 0, n);
-        reg.create_subnet(format!("10.13.{n}.0/24").parse().unwrap(), None, &a)
+        reg.create_subnet(format!("10.13.{n}.0/24").parse().unwrap(), None, &a, None)
             .await
             .unwrap();
     }

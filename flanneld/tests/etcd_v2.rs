@@ -212,9 +212,11 @@ async fn create_is_create_only_and_renewal_refreshes_only_our_value() {
     let subnet = "10.5.1.0/24".parse().unwrap();
     let key = format!("{PREFIX}/subnets/10.5.1.0-24");
 
-    reg.create_subnet(subnet, None, &attrs(1)).await.unwrap();
+    reg.create_subnet(subnet, None, &attrs(1), None)
+        .await
+        .unwrap();
     assert!(matches!(
-        reg.create_subnet(subnet, None, &attrs(2)).await,
+        reg.create_subnet(subnet, None, &attrs(2), None).await,
         Err(SubnetError::AlreadyExists)
     ));
     assert!(node(&etcd, &key)["value"]
@@ -277,6 +279,47 @@ async fn racing_nodes_never_share_a_subnet() {
     }
 }
 
+/// Dual-stack nodes racing for four IPv4 and four IPv6 subnets: without claims two could win
+/// one IPv4 subnet with different IPv6 ones (upstream checks only the whole key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_dual_stack_nodes_never_share_a_subnet_of_either_family() {
+    let etcd = etcd_v2();
+    let reg = v2(&etcd, Duration::from_secs(600));
+    let cfg = config(
+        r#"{"Network":"10.10.0.0/27","SubnetLen":29,"SubnetMin":"10.10.0.0",
+            "EnableIPv6":true,"IPv6Network":"fc00::/123","IPv6SubnetLen":125,"IPv6SubnetMin":"fc00::"}"#,
+    );
+    for round in 0..20 {
+        for dir in ["subnets", "claims"] {
+            let _ = Command::new("etcdctl")
+                .env("ETCDCTL_API", "2")
+                .arg(format!("--endpoints={}", etcd.endpoint()))
+                .args(["rm", "--recursive", &format!("{PREFIX}/{dir}")])
+                .output();
+        }
+        let tasks: Vec<_> = (1..=4u8)
+            .map(|n| {
+                let (reg, cfg) = (reg.clone(), cfg.clone());
+                tokio::spawn(async move { acquire(&reg, &cfg, &attrs(n)).await })
+            })
+            .collect();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for t in tasks {
+            let lease = t.await.unwrap();
+            v4.push(lease.subnet);
+            v6.push(lease.ipv6_subnet.expect("dual-stack lease"));
+        }
+        let leases = reg.list_subnets().await.unwrap().0;
+        assert_eq!(leases.len(), 4, "round {round}: {leases:?}");
+        v4.sort();
+        v4.dedup();
+        v6.sort();
+        v6.dedup();
+        assert_eq!((v4.len(), v6.len()), (4, 4), "round {round}: {leases:?}");
+    }
+}
+
 async fn next(rx: &mut mpsc::Receiver<WatchMsg>) -> WatchMsg {
     tokio::time::timeout(Duration::from_secs(30), rx.recv())
         .await
@@ -295,7 +338,7 @@ async fn watch_sees_additions_removals_and_expiry() {
     let etcd = etcd_v2();
     let reg = v2(&etcd, Duration::from_secs(600));
     let a = "10.5.1.0/24".parse().unwrap();
-    reg.create_subnet(a, None, &attrs(1)).await.unwrap();
+    reg.create_subnet(a, None, &attrs(1), None).await.unwrap();
 
     let (tx, mut rx) = mpsc::channel(16);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -359,8 +402,8 @@ async fn a_watch_that_falls_out_of_the_event_history_lists_again() {
     let (_stop_tx, stop_rx) = watch::channel(false);
     let _task = tokio::spawn(watch_subnets(reg.clone(), tx, stop_rx));
     assert_eq!(next(&mut rx).await, WatchMsg::Snapshot(vec![]));
-    reg.create_subnet(a, None, &attrs(1)).await.unwrap();
-    reg.create_subnet(b, None, &attrs(2)).await.unwrap();
+    reg.create_subnet(a, None, &attrs(1), None).await.unwrap();
+    reg.create_subnet(b, None, &attrs(2), None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     // etcd keeps 1000 events; 1100 more push the watcher's next index out of the history.
     let mut writers = tokio::task::JoinSet::new();
@@ -368,7 +411,9 @@ async fn a_watch_that_falls_out_of_the_event_history_lists_again() {
         let reg = reg.clone();
         writers.spawn(async move {
             for _ in 0..110 {
-                reg.update_subnet(b, None, &attrs(20 + w)).await.unwrap();
+                reg.update_subnet(b, None, &attrs(20 + w), false)
+                    .await
+                    .unwrap();
             }
         });
     }
@@ -399,7 +444,7 @@ async fn a_watch_that_lost_etcd_lists_again_once_it_is_back() {
     let mut etcd = etcd_v2();
     let reg = v2(&etcd, Duration::from_secs(600));
     let a = "10.5.1.0/24".parse().unwrap();
-    reg.create_subnet(a, None, &attrs(1)).await.unwrap();
+    reg.create_subnet(a, None, &attrs(1), None).await.unwrap();
     let (tx, mut rx) = mpsc::channel(16);
     let (_stop_tx, stop_rx) = watch::channel(false);
     let _task = tokio::spawn(watch_subnets(reg.clone(), tx, stop_rx));
@@ -479,7 +524,9 @@ async fn v2_over_tls_with_client_certificates() {
     };
     let reg = V2Registry::connect(&cfg, Duration::from_secs(60)).unwrap();
     let subnet = "10.5.4.0/24".parse().unwrap();
-    reg.create_subnet(subnet, None, &attrs(4)).await.unwrap();
+    reg.create_subnet(subnet, None, &attrs(4), None)
+        .await
+        .unwrap();
     assert_eq!(reg.list_subnets().await.unwrap().0.len(), 1);
 
     // Without a client certificate the server refuses the handshake.

@@ -397,7 +397,10 @@ impl Node {
             self.lease.key()
         );
         if let Err(e) = self.mgr.release(&self.lease).await {
-            log::error!("failed to release lease {}: {e} (retrying)", self.lease.key());
+            log::error!(
+                "failed to release lease {}: {e} (retrying)",
+                self.lease.key()
+            );
             count_etcd_error(&e);
             self.move_at = Some(Instant::now() + CONFLICT_GRACE);
             return;

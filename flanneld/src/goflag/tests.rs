@@ -249,15 +249,25 @@ fn atoi_takes_what_go_takes_and_prints_go_errors() {
     assert_eq!(atoi("5000"), Ok(5000));
     assert_eq!(atoi("+7"), Ok(7));
     assert_eq!(atoi("-3"), Ok(-3));
-    assert_eq!(atoi("007"), Ok(7), "decimal only: leading zeros are not octal");
+    assert_eq!(
+        atoi("007"),
+        Ok(7),
+        "decimal only: leading zeros are not octal"
+    );
     assert_eq!(atoi("9223372036854775807"), Ok(i64::MAX));
     assert_eq!(atoi("-9223372036854775808"), Ok(i64::MIN));
     let err = |s: &str| atoi(s).unwrap_err().to_string();
     assert_eq!(err("abc"), r#"strconv.Atoi: parsing "abc": invalid syntax"#);
     assert_eq!(err(""), r#"strconv.Atoi: parsing "": invalid syntax"#);
     assert_eq!(err("-"), r#"strconv.Atoi: parsing "-": invalid syntax"#);
-    assert_eq!(err("0x10"), r#"strconv.Atoi: parsing "0x10": invalid syntax"#);
-    assert_eq!(err("1_000"), r#"strconv.Atoi: parsing "1_000": invalid syntax"#);
+    assert_eq!(
+        err("0x10"),
+        r#"strconv.Atoi: parsing "0x10": invalid syntax"#
+    );
+    assert_eq!(
+        err("1_000"),
+        r#"strconv.Atoi: parsing "1_000": invalid syntax"#
+    );
     assert_eq!(err(" 5"), r#"strconv.Atoi: parsing " 5": invalid syntax"#);
     assert_eq!(
         err("9223372036854775808"),

@@ -53,12 +53,15 @@ pub trait LeaseStore {
     ) -> impl Future<Output = Result<Listing, SubnetError>> + Send;
     /// How many records the store holds now, if it can tell without reading them.
     fn count_records(&self) -> impl Future<Output = Result<Option<usize>, SubnetError>> + Send;
-    /// Create-only: `AlreadyExists` when the key exists.
+    /// Create-only, and only while no record or claim holds either family's subnet
+    /// ([`crate::subnet::claims`]): `AlreadyExists` when a record does, `Claimed` when only a
+    /// claim does. `replacing` takes over a claim that names that (vanished) record.
     fn create_subnet(
         &self,
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
+        replacing: Option<&str>,
     ) -> impl Future<Output = Result<SystemTime, SubnetError>> + Send;
     /// Unconditional overwrite with a fresh lifetime, or, with `reservation`, with none (the
     /// record stays a reservation). Returns the expiration (`None` for a reservation).
@@ -100,8 +103,9 @@ macro_rules! forward_lease_store {
                 subnet: Ipv4Net,
                 ipv6_subnet: Option<Ipv6Net>,
                 attrs: &LeaseAttrs,
+                replacing: Option<&str>,
             ) -> Result<SystemTime, SubnetError> {
-                <$registry>::create_subnet(self, subnet, ipv6_subnet, attrs).await
+                <$registry>::create_subnet(self, subnet, ipv6_subnet, attrs, replacing).await
             }
             async fn update_subnet(
                 &self,
@@ -193,10 +197,11 @@ impl LeaseStore for Store {
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
+        replacing: Option<&str>,
     ) -> Result<SystemTime, SubnetError> {
         match self {
-            Store::V3(r) => Registry::create_subnet(r, subnet, ipv6_subnet, attrs).await,
-            Store::V2(r) => V2Registry::create_subnet(r, subnet, ipv6_subnet, attrs).await,
+            Store::V3(r) => r.create_subnet(subnet, ipv6_subnet, attrs, replacing).await,
+            Store::V2(r) => r.create_subnet(subnet, ipv6_subnet, attrs, replacing).await,
         }
     }
     async fn update_subnet(
@@ -207,8 +212,14 @@ impl LeaseStore for Store {
         reservation: bool,
     ) -> Result<Option<SystemTime>, SubnetError> {
         match self {
-            Store::V3(r) => r.update_subnet(subnet, ipv6_subnet, attrs, reservation).await,
-            Store::V2(r) => r.update_subnet(subnet, ipv6_subnet, attrs, reservation).await,
+            Store::V3(r) => {
+                r.update_subnet(subnet, ipv6_subnet, attrs, reservation)
+                    .await
+            }
+            Store::V2(r) => {
+                r.update_subnet(subnet, ipv6_subnet, attrs, reservation)
+                    .await
+            }
         }
     }
     fn keeps_reservations(&self) -> bool {

@@ -3,6 +3,7 @@
 
 pub mod alloc;
 mod backend_data;
+pub mod claims;
 pub mod etcd;
 pub mod etcd_store;
 pub mod etcd_v2;

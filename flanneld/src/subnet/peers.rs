@@ -175,7 +175,9 @@ impl PeerSet {
             let shown = self.shown_for(slot);
             let peer = self.peers.get_mut(&slot).expect("just inserted");
             peer.shown = match old.remove(&slot) {
-                Some(prev) if Arc::ptr_eq(&prev.lease, &peer.lease) && same_mask(&prev.shown, &shown) => {
+                Some(prev)
+                    if Arc::ptr_eq(&prev.lease, &peer.lease) && same_mask(&prev.shown, &shown) =>
+                {
                     prev.shown
                 }
                 _ => {

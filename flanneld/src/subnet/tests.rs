@@ -237,15 +237,32 @@ fn the_older_record_keeps_a_shared_ipv4_subnet_on_every_node() {
         let mut set = PeerSet::new(Some(own.clone()));
         let mut events = set.reset(vec![order[0].clone()]);
         events.extend(set.update(vec![Change::Put(order[1].clone())]));
-        let mut now: Vec<_> = set.all().iter().map(|l| (l.attrs.public_ip, l.enable_ipv4, l.enable_ipv6)).collect();
+        let mut now: Vec<_> = set
+            .all()
+            .iter()
+            .map(|l| (l.attrs.public_ip, l.enable_ipv4, l.enable_ipv6))
+            .collect();
         now.sort();
         assert_eq!(now, vec![(A.into(), true, true), (B.into(), false, true)]);
-        assert!(shown(&events).contains(&('+', B.into(), false, true)), "{events:?}");
+        assert!(
+            shown(&events).contains(&('+', B.into(), false, true)),
+            "{events:?}"
+        );
         let conflicts = set.conflicts();
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
         assert_eq!(conflicts[0].subnet.to_string(), "10.244.53.0/24");
-        let keys: Vec<_> = conflicts[0].holders.iter().map(|h| h.key.as_str()).collect();
-        assert_eq!(keys, ["10.244.53.0-24&fc00::2b:0-112", "10.244.53.0-24&fc00::40:0-112"]);
+        let keys: Vec<_> = conflicts[0]
+            .holders
+            .iter()
+            .map(|h| h.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "10.244.53.0-24&fc00::2b:0-112",
+                "10.244.53.0-24&fc00::40:0-112"
+            ]
+        );
         assert!(!conflicts[0].lost_by_own());
 
         // The older record goes: the newer one gets its IPv4 subnet back.
@@ -253,7 +270,10 @@ fn the_older_record_keeps_a_shared_ipv4_subnet_on_every_node() {
             subnet: older.subnet,
             ipv6_subnet: older.ipv6_subnet,
         }]);
-        assert_eq!(shown(&events), vec![('-', A.into(), true, true), ('+', B.into(), true, true)]);
+        assert_eq!(
+            shown(&events),
+            vec![('-', A.into(), true, true), ('+', B.into(), true, true)]
+        );
         assert!(set.conflicts().is_empty());
     }
 }
@@ -268,7 +288,10 @@ fn a_shared_ipv6_subnet_stays_with_the_older_record() {
     ]);
     let mut got = shown(&events);
     got.sort();
-    assert_eq!(got, vec![('+', A.into(), true, false), ('+', B.into(), true, true)]);
+    assert_eq!(
+        got,
+        vec![('+', A.into(), true, false), ('+', B.into(), true, true)]
+    );
     let c = set.conflicts();
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].holders[0].public_ip, Ipv4Addr::from(B));
@@ -279,11 +302,17 @@ fn our_own_subnet_is_never_routed_to_a_peer_and_an_older_peer_wins_the_conflict(
     use peers::{Change, PeerSet};
     let peer = dual("10.244.53.0/24", "fc00::2b:0/112", A, 5);
     let mut set = PeerSet::new(Some(lease("10.244.1.0/24", [9, 9, 9, 9])));
-    assert_eq!(shown(&set.reset(vec![peer.clone()])), vec![('+', A.into(), true, true)]);
+    assert_eq!(
+        shown(&set.reset(vec![peer.clone()])),
+        vec![('+', A.into(), true, true)]
+    );
     // We move onto the peer's IPv4 subnet (a race lost to a node that only compared keys):
     // the peer keeps its IPv6 subnet routed, never our own subnet.
     let mut own = dual("10.244.53.0/24", "fc00::99:0/112", [9, 9, 9, 9], 0);
-    assert_eq!(shown(&set.set_own(own.clone())), vec![('+', A.into(), false, true)]);
+    assert_eq!(
+        shown(&set.set_own(own.clone())),
+        vec![('+', A.into(), false, true)]
+    );
     // Until the watch shows our record's revision we cannot tell who was first.
     assert!(!set.conflicts()[0].lost_by_own());
     set.set_own_created(7);
@@ -307,7 +336,10 @@ fn ipv6_only_leases_share_no_ipv4_subnet() {
         ..dual("0.0.0.0/0", s6, ip, created)
     };
     let mut set = PeerSet::new(None);
-    let events = set.reset(vec![only6("fc00::1:0/112", A, 1), only6("fc00::2:0/112", B, 2)]);
+    let events = set.reset(vec![
+        only6("fc00::1:0/112", A, 1),
+        only6("fc00::2:0/112", B, 2),
+    ]);
     assert_eq!(events.len(), 2);
     assert!(set.all().iter().all(|l| l.enable_ipv4 && l.enable_ipv6));
     assert!(set.conflicts().is_empty());

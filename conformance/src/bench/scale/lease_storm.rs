@@ -181,9 +181,16 @@ impl LeaseStore for Counted {
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
+        replacing: Option<&str>,
     ) -> Result<SystemTime, SubnetError> {
-        let r = self.inner.create_subnet(subnet, ipv6_subnet, attrs).await;
-        if matches!(r, Err(SubnetError::AlreadyExists)) {
+        let r = self
+            .inner
+            .create_subnet(subnet, ipv6_subnet, attrs, replacing)
+            .await;
+        if matches!(
+            r,
+            Err(SubnetError::AlreadyExists | SubnetError::Claimed { .. })
+        ) {
             self.lost.fetch_add(1, Ordering::Relaxed);
         }
         r

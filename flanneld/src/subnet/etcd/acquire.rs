@@ -200,6 +200,26 @@ impl View {
         }
     }
 
+    /// Whether a claim naming the record `holder`, written at `revision`, outlived it: the
+    /// claim is older than our listing and the record was not in it. Our own record's claim
+    /// (we are re-creating that very record) is ours to take. The store checks again,
+    /// atomically, that the record is gone.
+    fn stale_claim(
+        &self,
+        holder: &str,
+        revision: i64,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+    ) -> bool {
+        if holder == crate::subnet::subnet_key(subnet, ipv6_subnet) {
+            return true;
+        }
+        let listed_after = self.revision.is_some_and(|r| revision <= r);
+        let gone =
+            parse_subnet_key(holder).is_some_and(|at| self.taken.binary_search(&at).is_err());
+        listed_after && gone
+    }
+
     fn forget(&mut self, at: At) {
         self.taken.retain(|t| *t != at);
         self.ours.retain(|o| o.0 != at);
@@ -399,14 +419,28 @@ async fn create(
     ipv6_subnet: Option<Ipv6Net>,
     attrs: &LeaseAttrs,
 ) -> Result<Lease, SubnetError> {
-    match reg.create_subnet(subnet, ipv6_subnet, attrs).await {
-        Ok(expiration) => Ok(lease(subnet, ipv6_subnet, attrs, Some(expiration))),
-        Err(e) => {
-            if matches!(e, SubnetError::AlreadyExists) {
-                view.add((subnet, ipv6_subnet));
-            }
-            Err(e)
+    let mut result = reg.create_subnet(subnet, ipv6_subnet, attrs, None).await;
+    if let Err(SubnetError::Claimed {
+        holder, revision, ..
+    }) = &result
+    {
+        if view.stale_claim(holder, *revision, subnet, ipv6_subnet) {
+            log::info!(
+                "taking over the claim of {holder} on {}: that record is gone",
+                describe(subnet, ipv6_subnet)
+            );
+            result = reg
+                .create_subnet(subnet, ipv6_subnet, attrs, Some(holder.as_str()))
+                .await;
         }
+    }
+    match result {
+        Ok(expiration) => Ok(lease(subnet, ipv6_subnet, attrs, Some(expiration))),
+        Err(SubnetError::AlreadyExists | SubnetError::Claimed { .. }) => {
+            view.add((subnet, ipv6_subnet));
+            Err(SubnetError::AlreadyExists)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -92,6 +92,7 @@ impl LeaseStore for Fake {
         subnet: Ipv4Net,
         _: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
+        _: Option<&str>,
     ) -> Result<SystemTime, SubnetError> {
         let mut st = self.state();
         st.creates.push(subnet);
@@ -192,7 +193,10 @@ fn only_records_that_could_be_ours_are_decoded() {
         assert!(owner.owns(&decoded), "{ours}");
     }
     assert_eq!(slot("{}").unwrap().attrs, None);
-    assert_eq!(Slot::from_record("not-a-subnet", b"{}", false, &owner), None);
+    assert_eq!(
+        Slot::from_record("not-a-subnet", b"{}", false, &owner),
+        None
+    );
 
     // A node without PublicIP matches records without one: nothing can be skipped.
     let nobody = Owner::new(&cfg, &attrs([0, 0, 0, 0]));

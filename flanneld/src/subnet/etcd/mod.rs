@@ -5,6 +5,7 @@
 
 mod acquire;
 mod watch;
+mod write;
 
 pub use acquire::{acquire_lease, AcquireRequest, Listing, Owner, Slot};
 pub use watch::{watch_subnets, watch_subnets_from, WatchMsg};
@@ -13,8 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
-    PutOptions, TlsOptions, Txn, TxnOp,
+    Certificate, Client, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions,
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -41,6 +41,14 @@ pub enum SubnetError {
     LeaseLost,
     #[error("subnet already exists")]
     AlreadyExists,
+    /// Only the claim on the IPv6 subnet stood in the way: `holder` is the record key it
+    /// names, written at `revision` (a stale claim outlives a record deleted by hand).
+    #[error("IPv6 subnet {ipv6_subnet} is claimed by {holder}")]
+    Claimed {
+        ipv6_subnet: Ipv6Net,
+        holder: String,
+        revision: i64,
+    },
     #[error("out of subnets")]
     OutOfSubnets,
     #[error("max retries reached trying to acquire a subnet")]
@@ -251,152 +259,6 @@ impl Registry {
         Ok((leases, revision))
     }
 
-    async fn grant(&self) -> Result<(i64, SystemTime), SubnetError> {
-        let mut lc = self.client.lease_client();
-        let secs = i64::try_from(self.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let resp = timed(lc.grant(secs, None)).await?;
-        let ttl = Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(0));
-        Ok((resp.id(), SystemTime::now() + ttl))
-    }
-
-    /// A lease for a new record: the spare one while nearly all of its lifetime is left (so
-    /// the record lives about as long as on a fresh grant, and the lease cannot run out
-    /// before the put), else a fresh grant.
-    async fn grant_for_create(&self) -> Result<Grant, SubnetError> {
-        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(spare) = spare {
-            if spare.expiration > SystemTime::now() + self.ttl.mul_f64(0.9) {
-                return Ok(spare);
-            }
-            self.revoke(spare.id).await;
-        }
-        let (id, expiration) = self.grant().await?;
-        Ok(Grant { id, expiration })
-    }
-
-    async fn keep_spare(&self, grant: Grant) {
-        let displaced = self
-            .spare
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(grant);
-        if let Some(old) = displaced {
-            self.revoke(old.id).await;
-        }
-    }
-
-    async fn revoke(&self, id: i64) {
-        let mut lc = self.client.lease_client();
-        if let Err(e) = timed(lc.revoke(id)).await {
-            log::warn!("failed to revoke unused etcd lease {id:x}: {e}");
-        }
-    }
-
-    /// Creates the record only if the key does not exist (compare-and-swap on its version);
-    /// `AlreadyExists` when another node was first. Returns the expiration.
-    pub async fn create_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        let key = self.subnet_path(subnet, ipv6_subnet);
-        let grant = self.grant_for_create().await?;
-        let txn = Txn::new()
-            .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                attrs.to_json(),
-                Some(PutOptions::new().with_lease(grant.id)),
-            )]);
-        let mut kv = self.client.kv_client();
-        match timed(kv.txn(txn)).await {
-            Ok(resp) if resp.succeeded() => Ok(grant.expiration),
-            Ok(_) => {
-                self.keep_spare(grant).await;
-                Err(SubnetError::AlreadyExists)
-            }
-            Err(e) => {
-                // The put may have happened after all: revoking removes a record nobody
-                // would renew.
-                self.revoke(grant.id).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Upstream's etcd v3 code turns a reservation its node reuses into a lease (it reads the
-    /// missing lease's lifetime as -1 s, never as "none").
-    pub const KEEPS_RESERVATIONS: bool = false;
-
-    /// Overwrites the record on a fresh lease (reuse), or with `reservation` on none. The
-    /// previous etcd lease is left to expire on its own, keyless, as upstream does.
-    pub async fn update_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-        reservation: bool,
-    ) -> Result<Option<SystemTime>, SubnetError> {
-        let key = self.subnet_path(subnet, ipv6_subnet);
-        let mut kv = self.client.kv_client();
-        if reservation {
-            timed(kv.put(key, attrs.to_json(), None)).await?;
-            return Ok(None);
-        }
-        let (id, expiration) = self.grant().await?;
-        if let Err(e) =
-            timed(kv.put(key, attrs.to_json(), Some(PutOptions::new().with_lease(id)))).await
-        {
-            self.revoke(id).await;
-            return Err(e);
-        }
-        Ok(Some(expiration))
-    }
-
-    /// Renews our record on a fresh lease, but only while it still holds exactly what we
-    /// wrote: after an expiry another node may own the subnet, and a blind put (upstream's
-    /// renewal) would silently take it back. `LeaseLost` tells the caller to re-acquire.
-    pub async fn renew_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        let key = self.subnet_path(subnet, ipv6_subnet);
-        let value = attrs.to_json();
-        let (id, expiration) = self.grant().await?;
-        let txn = Txn::new()
-            .when([Compare::value(key.clone(), CompareOp::Equal, value.clone())])
-            .and_then([TxnOp::put(
-                key,
-                value,
-                Some(PutOptions::new().with_lease(id)),
-            )]);
-        let mut kv = self.client.kv_client();
-        match timed(kv.txn(txn)).await {
-            Ok(resp) if resp.succeeded() => Ok(expiration),
-            Ok(_) => {
-                self.revoke(id).await;
-                Err(SubnetError::LeaseLost)
-            }
-            Err(e) => {
-                self.revoke(id).await;
-                Err(e)
-            }
-        }
-    }
-
-    pub async fn delete_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-    ) -> Result<(), SubnetError> {
-        let mut kv = self.client.kv_client();
-        timed(kv.delete(self.subnet_path(subnet, ipv6_subnet), None)).await?;
-        Ok(())
-    }
-
     /// The client, for the watch loop.
     pub(crate) fn client(&self) -> &Client {
         &self.client
@@ -473,13 +335,13 @@ mod tests {
         let subnet = |n: u8| format!("10.3.{n}.0/24").parse::<Ipv4Net>().unwrap();
         let before = calls(&etcd);
         winner
-            .create_subnet(subnet(1), None, &attrs(1))
+            .create_subnet(subnet(1), None, &attrs(1), None)
             .await
             .unwrap();
-        let lost = loser.create_subnet(subnet(1), None, &attrs(2)).await;
+        let lost = loser.create_subnet(subnet(1), None, &attrs(2), None).await;
         assert!(matches!(lost, Err(SubnetError::AlreadyExists)), "{lost:?}");
         let expiration = loser
-            .create_subnet(subnet(2), None, &attrs(2))
+            .create_subnet(subnet(2), None, &attrs(2), None)
             .await
             .unwrap();
         let used = calls(&etcd).since(&before);
@@ -495,12 +357,12 @@ mod tests {
         );
 
         // A spare that has lost a tenth of its lifetime is revoked, not used.
-        let lost = loser.create_subnet(subnet(1), None, &attrs(2)).await;
+        let lost = loser.create_subnet(subnet(1), None, &attrs(2), None).await;
         assert!(matches!(lost, Err(SubnetError::AlreadyExists)), "{lost:?}");
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let before = calls(&etcd);
         loser
-            .create_subnet(subnet(3), None, &attrs(3))
+            .create_subnet(subnet(3), None, &attrs(3), None)
             .await
             .unwrap();
         let used = calls(&etcd).since(&before);
@@ -514,7 +376,9 @@ mod tests {
         let reg = registry(&etcd, Duration::from_secs(600)).await;
         for n in 1..=20u8 {
             let subnet = format!("10.3.{n}.0/24").parse::<Ipv4Net>().unwrap();
-            reg.create_subnet(subnet, None, &attrs(n)).await.unwrap();
+            reg.create_subnet(subnet, None, &attrs(n), None)
+                .await
+                .unwrap();
         }
         let before = calls(&etcd);
         let read_from = SystemTime::now();
@@ -540,7 +404,9 @@ mod tests {
         let owner = Owner::new(&net, &attrs(2));
         let subnet = |n: u8| format!("10.3.{n}.0/24").parse::<Ipv4Net>().unwrap();
         for n in 1..=3 {
-            reg.create_subnet(subnet(n), None, &attrs(n)).await.unwrap();
+            reg.create_subnet(subnet(n), None, &attrs(n), None)
+                .await
+                .unwrap();
         }
         let all = reg.list_slots(&owner, None).await.unwrap();
         assert!(!all.changes_only);
@@ -550,7 +416,9 @@ mod tests {
         assert_eq!(decoded[0].subnet, subnet(2));
         let since = all.revision.expect("a revision");
 
-        reg.create_subnet(subnet(4), None, &attrs(4)).await.unwrap();
+        reg.create_subnet(subnet(4), None, &attrs(4), None)
+            .await
+            .unwrap();
         reg.update_subnet(subnet(1), None, &attrs(1), false)
             .await
             .unwrap();
@@ -564,5 +432,88 @@ mod tests {
         let none = reg.list_slots(&owner, changed.revision).await.unwrap();
         assert!(none.slots.is_empty());
         assert_eq!(reg.count_records().await.unwrap(), Some(3));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_family_subnet_has_one_record() {
+        let etcd = Etcd::start(EtcdOptions::loopback()).expect("etcd starts");
+        let reg = registry(&etcd, Duration::from_secs(600)).await;
+        let v4 = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let v6 = |s: &str| Some(s.parse::<Ipv6Net>().unwrap());
+        let a = (v4("10.3.5.0/24"), v6("fc00::1:0/112"));
+        reg.create_subnet(a.0, a.1, &attrs(1), None).await.unwrap();
+        // The race of the field report: same IPv4 subnet, another IPv6 one.
+        let same_v4 = reg
+            .create_subnet(a.0, v6("fc00::2:0/112"), &attrs(2), None)
+            .await;
+        assert!(
+            matches!(same_v4, Err(SubnetError::AlreadyExists)),
+            "{same_v4:?}"
+        );
+        // An IPv4-only record cannot take a dual-stack record's IPv4 subnet, nor the reverse.
+        let v4_only = reg.create_subnet(a.0, None, &attrs(2), None).await;
+        assert!(
+            matches!(v4_only, Err(SubnetError::AlreadyExists)),
+            "{v4_only:?}"
+        );
+        reg.create_subnet(v4("10.3.7.0/24"), None, &attrs(3), None)
+            .await
+            .unwrap();
+        let onto_v4_only = reg
+            .create_subnet(v4("10.3.7.0/24"), v6("fc00::7:0/112"), &attrs(4), None)
+            .await;
+        assert!(matches!(onto_v4_only, Err(SubnetError::AlreadyExists)));
+        // Another IPv4 subnet, the same IPv6 one: the claim names its holder.
+        let c = (v4("10.3.6.0/24"), v6("fc00::1:0/112"));
+        match reg.create_subnet(c.0, c.1, &attrs(5), None).await {
+            Err(SubnetError::Claimed { holder, .. }) => {
+                assert_eq!(holder, "10.3.5.0-24&fc00::1:0-112")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A live holder's claim cannot be taken over.
+        let live = reg
+            .create_subnet(c.0, c.1, &attrs(5), Some("10.3.5.0-24&fc00::1:0-112"))
+            .await;
+        assert!(matches!(live, Err(SubnetError::Claimed { .. })), "{live:?}");
+        // Releasing the record releases its claim.
+        reg.delete_subnet(a.0, a.1).await.unwrap();
+        reg.create_subnet(c.0, c.1, &attrs(5), None).await.unwrap();
+        let claim = crate::subnet::claims::v6_claim_key("/coreos.com/network", c.1.unwrap());
+        assert_eq!(
+            etcd.get(&claim).unwrap().as_deref(),
+            Some("10.3.6.0-24&fc00::1:0-112")
+        );
+        // A record deleted by hand leaves its claim behind, which is taken over.
+        etcd.delete(&reg.subnet_path(c.0, c.1)).unwrap();
+        let d = (v4("10.3.8.0/24"), c.1);
+        let stale = reg.create_subnet(d.0, d.1, &attrs(6), None).await;
+        assert!(
+            matches!(stale, Err(SubnetError::Claimed { .. })),
+            "{stale:?}"
+        );
+        reg.create_subnet(d.0, d.1, &attrs(6), Some("10.3.6.0-24&fc00::1:0-112"))
+            .await
+            .unwrap();
+        assert_eq!(
+            etcd.get(&claim).unwrap().as_deref(),
+            Some("10.3.8.0-24&fc00::1:0-112")
+        );
+        // IPv6-only records all carry 0.0.0.0/0, which is nobody's subnet.
+        for (n, s6) in ["fc00::a:0/112", "fc00::b:0/112"].into_iter().enumerate() {
+            reg.create_subnet(Ipv4Net::default(), v6(s6), &attrs(10 + n as u8), None)
+                .await
+                .unwrap();
+        }
+        // Renewal moves the claim to the new etcd lease with the record.
+        reg.renew_subnet(d.0, d.1, &attrs(6)).await.unwrap();
+        let listed = etcd.etcdctl(&["get", "-w", "json", "--", &claim]).unwrap();
+        let record = etcd
+            .etcdctl(&["get", "-w", "json", "--", &reg.subnet_path(d.0, d.1)])
+            .unwrap();
+        let lease_of = |json: &str| {
+            serde_json::from_str::<serde_json::Value>(json).unwrap()["kvs"][0]["lease"].clone()
+        };
+        assert_eq!(lease_of(&listed), lease_of(&record));
     }
 }

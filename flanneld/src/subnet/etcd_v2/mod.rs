@@ -11,17 +11,18 @@ mod client;
 mod tests;
 mod watch;
 pub mod wire;
+mod write;
 
 pub use client::basic_auth;
 pub use watch::watch_subnets;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::etcd::{join_key, EtcdConfig, Listing, Owner, Slot, SubnetError};
-use super::{subnet_key, Lease, LeaseAttrs};
+use super::{subnet_key, Lease};
 use client::{Answer, HttpClient};
 use wire::{code, key_path, ApiError, NodeError, Response};
 
@@ -88,18 +89,6 @@ impl V2Error {
 struct Served {
     response: Response,
     etcd_index: Option<u64>,
-}
-
-/// What a lease write requires of the key's current state, checked by etcd atomically
-/// with the write.
-#[derive(Debug, Clone, Copy)]
-enum Precondition {
-    /// Any state: the write creates or overwrites.
-    None,
-    /// The key must not exist (`prevExist=false`).
-    Absent,
-    /// The key must hold exactly the value being written (`prevValue`).
-    Unchanged,
 }
 
 /// A client for the v2 keyspace plus the key layout. Cheap to clone (the client pools).
@@ -254,126 +243,6 @@ impl V2Registry {
         Ok((nodes, served.etcd_index.unwrap_or(0)))
     }
 
-    /// Writes our record for the subnet with a fresh TTL (none for a `reservation`), provided
-    /// the key is in the state `precondition` demands. Returns the expiration.
-    async fn put_lease(
-        &self,
-        op: &'static str,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-        precondition: Precondition,
-        reservation: bool,
-    ) -> Result<Option<SystemTime>, V2Error> {
-        let key = self.subnet_path(subnet, ipv6_subnet);
-        let (value, ttl) = (attrs.to_json(), self.ttl_secs());
-        let mut form = vec![("value", &*value)];
-        // Without `ttl` a v2 write leaves the key without one, as upstream's reuse of a
-        // reservation did (its TTL 0).
-        if !reservation {
-            form.push(("ttl", &*ttl));
-        }
-        match precondition {
-            Precondition::None => {}
-            Precondition::Absent => form.push(("prevExist", "false")),
-            Precondition::Unchanged => form.push(("prevValue", &*value)),
-        }
-        let served = self
-            .call(op, Method::PUT, &key, &[], Some(&form), REQUEST_TIMEOUT)
-            .await?;
-        let ttl = served.response.node.and_then(|n| n.ttl);
-        Ok(wire::expiration(ttl))
-    }
-
-    /// Creates the record only if the key does not exist; `AlreadyExists` when another node
-    /// was first. Returns the expiration.
-    pub async fn create_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        let put = self.put_lease(
-            "create",
-            subnet,
-            ipv6_subnet,
-            attrs,
-            Precondition::Absent,
-            false,
-        );
-        match put.await {
-            Err(e) if e.code() == Some(code::NODE_EXIST) => Err(SubnetError::AlreadyExists),
-            Err(e) => Err(e.into()),
-            Ok(expiration) => expiration.ok_or_else(|| no_ttl("create", subnet, ipv6_subnet)),
-        }
-    }
-
-    /// flannel ≤ v0.17 reused a reservation with TTL 0 (none) and, its expiration being Go's
-    /// zero time, never renewed it.
-    pub const KEEPS_RESERVATIONS: bool = true;
-
-    /// Overwrites the record with a fresh TTL, or none with `reservation` (reuse of our own
-    /// record after a restart).
-    pub async fn update_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-        reservation: bool,
-    ) -> Result<Option<SystemTime>, SubnetError> {
-        let put = self.put_lease(
-            "update",
-            subnet,
-            ipv6_subnet,
-            attrs,
-            Precondition::None,
-            reservation,
-        );
-        Ok(put.await?)
-    }
-
-    /// Refreshes the TTL of our record, only while it still holds exactly what we wrote:
-    /// after an expiry another node may own the subnet. `LeaseLost` tells the caller to
-    /// re-acquire.
-    pub async fn renew_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        let put = self.put_lease(
-            "renew",
-            subnet,
-            ipv6_subnet,
-            attrs,
-            Precondition::Unchanged,
-            false,
-        );
-        match put.await {
-            Err(e) if matches!(e.code(), Some(code::KEY_NOT_FOUND | code::TEST_FAILED)) => {
-                Err(SubnetError::LeaseLost)
-            }
-            Err(e) => Err(e.into()),
-            Ok(expiration) => expiration.ok_or_else(|| no_ttl("renew", subnet, ipv6_subnet)),
-        }
-    }
-
-    /// Deletes the record; a record that is already gone is fine.
-    pub async fn delete_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-    ) -> Result<(), SubnetError> {
-        let key = self.subnet_path(subnet, ipv6_subnet);
-        match self
-            .call("delete", Method::DELETE, &key, &[], None, REQUEST_TIMEOUT)
-            .await
-        {
-            Err(e) if e.code() != Some(code::KEY_NOT_FOUND) => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
-
     /// Waits up to `timeout` for the first change under the subnets directory at index
     /// `from` or later; `Ok(None)` when nothing happened in that time.
     pub(crate) async fn wait(
@@ -397,15 +266,6 @@ impl V2Registry {
             Err(_) => Ok(None),
         }
     }
-}
-
-/// A write that asked for a TTL was answered with a node without one.
-fn no_ttl(op: &'static str, subnet: Ipv4Net, ipv6_subnet: Option<Ipv6Net>) -> SubnetError {
-    SubnetError::V2(V2Error::Decode {
-        op,
-        key: subnet_key(subnet, ipv6_subnet),
-        detail: "the written key has no TTL".into(),
-    })
 }
 
 /// Turns an HTTP answer into etcd's success or error JSON.

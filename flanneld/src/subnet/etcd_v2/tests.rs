@@ -9,6 +9,7 @@ use super::watch::{step, Step};
 use super::wire::{self, code, key_path, lease_from_node, EventKind, Node, NodeError, Response};
 use super::*;
 use crate::subnet::peers::Change;
+use crate::subnet::LeaseAttrs;
 
 const DIR: &str = "/coreos.com/network/subnets";
 

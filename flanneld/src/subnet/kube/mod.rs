@@ -76,7 +76,9 @@ pub enum KubeError {
         node: String,
     },
     /// Upstream's wording, inside its `error creating network manager: ...`.
-    #[error("error creating network manager: env EVENT_QUEUE_DEPTH={value} format error: {source}")]
+    #[error(
+        "error creating network manager: env EVENT_QUEUE_DEPTH={value} format error: {source}"
+    )]
     EventQueueDepth {
         value: String,
         source: crate::goflag::AtoiError,
