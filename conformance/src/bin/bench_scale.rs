@@ -1,15 +1,16 @@
 //! Scale benchmark (`scripts/bench-scale.sh`): lease acquisition by thousands of nodes at
 //! once against one etcd, and one flanneld programming routes for thousands of peers.
 //!
-//! Usage: bench_scale [--nodes N,..] [--peers N,..] [--samples N] [--only leases|routes]
+//! Usage: bench_scale [--nodes N,..] [--stack v4,dual] [--peers N,..] [--samples N]
+//! [--only leases|routes]
 //! `--nodes`: lease storms through flanneld's own Registry and acquire code (default
-//! 1000,5000); `--peers`: route-scale runs (default 1000,5000), each with `--samples` timed
-//! new leases (default 200).
+//! 1000,5000), each IPv4-only and dual-stack (`--stack`, default both); `--peers`: route-scale
+//! runs (default 1000,5000), each with `--samples` timed new leases (default 200).
 
 use std::time::Instant;
 
 use conformance::bench::interrupt;
-use conformance::bench::scale::lease_storm::{self, LeaseStormReport};
+use conformance::bench::scale::lease_storm::{self, LeaseStormReport, Stack};
 use conformance::bench::scale::route_storm::{self, RouteStormReport};
 use conformance::bench::stats::{fmt_kib, fmt_secs, or_dash};
 use conformance::bench::table::{Align, Table};
@@ -23,13 +24,25 @@ const RSS_TARGET_KIB: u64 = 20 * 1024;
 #[derive(Debug, Clone, PartialEq)]
 struct Args {
     nodes: Vec<usize>,
+    stacks: Vec<Stack>,
     peers: Vec<usize>,
     samples: usize,
     leases: bool,
     routes: bool,
 }
 
-const USAGE: &str = "usage: bench_scale [--nodes N,..|none] [--peers N,..|none] [--samples N] [--only leases|routes]";
+const USAGE: &str = "usage: bench_scale [--nodes N,..|none] [--stack v4,dual] [--peers N,..|none] [--samples N] [--only leases|routes]";
+
+fn stacks(v: Option<String>) -> Result<Vec<Stack>, String> {
+    let v = v.ok_or_else(|| format!("--stack needs a value\n{USAGE}"))?;
+    v.split(',')
+        .map(|s| match s.trim() {
+            "v4" => Ok(Stack::V4),
+            "dual" => Ok(Stack::Dual),
+            other => Err(format!("--stack {other:?}: v4 or dual\n{USAGE}")),
+        })
+        .collect()
+}
 
 fn counts(flag: &str, v: Option<String>) -> Result<Vec<usize>, String> {
     let v = v.ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
@@ -49,6 +62,7 @@ fn counts(flag: &str, v: Option<String>) -> Result<Vec<usize>, String> {
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut a = Args {
         nodes: vec![1000, 5000],
+        stacks: vec![Stack::V4, Stack::Dual],
         peers: vec![1000, 5000],
         samples: 200,
         leases: true,
@@ -57,6 +71,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--nodes" => a.nodes = counts(&flag, it.next())?,
+            "--stack" => a.stacks = stacks(it.next())?,
             "--peers" => a.peers = counts(&flag, it.next())?,
             "--samples" => a.samples = counts(&flag, it.next())?.into_iter().sum(),
             "--only" => match it.next().as_deref() {
@@ -87,9 +102,11 @@ fn run(args: &Args) -> Result<(), BoxError> {
     let mut leases = Vec::new();
     if args.leases {
         for &n in &args.nodes {
-            interrupt::check()?;
-            println!("[leases] {n} nodes acquiring at once");
-            leases.push(lease_storm::run(n)?);
+            for &stack in &args.stacks {
+                interrupt::check()?;
+                println!("[leases] {n} {} nodes acquiring at once", stack.name());
+                leases.push(lease_storm::run(n, stack)?);
+            }
         }
     }
     let mut routes = Vec::new();
@@ -107,9 +124,10 @@ fn run(args: &Args) -> Result<(), BoxError> {
         println!("\nLease scale: simulated nodes acquiring from one etcd at once (flanneld's acquire_lease, one connection per node)\n");
         print!("{}", render_leases(&leases));
         println!("  etcd calls: gRPC calls etcd served during the storm, from its grpc_server_handled_total counters (read before and after)");
-        println!("  lost CAS: subnet claims that lost the compare-and-swap to another node (create_subnet answered AlreadyExists)");
+        println!("  lost CAS: subnet claims that lost the compare-and-swap to another node (create_subnet answered AlreadyExists or Claimed)");
+        println!("  shared IPv4 / IPv6: pairs of records in etcd whose subnets of that family overlap, from an etcdctl listing");
         for r in &leases {
-            let run = format!("{} nodes", r.nodes);
+            let run = format!("{} {} nodes", r.nodes, r.stack.name());
             println!("  {run}: calls per lease by method: {}", per_method(r));
             println!(
                 "  {run}: etcd WAL fsyncs: {} taking {} in total",
@@ -145,6 +163,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
 fn render_leases(rows: &[LeaseStormReport]) -> String {
     let mut t = Table::new(&[
         ("nodes", Align::Right),
+        ("stack", Align::Left),
         ("all hold a lease", Align::Right),
         ("per node: p50", Align::Right),
         ("p99", Align::Right),
@@ -153,11 +172,14 @@ fn render_leases(rows: &[LeaseStormReport]) -> String {
         ("lost CAS", Align::Right),
         ("retried by daemon loop", Align::Right),
         ("records", Align::Right),
-        ("duplicates", Align::Right),
+        ("shared IPv4", Align::Right),
+        ("shared IPv6", Align::Right),
+        ("problems", Align::Right),
     ]);
     for r in rows {
         t.row([
             r.nodes.to_string(),
+            r.stack.name().to_owned(),
             fmt_secs(r.all_held.as_secs_f64()),
             or_dash(r.per_node.median(), fmt_secs),
             or_dash(r.per_node.percentile(99.0), fmt_secs),
@@ -166,15 +188,12 @@ fn render_leases(rows: &[LeaseStormReport]) -> String {
             r.lost_cas.to_string(),
             r.nodes_retried.to_string(),
             r.check.records.to_string(),
-            if r.check.problems.is_empty() {
-                "0".to_owned()
-            } else {
-                format!(
-                    "{} ({} problems)",
-                    r.check.overlapping,
-                    r.check.problems.len()
-                )
+            r.check.overlapping.to_string(),
+            match r.stack {
+                Stack::V4 => "—".to_owned(),
+                Stack::Dual => r.check.overlapping_v6.to_string(),
             },
+            r.check.problems.len().to_string(),
         ]);
     }
     t.render()
@@ -255,6 +274,12 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.nodes, vec![10, 20]);
+        assert_eq!(d.stacks, vec![Stack::V4, Stack::Dual]);
+        assert_eq!(
+            args(&["--stack", "dual"]).unwrap().stacks,
+            vec![Stack::Dual]
+        );
+        assert!(args(&["--stack", "v6"]).is_err());
         assert_eq!(a.peers, vec![300]);
         assert_eq!(a.samples, 5);
         assert!(a.routes && !a.leases);

@@ -1,5 +1,5 @@
 //! Lease scale: many simulated nodes claiming subnets from one real etcd at the same instant,
-//! each through flanneld's own acquisition code.
+//! each through flanneld's own acquisition code, IPv4-only or dual-stack.
 //!
 //! Every node is a tokio task with its own [`Registry`] (its own etcd connection, as a real
 //! node has) and a distinct PublicIP. All of them wait at a start line; the clock starts when
@@ -8,7 +8,7 @@
 //! etcd are listed and checked against what every node believes it holds.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,7 +22,7 @@ use netconf::flannel::NetworkConfig;
 use serde_json::json;
 
 use super::etcd_metrics::{GrpcCalls, MetricsError, Reading, WalFsync};
-use super::records::{self, RecordsError};
+use super::records::{self, Held, RecordsError};
 use crate::bench::interrupt::{self, Interrupted};
 use crate::bench::stats::Samples;
 use crate::etcd::{Etcd, EtcdError, EtcdOptions};
@@ -31,6 +31,10 @@ use crate::etcd::{Etcd, EtcdError, EtcdOptions};
 pub const PREFIX: &str = "/coreos.com/network";
 /// Room for 65,535 /24 subnets, so 5,000 nodes fill well under a tenth of the pool.
 pub const NETWORK: &str = "10.0.0.0/8";
+/// Room for 65,535 /64 subnets, as many as IPv4 has.
+pub const IPV6_NETWORK: &str = "fc00::/48";
+/// Where dual-stack nodes' PublicIPv6 come from.
+const PUBLIC_IPV6S: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x16, 0, 0, 0, 0, 0, 1);
 /// Where the simulated nodes' PublicIPs come from (one per node, counting up).
 const PUBLIC_IPS: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
 const MAX_NODES: usize = 1 << 20;
@@ -61,10 +65,28 @@ pub enum LeaseStormError {
     Stuck(usize),
 }
 
+/// The address families the simulated cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stack {
+    V4,
+    /// Every node leases an IPv4 and an IPv6 subnet; each must be unique on its own.
+    Dual,
+}
+
+impl Stack {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stack::V4 => "IPv4",
+            Stack::Dual => "dual",
+        }
+    }
+}
+
 /// What one storm measured.
 #[derive(Debug)]
 pub struct LeaseStormReport {
     pub nodes: usize,
+    pub stack: Stack,
     /// Per node: start line to holding a lease, in seconds.
     pub per_node: Samples,
     /// Start line to the last node holding its lease.
@@ -88,48 +110,57 @@ impl LeaseStormReport {
     }
 }
 
-/// The network config every node reads (kube-flannel's shape, a /8 network).
-pub fn net_conf() -> String {
-    json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}}).to_string()
+/// The network config every node reads (kube-flannel's shape, a /8 network, and a /48 for
+/// IPv6 in dual stack).
+pub fn net_conf(stack: Stack) -> String {
+    match stack {
+        Stack::V4 => json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}}),
+        Stack::Dual => json!({"Network": NETWORK, "EnableIPv6": true,
+            "IPv6Network": IPV6_NETWORK, "Backend": {"Type": "vxlan"}}),
+    }
+    .to_string()
 }
 
-/// What node `i` publishes: its own PublicIP and VTEP MAC, as a vxlan node would.
-pub fn node_attrs(i: usize) -> LeaseAttrs {
+/// What node `i` publishes: its own PublicIP(v6) and VTEP MAC(s), as a vxlan node would.
+pub fn node_attrs(i: usize, stack: Stack) -> LeaseAttrs {
     let ip = Ipv4Addr::from(u32::from(PUBLIC_IPS) + i as u32);
     let [_, a, b, c] = ip.octets();
+    let data = |first: u8| {
+        json!({"VNI": 1, "VtepMAC": format!("{first:02x}:fa:5c:{a:02x}:{b:02x}:{c:02x}")}).into()
+    };
+    let dual = stack == Stack::Dual;
     LeaseAttrs {
         public_ip: ip,
-        public_ipv6: None,
+        public_ipv6: dual.then(|| Ipv6Addr::from(u128::from(PUBLIC_IPV6S) + i as u128)),
         backend_type: "vxlan".to_owned(),
-        backend_data: Some(
-            json!({"VNI": 1, "VtepMAC": format!("0e:fa:5c:{a:02x}:{b:02x}:{c:02x}")}).into(),
-        ),
-        backend_v6_data: None,
+        backend_data: Some(data(0x0e)),
+        backend_v6_data: dual.then(|| data(0x12)),
     }
 }
 
 /// Starts a fresh etcd on loopback, runs `nodes` simultaneous acquisitions against it,
 /// and checks the result.
-pub fn run(nodes: usize) -> Result<LeaseStormReport, LeaseStormError> {
+pub fn run(nodes: usize, stack: Stack) -> Result<LeaseStormReport, LeaseStormError> {
     if nodes == 0 || nodes > MAX_NODES {
         return Err(LeaseStormError::NodeCount(nodes));
     }
     let etcd = Etcd::start(EtcdOptions::loopback())?;
     let endpoint = etcd.endpoint();
     let addr = etcd.client_addr();
-    etcd.put(&format!("{PREFIX}/config"), &net_conf())?;
+    etcd.put(&format!("{PREFIX}/config"), &net_conf(stack))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(LeaseStormError::Runtime)?;
-    let outcome = rt.block_on(storm(addr, nodes, &endpoint))?;
+    let outcome = rt.block_on(storm(addr, nodes, stack, &endpoint))?;
     drop(rt);
 
     let listed = records::list(&etcd, PREFIX)?;
     let check = records::check(&listed, &outcome.held);
     Ok(LeaseStormReport {
         nodes,
+        stack,
         per_node: outcome.per_node,
         all_held: outcome.all_held,
         nodes_retried: outcome.nodes_retried,
@@ -148,14 +179,13 @@ struct Outcome {
     lost_cas: usize,
     errors: BTreeMap<String, usize>,
     etcd: Reading,
-    /// (PublicIP, subnet) as each node got it.
-    held: Vec<(Ipv4Addr, Ipv4Net)>,
+    /// What each node got.
+    held: Vec<Held>,
 }
 
 /// One node's result: its lease, when it got it, and the failures on the way.
 struct NodeResult {
-    public_ip: Ipv4Addr,
-    subnet: Ipv4Net,
+    held: Held,
     at: Instant,
     failures: Vec<String>,
     lost_cas: usize,
@@ -221,6 +251,7 @@ impl LeaseStore for Counted {
 async fn storm(
     metrics: SocketAddr,
     nodes: usize,
+    stack: Stack,
     endpoint: &str,
 ) -> Result<Outcome, LeaseStormError> {
     let cfg = EtcdConfig {
@@ -259,7 +290,7 @@ async fn storm(
         tasks.spawn(async move {
             // An error only means the sender is gone, and then nobody waits for us anyway.
             let _ = go.wait_for(|started| *started).await;
-            node(&store, &config, node_attrs(i)).await
+            node(&store, &config, node_attrs(i, stack)).await
         });
     }
     let before = Reading::read(metrics)?;
@@ -293,7 +324,7 @@ async fn storm(
         for f in r.failures {
             *errors.entry(f).or_insert(0) += 1;
         }
-        held.push((r.public_ip, r.subnet));
+        held.push(r.held);
     }
     let etcd = Reading::read(metrics)?.since(&before);
     Ok(Outcome {
@@ -321,8 +352,11 @@ async fn node(store: &Counted, config: &NetworkConfig, attrs: LeaseAttrs) -> Nod
         match acquire_lease(store, &req).await {
             Ok(lease) => {
                 return NodeResult {
-                    public_ip: attrs.public_ip,
-                    subnet: lease.subnet,
+                    held: Held {
+                        public_ip: attrs.public_ip,
+                        subnet: lease.subnet,
+                        ipv6_subnet: lease.ipv6_subnet,
+                    },
                     at: Instant::now(),
                     failures,
                     lost_cas: store.lost.load(Ordering::Relaxed),
@@ -341,8 +375,8 @@ mod tests {
 
     #[test]
     fn node_attrs_are_distinct_vxlan_records() {
-        let a = node_attrs(0);
-        let b = node_attrs(300);
+        let a = node_attrs(0, Stack::V4);
+        let b = node_attrs(300, Stack::V4);
         assert_eq!(a.public_ip, Ipv4Addr::new(172, 16, 0, 1));
         assert_eq!(b.public_ip, Ipv4Addr::new(172, 16, 1, 45));
         assert_eq!(
@@ -353,9 +387,27 @@ mod tests {
     }
 
     #[test]
+    fn dual_stack_nodes_publish_both_families() {
+        let a = node_attrs(2, Stack::Dual);
+        assert_eq!(a.public_ipv6, Some("fd00:16::3".parse().unwrap()));
+        assert_eq!(
+            a.to_json(),
+            r#"{"PublicIP":"172.16.0.3","PublicIPv6":"fd00:16::3","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:fa:5c:10:00:03"},"BackendV6Data":{"VNI":1,"VtepMAC":"12:fa:5c:10:00:03"}}"#
+        );
+    }
+
+    #[test]
+    fn a_small_dual_stack_storm_shares_no_subnet_of_either_family() {
+        let r = run(40, Stack::Dual).unwrap();
+        assert_eq!(r.check.records, 40);
+        assert_eq!((r.check.overlapping, r.check.overlapping_v6), (0, 0));
+        assert!(r.check.problems.is_empty(), "{:?}", r.check.problems);
+    }
+
+    #[test]
     fn a_small_storm_gives_every_node_its_own_subnet() {
         {
-            let r = run(40).unwrap();
+            let r = run(40, Stack::V4).unwrap();
             assert_eq!(r.per_node.len(), 40);
             assert_eq!(r.check.records, 40);
             assert!(r.check.problems.is_empty(), "{:?}", r.check.problems);
@@ -378,6 +430,9 @@ mod tests {
 
     #[test]
     fn zero_nodes_is_refused() {
-        assert!(matches!(run(0), Err(LeaseStormError::NodeCount(0))));
+        assert!(matches!(
+            run(0, Stack::V4),
+            Err(LeaseStormError::NodeCount(0))
+        ));
     }
 }
