@@ -185,23 +185,21 @@ pub(super) fn configure(
     network: IpNet,
 ) -> Result<(), BackendError> {
     let family = Family::of(&want.addr());
-    let mut present = false;
-    for a in nl.addr_list(Some(vtep.index), Some(family))? {
-        if a.addr == want {
-            present = true;
-            continue;
-        }
+    let addrs = nl.addr_list(Some(vtep.index), Some(family))?;
+    // The new address goes on before the old one comes off: when a device loses its last
+    // IPv4 address the kernel flushes its neighbours and routes, every peer's among them.
+    if !addrs.iter().any(|a| a.addr == want) {
+        nl.add_addr(&Addr::new(vtep.index, want))?;
+    }
+    for a in addrs.iter().filter(|a| a.addr != want) {
         let ours = match family {
             Family::V4 => network.contains(&a.addr.addr()),
             Family::V6 => !is_link_local(&a.addr.addr()),
         };
         if ours {
             log::info!("removing address {} from {name:?}", a.addr);
-            nl.del_addr(&a)?;
+            nl.del_addr(a)?;
         }
-    }
-    if !present {
-        nl.add_addr(&Addr::new(vtep.index, want))?;
     }
     let link = nl
         .link_by_index(vtep.index)?
