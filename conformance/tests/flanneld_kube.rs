@@ -339,3 +339,101 @@ fn a_node_without_a_pod_cidr_is_fatal_like_upstream() {
     );
     assert!(!f.path("subnet.env").exists());
 }
+
+/// A Node annotated as a flannel node on `ip` would annotate it, without a flanneld here.
+fn flannel_node(name: &str, pod_cidr: &str, ip: &str, mac: &str, created: &str) -> Value {
+    let mut node = fixture_node(name, Some(pod_cidr), ip.parse().unwrap());
+    node["metadata"]["creationTimestamp"] = json!(created);
+    let ann = &mut node["metadata"]["annotations"];
+    ann[format!("{PREFIX}backend-data")] = json!(format!(r#"{{"VNI":1,"VtepMAC":"{mac}"}}"#));
+    ann[format!("{PREFIX}backend-type")] = json!("vxlan");
+    ann[format!("{PREFIX}kube-subnet-manager")] = json!("true");
+    ann[format!("{PREFIX}public-ip")] = json!(ip);
+    node
+}
+
+fn neigh_mac(f: &KubeFlanneld, ip: &str) -> String {
+    let out = f
+        .host
+        .netns()
+        .exec(&["ip", "neigh", "show", ip, "dev", "flannel.1"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Pod CIDRs are the controller manager's to keep unique; hand-assigned ones can repeat. Then
+/// one Node stands for them on every flannel node: the node itself where it is one of them,
+/// else the oldest; each node logs it once, and pods keep reaching each other.
+#[test]
+fn nodes_sharing_a_pod_cidr_are_routed_to_the_oldest() {
+    let cluster = KubeCluster::new();
+    let ha = cluster.node(Segment::A, "ka", Some("10.244.1.0/24"));
+    let hb = cluster.node(Segment::A, "kb", Some("10.244.2.0/24"));
+    let ghost_mac = "02:00:00:00:0a:01";
+    cluster.api.put_node(flannel_node(
+        "kghost",
+        "10.244.1.0/24",
+        "192.168.1.200",
+        ghost_mac,
+        "2026-02-01T00:00:00Z",
+    ));
+    let mut a = KubeFlanneld::start(&cluster, ha, "ka");
+    let mut b = KubeFlanneld::start(&cluster, hb, "kb");
+    a.wait_ready();
+    b.wait_ready();
+    let dup = "pod CIDRs 10.244.1.0-24 are assigned to Nodes ka, kghost";
+    assert!(
+        eventually(Duration::from_secs(30), || a
+            .log()
+            .contains(&format!("{dup}: this node keeps it (ka)"))),
+        "{}",
+        a.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || b
+            .log()
+            .contains(&format!("{dup}: the oldest Node stands for it (ka)"))),
+        "{}",
+        b.log()
+    );
+    let a_mac = a.vtep_mac();
+    assert!(
+        eventually(Duration::from_secs(30), || neigh_mac(&b, "10.244.1.0")
+            .contains(&a_mac)),
+        "kb routes 10.244.1.0/24 to ka: {}",
+        neigh_mac(&b, "10.244.1.0")
+    );
+    let pa = a.add_pod("kd-a");
+    let pb = b.add_pod("kd-b");
+    assert!(eventually(Duration::from_secs(30), || pings(
+        &pa.netns, &pb.ip
+    )));
+    assert!(eventually(Duration::from_secs(30), || pings(
+        &pb.netns, &pa.ip
+    )));
+
+    // The other Node turns out older: kb routes there now, ka still keeps its own.
+    cluster.api.update_node("kghost", |n| {
+        n["metadata"]["creationTimestamp"] = json!("2025-06-01T00:00:00Z");
+    });
+    assert!(
+        eventually(Duration::from_secs(30), || b.log().contains(&format!(
+            "{dup}: the oldest Node stands for it (kghost)"
+        ))),
+        "{}",
+        b.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || neigh_mac(&b, "10.244.1.0")
+            .contains(ghost_mac)),
+        "{}",
+        neigh_mac(&b, "10.244.1.0")
+    );
+    assert!(!a.log().contains("our lease record"), "{}", a.log());
+    let own = a.route_to("10.244.1.0/24");
+    assert!(
+        !own.contains("flannel.1"),
+        "ka never routes its own subnet away: {own}"
+    );
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+}

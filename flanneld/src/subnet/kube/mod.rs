@@ -165,6 +165,7 @@ impl KubeManager {
             nodes.clone(),
             annotations.clone(),
             (config.enable_ipv4, config.enable_ipv6),
+            node_name.clone(),
             tx,
             synced_tx,
             stop,

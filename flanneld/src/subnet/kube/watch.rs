@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use futures_util::StreamExt;
+use ipnet::{Ipv4Net, Ipv6Net};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
@@ -19,31 +20,54 @@ use crate::subnet::etcd::WatchMsg;
 use crate::subnet::peers::Change;
 use crate::subnet::Lease;
 
+/// A lease slot: its v4 subnet and, when dual-stack, its v6 one.
+type Slot = (Ipv4Net, Option<Ipv6Net>);
+
+fn slot_of(l: &Lease) -> Slot {
+    (l.subnet, l.ipv6_subnet)
+}
+
 /// Tracks which lease each node name stands for, so deletions and pod CIDR changes can
 /// name the lease slot that goes away.
+///
+/// Pod CIDRs are the controller manager's to keep unique; when two Nodes carry the same ones
+/// anyway (hand-assigned CIDRs), one Node stands for the slot: this node when it is one of
+/// them (its own subnet is never routed elsewhere), else the oldest (`creationTimestamp`,
+/// then name), the same on every node. Each such duplicate is logged once.
 pub(crate) struct NodeLeases {
     annotations: Annotations,
     ipv4: bool,
     ipv6: bool,
+    /// This node's name.
+    own: String,
     known: HashMap<String, Lease>,
     listing: Option<HashMap<String, Lease>>,
+    /// Slots held by more than one Node: their names and the one standing for the slot, as
+    /// last logged.
+    duplicates: HashMap<Slot, (Vec<String>, String)>,
 }
 
-fn delete_of(l: &Lease) -> Change {
+fn delete_of(slot: Slot) -> Change {
     Change::Delete {
-        subnet: l.subnet,
-        ipv6_subnet: l.ipv6_subnet,
+        subnet: slot.0,
+        ipv6_subnet: slot.1,
     }
 }
 
 impl NodeLeases {
-    pub(crate) fn new(annotations: Annotations, (ipv4, ipv6): (bool, bool)) -> NodeLeases {
+    pub(crate) fn new(
+        annotations: Annotations,
+        (ipv4, ipv6): (bool, bool),
+        own: &str,
+    ) -> NodeLeases {
         NodeLeases {
             annotations,
             ipv4,
             ipv6,
+            own: own.to_owned(),
             known: HashMap::new(),
             listing: None,
+            duplicates: HashMap::new(),
         }
     }
 
@@ -56,6 +80,48 @@ impl NodeLeases {
         node.to_lease(&self.annotations, self.ipv4, self.ipv6)
             .map_err(|e| log::warn!("skipping node {}: {e}", node.name()))
             .ok()
+    }
+
+    /// The Node standing for `slot`, and its lease.
+    fn holder(&self, slot: Slot) -> Option<(&str, &Lease)> {
+        self.known
+            .iter()
+            .filter(|(_, l)| slot_of(l) == slot)
+            .min_by_key(|(name, l)| (**name != self.own, l.created, name.as_str()))
+            .map(|(name, l)| (name.as_str(), l))
+    }
+
+    /// Logs `slot` once each time the Nodes holding it, or the one standing for it, change
+    /// while there is more than one.
+    fn report(&mut self, slot: Slot) {
+        let mut names: Vec<String> = self
+            .known
+            .iter()
+            .filter(|(_, l)| slot_of(l) == slot)
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        if names.len() < 2 {
+            self.duplicates.remove(&slot);
+            return;
+        }
+        let holder = self.holder(slot).map_or("", |h| h.0).to_owned();
+        let seen = (names, holder);
+        if self.duplicates.get(&slot) == Some(&seen) {
+            return;
+        }
+        let (names, holder) = seen;
+        let key = crate::subnet::subnet_key(slot.0, slot.1);
+        let why = if holder == self.own {
+            "this node keeps it"
+        } else {
+            "the oldest Node stands for it"
+        };
+        log::error!(
+            "pod CIDRs {key} are assigned to Nodes {}: {why} ({holder}); every node needs pod CIDRs of its own",
+            names.join(", ")
+        );
+        self.duplicates.insert(slot, (names, holder));
     }
 
     /// Feeds one watcher event; returns the message to deliver, if any.
@@ -74,29 +140,68 @@ impl NodeLeases {
             }
             Event::InitDone => {
                 self.known = self.listing.take().unwrap_or_default();
-                Some(WatchMsg::Snapshot(self.known.values().cloned().collect()))
+                let mut slots: Vec<Slot> = self.known.values().map(slot_of).collect();
+                slots.sort_unstable();
+                slots.dedup();
+                let mut leases = Vec::with_capacity(slots.len());
+                for slot in slots {
+                    self.report(slot);
+                    leases.extend(self.holder(slot).map(|(_, l)| l.clone()));
+                }
+                Some(WatchMsg::Snapshot(leases))
             }
             Event::Apply(node) => {
                 let name = node.name().to_owned();
-                let mut changes = Vec::new();
-                let old = self.known.remove(&name);
-                match self.lease_of(&node) {
-                    Some(lease) => {
-                        if let Some(old) = old.filter(|o| o.key() != lease.key()) {
-                            changes.push(delete_of(&old));
-                        }
-                        changes.push(Change::Put(lease.clone()));
-                        self.known.insert(name, lease);
-                    }
-                    None => changes.extend(old.as_ref().map(delete_of)),
+                let lease = self.lease_of(&node);
+                let mut slots: Vec<Slot> = self.known.get(&name).map(slot_of).into_iter().collect();
+                slots.extend(lease.as_ref().map(slot_of));
+                slots.dedup();
+                let before: Vec<Option<(String, Lease)>> = slots
+                    .iter()
+                    .map(|s| self.holder(*s).map(|(n, l)| (n.to_owned(), l.clone())))
+                    .collect();
+                self.known.remove(&name);
+                if let Some(lease) = lease {
+                    self.known.insert(name.clone(), lease);
                 }
-                (!changes.is_empty()).then_some(WatchMsg::Changes(changes))
+                self.changes(&slots, before, Some(&name))
             }
-            Event::Delete(node) => self
-                .known
-                .remove(node.name())
-                .map(|old| WatchMsg::Changes(vec![delete_of(&old)])),
+            Event::Delete(node) => {
+                let old = self.known.get(node.name()).map(slot_of)?;
+                let before = vec![self.holder(old).map(|(n, l)| (n.to_owned(), l.clone()))];
+                self.known.remove(node.name());
+                self.changes(&[old], before, None)
+            }
         }
+    }
+
+    /// What changed for `slots` given who held each `before`: a Put of the holder when it is
+    /// another Node or lease than before (or the Node the event is about, as a refresh), a
+    /// Delete when nobody holds it any more.
+    fn changes(
+        &mut self,
+        slots: &[Slot],
+        before: Vec<Option<(String, Lease)>>,
+        event_node: Option<&str>,
+    ) -> Option<WatchMsg> {
+        let mut deletes = Vec::new();
+        let mut puts = Vec::new();
+        for (slot, before) in slots.iter().zip(before) {
+            self.report(*slot);
+            match (before, self.holder(*slot)) {
+                (Some(_), None) => deletes.push(delete_of(*slot)),
+                (None, None) => {}
+                (before, Some((name, lease))) => {
+                    let same = before.is_some_and(|(n, l)| n == name && l == *lease);
+                    if !same || event_node == Some(name) {
+                        puts.push(Change::Put(lease.clone()));
+                    }
+                }
+            }
+        }
+        // A slot that went away is removed before one that appears is written.
+        deletes.extend(puts);
+        (!deletes.is_empty()).then_some(WatchMsg::Changes(deletes))
     }
 }
 
@@ -106,11 +211,12 @@ pub async fn follow_nodes(
     api: Api<FlannelNode>,
     annotations: Annotations,
     families: (bool, bool),
+    own: String,
     tx: mpsc::Sender<WatchMsg>,
     synced: signal::Sender<bool>,
     mut stop: signal::Receiver<bool>,
 ) {
-    let mut leases = NodeLeases::new(annotations, families);
+    let mut leases = NodeLeases::new(annotations, families, &own);
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
     loop {
@@ -164,7 +270,74 @@ mod tests {
         NodeLeases::new(
             Annotations::new("flannel.alpha.coreos.com").unwrap(),
             (true, false),
+            "me",
         )
+    }
+
+    fn aged(mut n: FlannelNode, ts: &str) -> FlannelNode {
+        n.metadata.creation_timestamp = Some(serde_json::from_value(json!(ts)).unwrap());
+        n
+    }
+
+    fn ips(msg: &WatchMsg) -> Vec<String> {
+        match msg {
+            WatchMsg::Snapshot(ls) => ls.iter().map(|l| l.attrs.public_ip.to_string()).collect(),
+            WatchMsg::Changes(cs) => cs
+                .iter()
+                .map(|c| match c {
+                    Change::Put(l) => format!("put {}", l.attrs.public_ip),
+                    Change::Delete { subnet, .. } => format!("del {subnet}"),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn nodes_sharing_pod_cidrs_are_one_lease_the_oldest_or_our_own() {
+        let mut l = leases();
+        l.apply(Event::Init);
+        let old = aged(
+            node("old", "10.244.1.0/24", "10.0.0.1", true),
+            "2026-01-01T00:00:00Z",
+        );
+        let new = aged(
+            node("new", "10.244.1.0/24", "10.0.0.2", true),
+            "2026-02-01T00:00:00Z",
+        );
+        l.apply(Event::InitApply(new.clone()));
+        l.apply(Event::InitApply(old.clone()));
+        assert_eq!(ips(&l.apply(Event::InitDone).unwrap()), ["10.0.0.1"]);
+        // The newer one changing is not news; the older one going hands the slot over.
+        assert!(l.apply(Event::Apply(new.clone())).is_none());
+        assert_eq!(
+            ips(&l.apply(Event::Delete(old.clone())).unwrap()),
+            ["put 10.0.0.2"]
+        );
+        // Our own Node always stands for its own pod CIDRs, however old the other is.
+        let me = aged(
+            node("me", "10.244.1.0/24", "10.0.0.9", true),
+            "2026-03-01T00:00:00Z",
+        );
+        assert_eq!(
+            ips(&l.apply(Event::Apply(me.clone())).unwrap()),
+            ["put 10.0.0.9"]
+        );
+        assert!(l.apply(Event::Apply(old)).is_none());
+        assert_eq!(
+            ips(&l.apply(Event::Apply(me.clone())).unwrap()),
+            ["put 10.0.0.9"]
+        );
+        // When every holder is gone, so is the slot.
+        for n in ["me", "new", "old"] {
+            let gone = aged(
+                node(n, "10.244.1.0/24", "10.0.0.5", true),
+                "2026-01-01T00:00:00Z",
+            );
+            let msg = l.apply(Event::Delete(gone));
+            if n == "old" {
+                assert_eq!(ips(&msg.unwrap()), ["del 10.244.1.0/24"]);
+            }
+        }
     }
 
     fn keys(msg: &WatchMsg) -> Vec<String> {
