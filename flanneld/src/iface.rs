@@ -350,6 +350,53 @@ fn by_request(
     Err(IfaceError::NoMatch)
 }
 
+/// The external interface re-read: [`refresh`]'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refreshed {
+    pub ext: ExternalInterface,
+    /// A family the interface has no usable address of any more (its old one is kept).
+    pub missing: Option<&'static str>,
+}
+
+/// The interface `ext` as it is now. Each family's address stays while the interface still
+/// has it usable (selection may have picked it by value: `--iface=<IP>`, a regex, the route
+/// to `--iface-can-reach`), else becomes the first usable one, as at start; with none left
+/// it stays as it was. The published address follows unless `--public-ip(v6)` (or kube's
+/// `node-public-ip(v6)`) pins it.
+pub fn refresh(
+    h: &mut Handle,
+    ext: &ExternalInterface,
+    req: &IfaceRequest,
+) -> Result<Refreshed, IfaceError> {
+    Ok(refresh_from(&h.addr_list(Some(ext.index), None)?, ext, req))
+}
+
+/// [`refresh`] over the interface's addresses `addrs`.
+pub fn refresh_from(addrs: &[Addr], ext: &ExternalInterface, req: &IfaceRequest) -> Refreshed {
+    let still = |ip: IpAddr| addrs.iter().any(|a| a.addr.addr() == ip && usable(a));
+    let mut next = ext.clone();
+    let mut missing = None;
+    if req.ipv4 {
+        if !still(ext.iface_addr.into()) {
+            match first_usable_v4(addrs, ext.index) {
+                Some(ip) => next.iface_addr = ip,
+                None => missing = Some("IPv4"),
+            }
+        }
+        next.ext_addr = req.public_ip.unwrap_or(next.iface_addr);
+    }
+    if req.ipv6 {
+        if !ext.iface_v6_addr.is_some_and(|ip| still(ip.into())) {
+            match first_usable_v6(addrs, ext.index) {
+                Some(ip) => next.iface_v6_addr = Some(ip),
+                None => missing = missing.or(Some("IPv6")),
+            }
+        }
+        next.ext_v6_addr = req.public_ipv6.or(next.iface_v6_addr);
+    }
+    Refreshed { ext: next, missing }
+}
+
 /// Reads the kernel's state through `h` and selects.
 pub fn select_external(
     h: &mut Handle,

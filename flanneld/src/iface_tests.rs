@@ -210,3 +210,67 @@ fn dual_stack_takes_both_addresses_from_one_interface() {
         Err(IfaceError::NoDefault(_))
     ));
 }
+
+#[test]
+fn refreshing_follows_a_renumbered_interface_and_keeps_what_is_still_there() {
+    let ext = ExternalInterface {
+        name: "eth0".into(),
+        index: 2,
+        mtu: 1500,
+        iface_addr: "192.168.1.10".parse().unwrap(),
+        ext_addr: "192.168.1.10".parse().unwrap(),
+        iface_v6_addr: None,
+        ext_v6_addr: None,
+    };
+    let req = v4_req();
+    // The address is still there among others: nothing moves.
+    let same = refresh_from(
+        &[addr(2, "192.168.1.5/24"), addr(2, "192.168.1.10/24")],
+        &ext,
+        &req,
+    );
+    assert_eq!(
+        same,
+        Refreshed {
+            ext: ext.clone(),
+            missing: None
+        }
+    );
+    // Renumbered: the first usable address, published unless pinned.
+    let moved = refresh_from(
+        &[addr(2, "192.168.1.77/24"), addr(3, "10.0.0.1/8")],
+        &ext,
+        &req,
+    );
+    assert_eq!(
+        moved.ext.iface_addr,
+        "192.168.1.77".parse::<Ipv4Addr>().unwrap()
+    );
+    assert_eq!(moved.ext.ext_addr, moved.ext.iface_addr);
+    let pinned = IfaceRequest {
+        public_ip: Some("203.0.113.7".parse().unwrap()),
+        ..v4_req()
+    };
+    let nat = refresh_from(&[addr(2, "192.168.1.77/24")], &ext, &pinned);
+    assert_eq!(nat.ext.ext_addr, "203.0.113.7".parse::<Ipv4Addr>().unwrap());
+    // Between the old address going and the new one coming: kept, and said so.
+    let gap = refresh_from(&[addr(2, "fe80::1/64")], &ext, &req);
+    assert_eq!((gap.ext, gap.missing), (ext.clone(), Some("IPv4")));
+    // Dual stack: the IPv6 address follows on its own.
+    let dual_ext = ExternalInterface {
+        iface_v6_addr: Some("fd00::10".parse().unwrap()),
+        ext_v6_addr: Some("fd00::10".parse().unwrap()),
+        ..ext.clone()
+    };
+    let dual_req = IfaceRequest {
+        ipv6: true,
+        ..v4_req()
+    };
+    let v6 = refresh_from(
+        &[addr(2, "192.168.1.10/24"), addr(2, "fd00::20/64")],
+        &dual_ext,
+        &dual_req,
+    );
+    assert_eq!(v6.ext.iface_addr, ext.iface_addr);
+    assert_eq!(v6.ext.ext_v6_addr, Some("fd00::20".parse().unwrap()));
+}

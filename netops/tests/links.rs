@@ -312,3 +312,34 @@ fn bridge_port_vlans_are_added_listed_and_removed_or_rejected_with_the_kernel_re
         .unwrap()
         .contains(&PortVlan::tagged(200)));
 }
+
+#[test]
+fn the_monitor_names_interfaces_whose_addresses_change() {
+    use netops::netlink::{Monitor, Notice};
+    use std::time::{Duration, Instant};
+    let ns = TestNetns::new();
+    // The socket belongs to the namespace it was opened in, whichever thread reads it.
+    let mut monitor = netops::netns::run_in(ns.path(), Monitor::addresses)
+        .unwrap()
+        .unwrap();
+    ns.ip(&["link", "add", "m0", "type", "veth", "peer", "name", "m1"]);
+    let mut h = Handle::in_netns(ns.path()).unwrap();
+    let index = h.link_by_name("m0").unwrap().unwrap().index;
+    // Link creation notices first; then one for the address alone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while monitor.wait(Duration::from_millis(200)).unwrap() != Notice::Quiet {
+        assert!(Instant::now() < deadline);
+    }
+    ns.ip(&["addr", "add", "10.9.8.7/24", "dev", "m0"]);
+    let seen = monitor.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!(seen, Notice::Changed(vec![index]));
+    ns.ip(&["addr", "del", "10.9.8.7/24", "dev", "m0"]);
+    assert_eq!(
+        monitor.wait(Duration::from_secs(5)).unwrap(),
+        Notice::Changed(vec![index])
+    );
+    assert_eq!(
+        monitor.wait(Duration::from_millis(100)).unwrap(),
+        Notice::Quiet
+    );
+}

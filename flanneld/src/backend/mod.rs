@@ -90,6 +90,13 @@ pub trait Backend: Send {
     fn handle(&mut self, events: &[Event]) -> Result<ApplyReport, BackendError>;
     /// Make the kernel match exactly `peers` (the full current set).
     fn reconcile(&mut self, peers: &[SharedLease]) -> Result<ApplyReport, BackendError>;
+    /// The external interface's addresses changed (a DHCP renumbering, a moved VM): follow
+    /// them without a restart, before the lease is republished with the new PublicIP. The
+    /// default does nothing, which is right for backends bound to no local address (host-gw
+    /// routes through the interface by index; WireGuard listens on every address).
+    fn set_external(&mut self, _ext: &ExternalInterface) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// Packet counters of a datapath the backend runs itself (udp); kernel datapaths have
     /// their own counters and return `None`.
     fn counter_source(&self) -> Option<CounterSource> {

@@ -62,20 +62,44 @@ impl Manager {
         }
     }
 
-    /// Renews our etcd record (compare-and-swap); only called when [`Manager::lease_ttl`]
-    /// is `Some`.
+    /// Writes `next` over our etcd record, which holds `lease.attrs`, with a fresh lifetime
+    /// (compare-and-swap): a renewal when the two are equal, a republication when our
+    /// address changed. A reservation stays one. Only called when [`Manager::lease_ttl`] is
+    /// `Some`.
     pub async fn renew(
         &self,
         lease: &Lease,
-        attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
+        next: &LeaseAttrs,
+    ) -> Result<Option<SystemTime>, SubnetError> {
         match self {
-            Manager::Etcd(reg) => {
-                reg.renew_subnet(lease.subnet, lease.ipv6_subnet, attrs)
+            Manager::Etcd(store) => {
+                let reservation = lease.expiration.is_none();
+                store
+                    .rewrite_subnet(
+                        lease.subnet,
+                        lease.ipv6_subnet,
+                        &lease.attrs,
+                        next,
+                        reservation,
+                    )
                     .await
             }
             #[cfg(feature = "kube")]
-            Manager::Kube(_) => Ok(lease.expiration.unwrap_or_else(SystemTime::now)),
+            Manager::Kube(_) => Ok(lease.expiration),
+        }
+    }
+
+    /// Kube mode: publishes `attrs` in our Node's annotations (leases there never expire, so
+    /// nothing renews them); returns them as published (`public-ip-overwrite` applied).
+    pub async fn republish(&self, attrs: &LeaseAttrs) -> Result<LeaseAttrs, String> {
+        match self {
+            Manager::Etcd(_) => Ok(attrs.clone()),
+            #[cfg(feature = "kube")]
+            Manager::Kube(kube) => kube
+                .acquire(attrs)
+                .await
+                .map(|l| l.attrs)
+                .map_err(|e| e.to_string()),
         }
     }
 

@@ -6,6 +6,7 @@
 //! signal at any point ends it with 0. Nothing is torn down on exit: routes, rules and the
 //! lease stay, so a restart (or upstream flanneld) takes over without disturbing pods.
 
+mod address;
 mod config;
 mod manager;
 mod node;
@@ -206,9 +207,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         ipv4: config.enable_ipv4,
         ipv6: config.enable_ipv6,
     };
+    let selection = req.clone();
     let ext = blocking(move || {
         let mut h = netops::netlink::Handle::new().map_err(IfaceError::from)?;
-        iface::select_external(&mut h, &req)
+        iface::select_external(&mut h, &selection)
     })
     .await??;
 
@@ -245,6 +247,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         attrs,
         lease,
         state,
+        ext,
+        iface: req,
     })
     .await?;
     node.run(stop).await;

@@ -8,9 +8,11 @@ use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 
 use super::{
-    blocking, stopped, BackendWorker, DaemonError, Manager, Stop, Upkeep, UpkeepFlags, WorkerError,
+    address, blocking, stopped, BackendWorker, DaemonError, Manager, Stop, Upkeep, UpkeepFlags,
+    WorkerError,
 };
-use crate::backend::ApplyReport;
+use crate::backend::{ApplyReport, ExternalInterface};
+use crate::iface::IfaceRequest;
 use crate::metrics::{count_etcd_error, Repair};
 use crate::options::{renew_delay, Options};
 use crate::state::{DuplicatePublicIp, Phase, State};
@@ -40,6 +42,10 @@ pub struct NodeSetup {
     pub attrs: LeaseAttrs,
     pub lease: Lease,
     pub state: State,
+    /// The external interface as selected, and the selection request (what pins the
+    /// published addresses), for following its address changes.
+    pub ext: ExternalInterface,
+    pub iface: IfaceRequest,
 }
 
 pub struct Node {
@@ -50,6 +56,8 @@ pub struct Node {
     attrs: LeaseAttrs,
     lease: Lease,
     state: State,
+    ext: ExternalInterface,
+    iface: IfaceRequest,
     peers: PeerSet,
     upkeep: Upkeep,
     mtu: u32,
@@ -123,6 +131,8 @@ impl Node {
             attrs: s.attrs,
             lease: s.lease,
             state: s.state,
+            ext: s.ext,
+            iface: s.iface,
             upkeep,
             mtu,
         };
@@ -192,6 +202,14 @@ impl Node {
 
     pub async fn run(mut self, mut stop: Stop) {
         let mut rx = stamped(self.mgr.watch(stop.clone()).await);
+        let mut addresses =
+            match address::follow(self.ext.clone(), self.iface.clone(), stop.clone()) {
+                Ok(rx) => rx,
+                Err(e) => {
+                    log::error!("cannot follow the addresses of {}: {e}", self.ext.name);
+                    mpsc::channel(1).1
+                }
+            };
         let mut resync = interval(self.opts.iptables_resync);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut reconcile = interval(RECONCILE_INTERVAL);
@@ -213,6 +231,7 @@ impl Node {
                     }
                 }
                 _ = due(self.move_at) => self.move_off(&mut stop).await,
+                Some(ext) = addresses.recv() => self.follow_address(ext).await,
                 _ = due(self.renew_at) => self.renew(&mut stop).await,
                 _ = resync.tick() => {
                     let up = self.upkeep.clone();
@@ -264,7 +283,7 @@ impl Node {
                     // Our record's expiration is known from our own grant and renewals;
                     // records read back carry only the time they were read.
                     match leases.iter().find(|l| l.key() == own_key) {
-                        Some(own) if own.attrs == self.attrs => {
+                        Some(own) if self.is_ours(&own.attrs) => {
                             self.own_seen = true;
                             self.follow_lifetime(own.expiration);
                             self.own_created(own.created);
@@ -281,7 +300,7 @@ impl Node {
                     for change in &changes {
                         match change {
                             Change::Put(l) if l.key() == own_key => {
-                                if l.attrs == self.attrs {
+                                if self.is_ours(&l.attrs) {
                                     self.own_seen = true;
                                     self.follow_lifetime(l.expiration);
                                     self.own_created(l.created);
@@ -356,6 +375,78 @@ impl Node {
                 self.state.lock().lease = Some(self.lease.clone());
             }
             _ => {}
+        }
+    }
+
+    /// Whether our record holding `attrs` is as we wrote it: what is published, or what is
+    /// being published after an address change.
+    fn is_ours(&self, attrs: &LeaseAttrs) -> bool {
+        *attrs == self.attrs || *attrs == self.lease.attrs
+    }
+
+    /// The external interface's addresses changed: the backend follows first (a VTEP must
+    /// send from an address the host has), then the lease is republished with the new
+    /// PublicIP(v6) unless one was pinned (`--public-ip`, kube's `node-public-ip`), and peers
+    /// update their routes, neighbours and FDB entries from the new record.
+    async fn follow_address(&mut self, ext: ExternalInterface) {
+        if ext == self.ext {
+            return;
+        }
+        log::info!(
+            "interface {} now has address {}{} (was {}{})",
+            ext.name,
+            ext.iface_addr,
+            ext.iface_v6_addr
+                .map(|a| format!(" and {a}"))
+                .unwrap_or_default(),
+            self.ext.iface_addr,
+            self.ext
+                .iface_v6_addr
+                .map(|a| format!(" and {a}"))
+                .unwrap_or_default(),
+        );
+        let moved = ext.clone();
+        match self.worker.call(move |b| b.set_external(&moved)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                log::error!("backend could not follow the new address: {e}");
+                self.state
+                    .set_error(format!("following the new address: {e}"));
+            }
+            Err(e) => log::error!("{e}"),
+        }
+        let mut next = self.attrs.clone();
+        if self.ext.ext_addr != ext.ext_addr {
+            next.public_ip = ext.ext_addr;
+        }
+        if self.ext.ext_v6_addr != ext.ext_v6_addr && self.config.enable_ipv6 {
+            next.public_ipv6 = ext.ext_v6_addr;
+        }
+        self.ext = ext;
+        if next == self.attrs {
+            return;
+        }
+        self.attrs = next;
+        if self.mgr.lease_ttl().is_some() {
+            // The renewal writes it: compare-and-swap on what the record holds, with its
+            // retries, and a re-acquisition if the record is gone.
+            self.renew_at = Some(Instant::now());
+            return;
+        }
+        match self.mgr.republish(&self.attrs).await {
+            Ok(published) => {
+                log::info!(
+                    "Node annotations republished with PublicIP {}",
+                    published.public_ip
+                );
+                self.attrs = published.clone();
+                self.lease.attrs = published;
+                self.state.lock().lease = Some(self.lease.clone());
+            }
+            Err(e) => {
+                log::error!("republishing the lease: {e}");
+                self.state.set_error(format!("republishing the lease: {e}"));
+            }
         }
     }
 
@@ -453,11 +544,22 @@ impl Node {
     async fn renew(&mut self, stop: &mut Stop) {
         match self.mgr.renew(&self.lease, &self.attrs).await {
             Ok(expiration) => {
-                self.lease.expiration = Some(expiration);
-                log::info!(
-                    "Lease renewed, new expiration: {}",
-                    crate::logger::rfc3339(expiration)
-                );
+                self.lease.expiration = expiration;
+                let expires = expiration.map_or_else(|| "never".to_owned(), crate::logger::rfc3339);
+                if self.lease.attrs != self.attrs {
+                    self.lease.attrs = self.attrs.clone();
+                    log::info!(
+                        "Lease {} republished with PublicIP {}{}, expiration: {expires}",
+                        self.lease.key(),
+                        self.attrs.public_ip,
+                        self.attrs
+                            .public_ipv6
+                            .map(|ip| format!(" and PublicIPv6 {ip}"))
+                            .unwrap_or_default()
+                    );
+                } else {
+                    log::info!("Lease renewed, new expiration: {expires}");
+                }
                 self.state.metrics().lease_renewed();
                 self.renew_failures = 0;
                 self.state.lock().lease = Some(self.lease.clone());

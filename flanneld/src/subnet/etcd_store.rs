@@ -157,16 +157,26 @@ impl Store {
         }
     }
 
-    /// Refreshes our record while it still holds exactly `attrs` (`LeaseLost` otherwise).
-    pub async fn renew_subnet(
+    /// Writes `next` over our record with a fresh lifetime (none for a `reservation`) while
+    /// it still holds exactly `current` (`LeaseLost` otherwise): a renewal when the two are
+    /// equal, a republication when our address changed.
+    pub async fn rewrite_subnet(
         &self,
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
+        current: &LeaseAttrs,
+        next: &LeaseAttrs,
+        reservation: bool,
+    ) -> Result<Option<SystemTime>, SubnetError> {
         match self {
-            Store::V3(r) => r.renew_subnet(subnet, ipv6_subnet, attrs).await,
-            Store::V2(r) => r.renew_subnet(subnet, ipv6_subnet, attrs).await,
+            Store::V3(r) => {
+                r.rewrite_subnet(subnet, ipv6_subnet, current, next, reservation)
+                    .await
+            }
+            Store::V2(r) => {
+                r.rewrite_subnet(subnet, ipv6_subnet, current, next, reservation)
+                    .await
+            }
         }
     }
 

@@ -11,6 +11,7 @@ mod error;
 pub mod fake;
 mod link;
 mod mac;
+mod monitor;
 mod neigh;
 mod request;
 mod route;
@@ -27,6 +28,7 @@ pub use link::{
     BridgePort, BridgeSpec, LinkInfo, LinkKind, OperState, VethSpec, VxlanInfo, VxlanSpec,
 };
 pub use mac::{MacAddr, MacParseError};
+pub use monitor::{Monitor, Notice};
 pub use neigh::{Fdb, Neigh};
 pub use request::Request;
 pub use route::{RouteKind, RouteSpec};

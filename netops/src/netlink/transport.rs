@@ -355,7 +355,7 @@ impl<C: Client> Handle<C> {
 
 type Parsed = Result<(u32, NetlinkPayload<RouteNetlinkMessage>), (u32, String)>;
 
-fn split_datagram(buf: &[u8]) -> impl Iterator<Item = Parsed> + '_ {
+pub(super) fn split_datagram(buf: &[u8]) -> impl Iterator<Item = Parsed> + '_ {
     split_datagram_with_flags(buf).map(|(_, p)| p)
 }
 

@@ -343,6 +343,27 @@ impl Backend for UdpBackend {
         self.mtu
     }
 
+    /// The socket is bound to the interface address: on a new one the datapath restarts
+    /// (new TUN queues, sockets and threads; the forwarding table is kept) and `flannel0` is
+    /// configured again.
+    fn set_external(&mut self, ext: &ExternalInterface) -> Result<(), BackendError> {
+        let rebind = ext.iface_addr != self.ext.iface_addr;
+        self.ext = ext.clone();
+        if !rebind {
+            return Ok(());
+        }
+        if let Some(mut device) = self.device.take() {
+            stop(&self.shared, &mut device);
+            self.shared.stop.store(false, Ordering::Relaxed);
+            self.device = Some(self.open()?);
+            if let Some(own) = self.own.clone() {
+                self.configure(&own)?;
+            }
+            self.publish();
+        }
+        Ok(())
+    }
+
     /// Upstream's udp backend does not look at BackendType: every lease is a peer.
     fn handle(&mut self, events: &[Event]) -> Result<ApplyReport, BackendError> {
         let mut report = ApplyReport::default();

@@ -391,6 +391,52 @@ impl Backend for VxlanBackend {
         Ok(report)
     }
 
+    /// A VTEP sends from the external address: a device whose local address or underlay
+    /// link no longer matches is re-created with its MAC (so peers' ARP and FDB entries stay
+    /// valid), re-addressed, and every peer replayed into it.
+    fn set_external(&mut self, ext: &ExternalInterface) -> Result<(), BackendError> {
+        let locals = [
+            Some(IpAddr::from(ext.ext_addr)),
+            ext.ext_v6_addr.map(IpAddr::from),
+        ];
+        let mut moved = false;
+        for (side, local) in [self.planner.v4.as_mut(), self.planner.v6.as_mut()]
+            .into_iter()
+            .zip(locals)
+        {
+            let (Some(side), Some(local)) = (side, local) else {
+                continue;
+            };
+            if side.cfg.local == local && side.cfg.underlay == ext.index {
+                continue;
+            }
+            log::info!(
+                "VXLAN device {:?}: local address {} -> {local}",
+                side.cfg.name,
+                side.cfg.local
+            );
+            side.cfg.local = local;
+            side.cfg.underlay = ext.index;
+            if let Some(vtep) = side.vtep {
+                side.cfg.mac = Some(vtep.mac);
+                side.vtep = Some(device::ensure(&mut self.nl, &side.cfg)?);
+                moved = true;
+            }
+        }
+        self.planner.ext = ext.clone();
+        if moved {
+            self.reconfigure()?;
+            let peers = self.sync.leases();
+            let report = self
+                .sync
+                .reconcile(&mut self.nl, &mut self.planner, &peers)?;
+            for e in &report.errors {
+                log::error!("replaying peers after an address change: {e}");
+            }
+        }
+        Ok(())
+    }
+
     fn reconcile(&mut self, peers: &[SharedLease]) -> Result<ApplyReport, BackendError> {
         self.recover_devices()?;
         self.reconfigure()?;

@@ -205,34 +205,41 @@ impl Registry {
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
     ) -> Result<SystemTime, SubnetError> {
-        self.rewrite_subnet(subnet, ipv6_subnet, attrs, attrs).await
+        let renewed = self.rewrite_subnet(subnet, ipv6_subnet, attrs, attrs, false);
+        Ok(renewed.await?.unwrap_or_else(SystemTime::now))
     }
 
-    /// Replaces our record's attributes `current` with `next` on a fresh lease, only while it
-    /// still holds `current` (`LeaseLost` otherwise); the IPv6 claim moves to the new lease.
+    /// Replaces our record's attributes `current` with `next` on a fresh lease (none for a
+    /// `reservation`), only while it still holds `current` (`LeaseLost` otherwise); the IPv6
+    /// claim moves with it. Returns the new expiration.
     pub async fn rewrite_subnet(
         &self,
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
         current: &LeaseAttrs,
         next: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
+        reservation: bool,
+    ) -> Result<Option<SystemTime>, SubnetError> {
         let key = self.subnet_path(subnet, ipv6_subnet);
-        let (id, expiration) = self.grant().await?;
+        let (id, expiration) = match reservation {
+            true => (0, None),
+            false => {
+                let (id, expiration) = self.grant().await?;
+                (id, Some(expiration))
+            }
+        };
         let txn = Txn::new()
             .when([Compare::value(key, CompareOp::Equal, current.to_json())])
             .and_then(self.record_puts(subnet, ipv6_subnet, next.to_json(), id));
         let mut kv = self.client.kv_client();
-        match timed(kv.txn(txn)).await {
+        let result = timed(kv.txn(txn)).await;
+        if !matches!(&result, Ok(resp) if resp.succeeded()) && id != 0 {
+            self.revoke(id).await;
+        }
+        match result {
             Ok(resp) if resp.succeeded() => Ok(expiration),
-            Ok(_) => {
-                self.revoke(id).await;
-                Err(SubnetError::LeaseLost)
-            }
-            Err(e) => {
-                self.revoke(id).await;
-                Err(e)
-            }
+            Ok(_) => Err(SubnetError::LeaseLost),
+            Err(e) => Err(e),
         }
     }
 

@@ -335,18 +335,23 @@ impl V2Registry {
         ipv6_subnet: Option<Ipv6Net>,
         attrs: &LeaseAttrs,
     ) -> Result<SystemTime, SubnetError> {
-        self.rewrite_subnet(subnet, ipv6_subnet, attrs, attrs).await
+        let renewed = self.rewrite_subnet(subnet, ipv6_subnet, attrs, attrs, false);
+        renewed
+            .await?
+            .ok_or_else(|| no_ttl("renew", &subnet_key(subnet, ipv6_subnet)))
     }
 
-    /// Replaces our record's attributes `current` with `next` and refreshes its TTL, only
-    /// while it still holds `current` (`LeaseLost` otherwise).
+    /// Replaces our record's attributes `current` with `next` and refreshes its TTL (keeps
+    /// none for a `reservation`), only while it still holds `current` (`LeaseLost`
+    /// otherwise). Returns the new expiration.
     pub async fn rewrite_subnet(
         &self,
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
         current: &LeaseAttrs,
         next: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
+        reservation: bool,
+    ) -> Result<Option<SystemTime>, SubnetError> {
         let current = current.to_json();
         let put = self
             .put_lease(
@@ -355,7 +360,7 @@ impl V2Registry {
                 ipv6_subnet,
                 next,
                 Precondition::Holds(&current),
-                false,
+                reservation,
             )
             .await;
         let expiration = match put {
@@ -363,11 +368,11 @@ impl V2Registry {
                 return Err(SubnetError::LeaseLost)
             }
             Err(e) => return Err(e.into()),
-            Ok(None) => return Err(no_ttl("renew", &subnet_key(subnet, ipv6_subnet))),
-            Ok(Some(expiration)) => expiration,
+            Ok(expiration) => expiration,
         };
         let ttl = self.ttl_secs();
-        self.refresh_claims(subnet, ipv6_subnet, Some(&ttl)).await?;
+        let ttl = (!reservation).then_some(ttl.as_str());
+        self.refresh_claims(subnet, ipv6_subnet, ttl).await?;
         Ok(expiration)
     }
 
