@@ -437,3 +437,58 @@ fn nodes_sharing_a_pod_cidr_are_routed_to_the_oldest() {
     assert!(a.stop().success());
     assert!(b.stop().success());
 }
+
+/// A node's address changes (DHCP renumbering): kube-mode flanneld follows it, patches its
+/// `public-ip` annotation, and the peers route to the new address; nobody restarts.
+#[test]
+fn kube_mode_follows_a_renumbered_node() {
+    let cluster = KubeCluster::new();
+    let h1 = cluster.node(Segment::A, "kr1", Some("10.244.1.0/24"));
+    let h2 = cluster.node(Segment::A, "kr2", Some("10.244.2.0/24"));
+    let old = format!("{}/24", h1.ip());
+    let mut a = KubeFlanneld::start(&cluster, h1, "kr1");
+    let mut b = KubeFlanneld::start(&cluster, h2, "kr2");
+    a.wait_ready();
+    b.wait_ready();
+    let pa = a.add_pod("kr-a");
+    let pb = b.add_pod("kr-b");
+    assert!(eventually(Duration::from_secs(30), || pings(
+        &pa.netns, &pb.ip
+    )));
+
+    let ns = a.host.netns();
+    ns.exec_ok(&["ip", "addr", "del", &old, "dev", "eth0"])
+        .unwrap();
+    ns.exec_ok(&["ip", "addr", "add", "192.168.1.77/24", "dev", "eth0"])
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let node = cluster.api.node("kr1").unwrap();
+            annotation(&node, "public-ip") == "192.168.1.77"
+        }),
+        "{}",
+        a.log()
+    );
+    assert!(
+        a.log()
+            .contains("Node annotations republished with PublicIP 192.168.1.77"),
+        "{}",
+        a.log()
+    );
+    assert!(eventually(Duration::from_secs(60), || pings(
+        &pa.netns, &pb.ip
+    )));
+    assert!(eventually(Duration::from_secs(60), || pings(
+        &pb.netns, &pa.ip
+    )));
+    for f in [&a, &b] {
+        assert_eq!(
+            f.log().matches("Wrote subnet file").count(),
+            1,
+            "{}",
+            f.log()
+        );
+    }
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+}
