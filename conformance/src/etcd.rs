@@ -234,6 +234,16 @@ impl Etcd {
         Ok(cmd::run_stdout(self.etcdctl_command().args(args))?)
     }
 
+    /// Runs `etcdctl` with the v2 API (a server started with `enable_v2`, without TLS),
+    /// from inside its namespace if it has one; returns stdout.
+    pub fn etcdctl_v2(&self, args: &[&str]) -> Result<String, EtcdError> {
+        let mut c = self.in_place(ETCDCTL);
+        c.env("ETCDCTL_API", "2")
+            .arg(format!("--endpoints={}", self.endpoint()))
+            .args(args);
+        Ok(cmd::run_stdout(&mut c)?)
+    }
+
     fn etcdctl_command(&self) -> Command {
         let mut c = self.in_place(ETCDCTL);
         c.env("ETCDCTL_API", "3")

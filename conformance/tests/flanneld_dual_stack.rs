@@ -100,18 +100,7 @@ fn assert_unique(cluster: &Cluster, nodes: &[Flanneld], round: usize) {
 
 /// A pod with both families; returns its netns and its (IPv4, IPv6) addresses.
 fn dual_pod(driver: &Driver, node: &Flanneld, id: &str) -> (Netns, String, String) {
-    let netns = Netns::new("pod").unwrap();
-    netns.set_loopback_up().unwrap();
-    let result = driver
-        .add(
-            &node.conflist(),
-            node.host.netns(),
-            &netns,
-            "eth0",
-            id,
-            None,
-        )
-        .unwrap_or_else(|e| panic!("ADD {id}: {e:?}"));
+    let (netns, result) = attach_pod(driver, node, id);
     let ip = |i: usize| {
         let cidr = result["ips"][i]["address"].as_str().expect("an address");
         cidr.split('/').next().unwrap().to_owned()

@@ -80,6 +80,32 @@ fn base64_decode(text: &str) -> String {
     String::from_utf8(bytes).unwrap()
 }
 
+/// Starts flanneld with `args` and a lease lifetime of `ttl` seconds on `hosts`, the first of
+/// which has the reservation: it gets that subnet and says `said`; the others get neither
+/// reserved subnet.
+fn start_on_reservation(
+    cluster: &Cluster,
+    hosts: Vec<conformance::Host>,
+    args: &[&str],
+    ttl: u64,
+    said: &str,
+) -> Vec<Flanneld> {
+    let mut nodes: Vec<Flanneld> = hosts
+        .into_iter()
+        .map(|h| Flanneld::start(h, &cluster.etcd, args, Some(ttl)))
+        .collect();
+    for n in &mut nodes {
+        n.wait_ready();
+    }
+    let log = nodes[0].log();
+    assert_eq!(nodes[0].subnet().to_string(), RESERVED, "{log}");
+    assert!(log.contains(said), "{log}");
+    for n in &nodes[1..] {
+        assert!(![RESERVED, ABSENT].contains(&n.subnet().to_string().as_str()));
+    }
+    nodes
+}
+
 #[test]
 fn etcd_v2_keeps_a_reservation_and_never_renews_it() {
     let cluster = Cluster::v2(Some(&vxlan()));
@@ -92,30 +118,13 @@ fn etcd_v2_keeps_a_reservation_and_never_renews_it() {
     let absent_value = record(ABSENT_IP, "02:00:00:00:78:01");
     cluster.etcdctl2(&["set", &key(ABSENT), &absent_value]);
 
-    let args = ["--ip-masq", "--etcd-api=v2"];
-    let mut nodes: Vec<Flanneld> = hosts
-        .into_iter()
-        .map(|h| Flanneld::start(h, &cluster.etcd, &args, Some(4)))
-        .collect();
-    for n in &mut nodes {
-        n.wait_ready();
-    }
-    assert_eq!(
-        nodes[0].subnet().to_string(),
-        RESERVED,
-        "{}",
-        nodes[0].log()
+    let nodes = start_on_reservation(
+        &cluster,
+        hosts,
+        &["--ip-masq", "--etcd-api=v2"],
+        4,
+        "is a reservation (no TTL): it stays one and is not renewed",
     );
-    assert!(
-        nodes[0]
-            .log()
-            .contains("is a reservation (no TTL): it stays one and is not renewed"),
-        "{}",
-        nodes[0].log()
-    );
-    for n in &nodes[1..] {
-        assert!(![RESERVED, ABSENT].contains(&n.subnet().to_string().as_str()));
-    }
 
     // Every other node renews (each half TTL) while the reservation stays without a TTL.
     wait_renewals(&nodes[1], 3);
@@ -171,25 +180,12 @@ fn etcd_v3_puts_a_reservation_on_a_lease_as_upstream_does() {
 
     // A long lifetime: the next scheduled renewal is minutes away, so a record back on a
     // lease within the deadline below was put there on purpose.
-    let mut nodes: Vec<Flanneld> = hosts
-        .into_iter()
-        .map(|h| Flanneld::start(h, &cluster.etcd, &["--ip-masq"], Some(600)))
-        .collect();
-    for n in &mut nodes {
-        n.wait_ready();
-    }
-    assert_eq!(
-        nodes[0].subnet().to_string(),
-        RESERVED,
-        "{}",
-        nodes[0].log()
-    );
-    assert!(
-        nodes[0]
-            .log()
-            .contains("etcd v3 mode puts it on a renewed lease, as upstream flannel does"),
-        "{}",
-        nodes[0].log()
+    let nodes = start_on_reservation(
+        &cluster,
+        hosts,
+        &["--ip-masq"],
+        600,
+        "etcd v3 mode puts it on a renewed lease, as upstream flannel does",
     );
     let (value, lease) = v3_record(&cluster, &key(RESERVED));
     assert_ne!(lease, 0, "reuse put the reservation on an etcd lease");
@@ -199,7 +195,6 @@ fn etcd_v3_puts_a_reservation_on_a_lease_as_upstream_does() {
         (absent_value, 0),
         "another node's reservation is untouched"
     );
-    assert!(![RESERVED, ABSENT].contains(&nodes[1].subnet().to_string().as_str()));
 
     // An operator turns node 2's lease into a reservation: it is put back on a lease now.
     let key2 = key(&nodes[1].subnet().to_string());

@@ -55,19 +55,9 @@ impl Cluster {
 
     /// `ETCDCTL_API=2 etcdctl` run on the router, where etcd listens; returns stdout.
     pub fn etcdctl2(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", self.underlay.router().name(), "etcdctl"])
-            .env("ETCDCTL_API", "2")
-            .arg(format!("--endpoints={}", self.etcd.endpoint()))
-            .args(args)
-            .output()
-            .expect("running etcdctl");
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        self.etcd
+            .etcdctl_v2(args)
+            .unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"))
     }
 
     pub fn host(&self, seg: Segment, tag: &str) -> Host {
@@ -309,7 +299,8 @@ pub fn our_driver() -> Driver {
     Driver::new(PluginDir::ours().unwrap_or_else(|e| panic!("our plugins: {e}")))
 }
 
-pub fn add_pod(driver: &Driver, node: &Flanneld, id: &str) -> Pod {
+/// A new pod namespace attached to `node` through libcni, and the CNI result.
+pub fn attach_pod(driver: &Driver, node: &Flanneld, id: &str) -> (Netns, Value) {
     let netns = Netns::new("pod").unwrap();
     netns.set_loopback_up().unwrap();
     let result = driver
@@ -322,6 +313,11 @@ pub fn add_pod(driver: &Driver, node: &Flanneld, id: &str) -> Pod {
             None,
         )
         .unwrap_or_else(|e| panic!("ADD {id}: {e:?}"));
+    (netns, result)
+}
+
+pub fn add_pod(driver: &Driver, node: &Flanneld, id: &str) -> Pod {
+    let (netns, result) = attach_pod(driver, node, id);
     let cidr = result["ips"][0]["address"]
         .as_str()
         .expect("ips[0].address")

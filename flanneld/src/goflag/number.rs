@@ -154,37 +154,10 @@ impl std::fmt::Display for AtoiError {
         write!(
             f,
             "strconv.Atoi: parsing {}: {}",
-            go_quote(&self.text),
+            netconf::gofmt::quote(&self.text),
             self.reason
         )
     }
 }
 
 impl std::error::Error for AtoiError {}
-
-/// Go's `strconv.Quote`: a double-quoted string with Go escape sequences for quotes,
-/// backslashes and unprintable characters.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
