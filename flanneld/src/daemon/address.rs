@@ -15,6 +15,8 @@ use crate::iface::{self, IfaceRequest};
 /// Notifications closer together than this are one change (an address replaced by another
 /// arrives as a deletion and an addition; IPv6 duplicate address detection ends later).
 const SETTLE: Duration = Duration::from_millis(300);
+/// The longest a burst is waited out before the interface is read anyway.
+const SETTLE_MAX: Duration = Duration::from_secs(3);
 /// How often the thread looks at the stop signal while nothing happens.
 const IDLE: Duration = Duration::from_secs(1);
 
@@ -60,8 +62,16 @@ fn run(
             Notice::Changed(ix) if !ix.contains(&current.index) => continue,
             Notice::Changed(_) | Notice::Overrun => {}
         }
-        // Let the burst settle; what it did is read from the kernel below.
-        while !matches!(monitor.wait(SETTLE), Ok(Notice::Quiet) | Err(_)) {}
+        // Let the burst on our interface settle (other interfaces, such as pods' veths, may
+        // keep changing); what it did is read from the kernel below.
+        let settle_until = std::time::Instant::now() + SETTLE_MAX;
+        while std::time::Instant::now() < settle_until {
+            match monitor.wait(SETTLE) {
+                Ok(Notice::Changed(ix)) if ix.contains(&current.index) => {}
+                Ok(Notice::Overrun) => {}
+                _ => break,
+            }
+        }
         let next = match iface::refresh(&mut h, &current, &req) {
             Ok(r) => r,
             Err(e) => {
