@@ -315,8 +315,9 @@ impl KubeApi {
         lock(&self.shared.settings).bookmark_interval = every;
     }
 
-    /// Drops every open connection at once: watches end without their closing chunk.
-    fn drop_connections(&self) {
+    /// Drops every open connection at once: watches end without their closing chunk, as
+    /// when a proxy in between goes away.
+    pub fn drop_connections(&self) {
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
         for (_, c) in lock(&self.shared.conns).drain() {
             let _ = c.shutdown(Shutdown::Both);
