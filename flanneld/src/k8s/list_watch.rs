@@ -330,20 +330,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::core::response::StatusDetails;
     use kube::core::Status;
 
     #[test]
     fn errors_read_as_one_line_with_the_servers_hint() {
-        let mut s = Status::failure(
-            "the server is currently unable to handle the request",
-            "ServiceUnavailable",
-        )
-        .with_code(503);
-        s.details = Some(StatusDetails {
-            retry_after_seconds: 2,
-            ..Default::default()
-        });
+        // As the server sends it (decoded from its JSON, like the client does).
+        let s: Status = serde_json::from_value(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "the server is currently unable to handle the request",
+            "reason": "ServiceUnavailable",
+            "details": {"kind": "nodes", "retryAfterSeconds": 2},
+            "code": 503,
+        }))
+        .unwrap();
         let e = kube::Error::Api(s.boxed());
         assert_eq!(
             describe(&e),
