@@ -55,17 +55,28 @@ pub fn serve(
     kind: &'static Kind,
     namespace: Option<&str>,
 ) -> io::Result<()> {
-    let settings = shared.settings();
     let asked = req
         .param("timeoutSeconds")
         .and_then(|t| t.parse().ok())
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_WATCH_TIMEOUT);
-    let deadline = Instant::now() + settings.watch_limit.map_or(asked, |l| l.min(asked));
-    let bookmarks = matches!(req.param("allowWatchBookmarks"), Some("true" | "1"))
-        .then_some(settings.bookmark_interval)
-        .flatten();
-    let mut next_bookmark = bookmarks.map(|b| Instant::now() + b);
+    let started = Instant::now();
+    // The server's limit applies to watches already open when it is set, as a proxy's cut.
+    let deadline = || {
+        started
+            + shared
+                .settings()
+                .watch_limit
+                .map_or(asked, |l| l.min(asked))
+    };
+    let bookmarks = matches!(req.param("allowWatchBookmarks"), Some("true" | "1"));
+    // Read on every turn: a changed interval applies to watches already open.
+    let interval = || {
+        bookmarks
+            .then(|| shared.settings().bookmark_interval)
+            .flatten()
+    };
+    let mut last_bookmark = Instant::now();
     let generation = shared.generation.load(Ordering::SeqCst);
     let mut out = Chunked::start(stream)?;
     let mut store = shared.store();
@@ -95,16 +106,14 @@ pub fn serve(
         for c in pending.drain(..) {
             out.line(&event(&c))?;
         }
-        if let (Some(at), Some(every)) = (next_bookmark, bookmarks) {
-            if Instant::now() >= at {
-                // Nothing of this kind changed up to the store's version: a client may
-                // resume from there.
-                out.line(&bookmark(kind, now_rv))?;
-                seen = seen.max(now_rv);
-                next_bookmark = Some(Instant::now() + every);
-            }
+        if interval().is_some_and(|every| last_bookmark.elapsed() >= every) {
+            // Nothing of this kind changed up to the store's version: a client may
+            // resume from there.
+            out.line(&bookmark(kind, now_rv))?;
+            seen = seen.max(now_rv);
+            last_bookmark = Instant::now();
         }
-        if shared.shutdown.load(Ordering::SeqCst) || Instant::now() >= deadline {
+        if shared.shutdown.load(Ordering::SeqCst) || Instant::now() >= deadline() {
             return out.finish();
         }
         store = shared.store();
