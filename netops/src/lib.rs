@@ -9,6 +9,7 @@
 //!   fake transport ([`netlink::fake::FakeClient`]) so message construction is testable
 //!   without root.
 //! - [`sysctl`]: read/write `/proc/sys` of the current thread's namespace.
+//! - [`ethtool`]: device features (offloads) over the `SIOCETHTOOL` ioctl.
 //! - [`firewall`]: `iptables-restore` batches, `iptables-save` parsing, and `nft`
 //!   transactions and table listings.
 //!
@@ -20,6 +21,7 @@
 //! Processes spawned while a guard is held (iptables, sysctl helpers) inherit the thread's
 //! namespace.
 
+pub mod ethtool;
 pub mod firewall;
 pub mod netlink;
 pub mod netns;
