@@ -106,7 +106,7 @@ impl Fault {
     pub fn matches(&self, verb: Verb, resource: &str) -> bool {
         self.remaining > 0
             && (self.verbs.is_empty() || self.verbs.contains(&verb))
-            && self.resource.map_or(true, |r| r == resource)
+            && (self.resource.is_none() || self.resource == Some(resource))
     }
 }
 

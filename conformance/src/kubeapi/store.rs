@@ -257,7 +257,7 @@ impl Store {
         let mut items = objects
             .iter()
             .filter(|(k, _)| matches(kind, namespace, k))
-            .filter(|(k, _)| start.as_ref().map_or(true, |s| *k > s));
+            .filter(|(k, _)| start.as_ref().is_none() || start.as_ref() < Some(*k));
         let mut page = Vec::new();
         let mut last = None;
         for (k, o) in items.by_ref() {
@@ -405,7 +405,8 @@ pub fn key_of(kind: &'static Kind, obj: &Value) -> Key {
 }
 
 fn matches(kind: &Kind, namespace: Option<&str>, key: &Key) -> bool {
-    key.resource == kind.resource && namespace.map_or(true, |ns| key.namespace == ns)
+    key.resource == kind.resource
+        && (namespace.is_none() || namespace == Some(key.namespace.as_str()))
 }
 
 /// List items carry no kind or apiVersion on the real server; the list does.
