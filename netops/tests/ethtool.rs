@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::TestNetns;
+use common::{run, TestNetns};
 use netops::ethtool::{Ethtool, EthtoolError};
 use netops::netlink::{Handle, VxlanSpec};
 
@@ -10,16 +10,7 @@ const CSUM: &str = "tx-checksum-ip-generic";
 
 /// What `ethtool -k` in the namespace says about `feature` (`on`, `off`, `off [fixed]`...).
 fn ethtool_k(ns: &TestNetns, dev: &str, feature: &str) -> String {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name, "ethtool", "-k", dev])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    run("ip", &["netns", "exec", &ns.name, "ethtool", "-k", dev])
         .lines()
         .find_map(|l| l.trim().strip_prefix(&format!("{feature}: ")))
         .unwrap_or_else(|| panic!("ethtool -k {dev} lists no {feature}"))

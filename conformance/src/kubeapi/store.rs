@@ -48,10 +48,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        super::http::query_param(&self.query, name)
     }
 
     pub fn is_watch(&self) -> bool {
