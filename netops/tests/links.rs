@@ -94,6 +94,7 @@ fn veth_pair_spans_two_namespaces_and_port_flags_read_back() {
         name: "eth0".into(),
         peer_name: "veth0a1b2c3d".into(),
         mtu: Some(1450),
+        txqlen: None,
         mac: Some(mac),
         peer_mac: None,
         peer_netns: Some(host_fd.as_fd()),
@@ -220,6 +221,7 @@ fn vxlan_device_matches_flannel_shape() {
         learning: false,
         gbp: false,
         mtu: Some(1450),
+        txqlen: None,
         mac: Some(mac),
     };
     assert!(h.add_vxlan(&spec).unwrap());
@@ -278,6 +280,7 @@ fn bridge_port_vlans_are_added_listed_and_removed_or_rejected_with_the_kernel_re
         name: "vp0".into(),
         peer_name: "vp1".into(),
         mtu: None,
+        txqlen: None,
         mac: None,
         peer_mac: None,
         peer_netns: None,

@@ -164,6 +164,7 @@ pub fn links(ns: &Netns) -> Value {
         let mut entry = json!({
             "kind": l["linkinfo"]["info_kind"],
             "mtu": l["mtu"],
+            "txqlen": l["txqlen"],
             "up": flag(l, "UP"),
             "promisc": flag(l, "PROMISC"),
             "operstate": l["operstate"],

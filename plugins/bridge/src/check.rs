@@ -13,7 +13,7 @@ use netops::netlink::{Family, Handle, LinkInfo, LinkKind, RouteSpec};
 use netops::netns::{open_netns, NetnsGuard};
 use skel::Request;
 
-use crate::bridge::lookup_bridge;
+use crate::bridge::{lookup_bridge, mac_moved_by_kernel};
 use crate::config::BridgeConf;
 use crate::error::BridgeError;
 
@@ -139,7 +139,9 @@ fn check_bridge(h: &mut Handle, entry: &Interface, promisc: bool) -> Result<Link
         _ => return Err(CheckError::LinkNotFound(entry.name.clone()).into()),
     };
     lookup_bridge(h, &entry.name).map_err(|_| CheckError::NotABridge(entry.name.clone()))?;
-    if !same_mac(entry.mac.as_deref(), &br) {
+    // A bridge whose MAC the kernel manages takes the lowest port MAC, so another pod joining
+    // or leaving moves it: not a mismatch (upstream's CHECK fails there).
+    if !same_mac(entry.mac.as_deref(), &br) && !mac_moved_by_kernel(h, &br)? {
         return Err(CheckError::BridgeMac {
             name: entry.name.clone(),
             mac: entry.mac.clone().unwrap_or_default(),
