@@ -11,6 +11,7 @@
 //! - [`sysctl`]: read/write `/proc/sys` of the current thread's namespace.
 //! - [`firewall`]: `iptables-restore` batches, `iptables-save` parsing, and `nft`
 //!   transactions and table listings.
+//! - [`conntrack`]: deleting connection-tracking entries over ctnetlink.
 //!
 //! Threading rule: namespace membership is a property of an OS *thread*. Only call
 //! [`netns::NetnsGuard::enter`] (or anything using it) on a thread you own for the whole
@@ -20,6 +21,7 @@
 //! Processes spawned while a guard is held (iptables, sysctl helpers) inherit the thread's
 //! namespace.
 
+pub mod conntrack;
 pub mod firewall;
 pub mod netlink;
 pub mod netns;
