@@ -186,8 +186,8 @@ fn receive(socket: &mut Socket, mut entry: impl FnMut(&[ConntrackAttribute])) ->
                     "truncated netlink message",
                 ));
             }
-            match NetlinkMessage::<NetfilterMessage>::deserialize(&buf[at..at + len]) {
-                Ok(msg) => match msg.payload {
+            if let Ok(msg) = NetlinkMessage::<NetfilterMessage>::deserialize(&buf[at..at + len]) {
+                match msg.payload {
                     NetlinkPayload::Done(_) => return Ok(()),
                     NetlinkPayload::Error(e) => {
                         return match e.code {
@@ -196,17 +196,16 @@ fn receive(socket: &mut Socket, mut entry: impl FnMut(&[ConntrackAttribute])) ->
                         }
                     }
                     NetlinkPayload::InnerMessage(NetfilterMessage {
-                        inner: NetfilterMessageInner::Conntrack(ct),
+                        inner:
+                            NetfilterMessageInner::Conntrack(
+                                ConntrackMessage::New(attrs)
+                                | ConntrackMessage::Get(attrs)
+                                | ConntrackMessage::Delete(attrs),
+                            ),
                         ..
-                    }) => match ct {
-                        ConntrackMessage::New(attrs)
-                        | ConntrackMessage::Get(attrs)
-                        | ConntrackMessage::Delete(attrs) => entry(&attrs),
-                        _ => {}
-                    },
+                    }) => entry(&attrs),
                     _ => {}
-                },
-                Err(_) => {}
+                }
             }
             at += (len + 3) & !3;
         }

@@ -221,7 +221,6 @@ fn vxlan_device_matches_flannel_shape() {
         learning: false,
         gbp: false,
         mtu: Some(1450),
-        txqlen: None,
         mac: Some(mac),
     };
     assert!(h.add_vxlan(&spec).unwrap());
