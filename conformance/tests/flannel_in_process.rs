@@ -10,10 +10,8 @@
 
 mod flannel_support;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
 
 use conformance::{Netns, PluginDir};
 use flannel_support::*;
@@ -95,10 +93,8 @@ impl Side {
     fn run(&self, command: &str, conf: &Value, cni_args: &str, netns: Option<&Path>) -> Run {
         let trace = tempfile::NamedTempFile::new().unwrap();
         let flannel = self.cni_path().join("flannel");
-        let mut child = self
-            .host
-            .command("strace")
-            .args(["-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o"])
+        let mut cmd = self.host.command("strace");
+        cmd.args(["-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o"])
             .arg(trace.path())
             .arg(&flannel)
             .env_clear()
@@ -108,19 +104,9 @@ impl Side {
             .env("CNI_NETNS", netns.unwrap_or(self.pod.path()))
             .env("CNI_IFNAME", "eth0")
             .env("CNI_ARGS", cni_args)
-            .env("CNI_PATH", self.cni_path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+            .env("CNI_PATH", self.cni_path());
+        let out =
+            conformance::cmd::output_with_stdin(&mut cmd, conf.to_string().as_bytes()).unwrap();
         let trace = std::fs::read_to_string(trace.path()).unwrap();
         Run {
             code: out.status.code(),

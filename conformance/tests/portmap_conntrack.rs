@@ -9,7 +9,6 @@ mod flannel_support;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -52,28 +51,15 @@ fn firewall_only_path() -> tempfile::TempDir {
 /// Our portmap run directly, as libcni would, with `path` as its PATH.
 fn portmap(host: &Netns, command: &str, conf: &Value, path: &Path, pod: &Netns) -> (i32, String) {
     let plugins = conformance::PluginDir::ours().unwrap();
-    let mut child = host
-        .command(plugins.path().join("portmap"))
-        .env_clear()
+    let mut cmd = host.command(plugins.path().join("portmap"));
+    cmd.env_clear()
         .env("PATH", path)
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", "pmct-1")
         .env("CNI_NETNS", pod.path())
         .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", plugins.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .env("CNI_PATH", plugins.path());
+    let out = conformance::cmd::output_with_stdin(&mut cmd, conf.to_string().as_bytes()).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
