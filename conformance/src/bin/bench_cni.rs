@@ -139,6 +139,8 @@ fn run() -> Result<(), BoxError> {
     println!("bench-cni: our portmap, iptables vs nftables backend");
     let portmap =
         conformance::bench::portmap_backends::measure(PluginDir::ours()?.path(), iterations)?;
+    println!("bench-cni: delegates in-process vs executed (same code)");
+    let delegation = conformance::bench::delegation::measure(iterations)?;
     println!("bench-cni: the floor every plugin pays");
     let floor = floor::measure(iterations)?;
     println!(
@@ -154,6 +156,9 @@ fn run() -> Result<(), BoxError> {
     print!("{rss}");
     println!("\nOur portmap: the same two TCP hostPort mappings, ADD then DEL, per backend (interleaved)\n");
     print!("{portmap}");
+    println!("\nOur kube-flannel chain with bridge and host-local run in flannel's process, against the same executable copied to other files (so executed, one process per hop) (interleaved)\n");
+    print!("{delegation}");
+    println!("  CPU = user + system time of every process of the call (getrusage of the waited-for children), which the machine's load hardly moves");
     println!("\nThe floor: steps every bridge ADD/DEL contains, whoever implements it\n");
     print!("{}", floor.render());
     println!("  an ADD creates a veth pair and starts the IPAM process; a DEL deletes the pair; ipMasq/portmap add a restore each");
