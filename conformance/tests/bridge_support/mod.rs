@@ -5,9 +5,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use conformance::{CniFailure, Driver, Impl, Netns, PluginDir};
 use serde_json::{json, Map, Value};
