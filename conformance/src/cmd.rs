@@ -65,8 +65,10 @@ pub fn describe(cmd: &Command) -> String {
     s
 }
 
-/// Runs `cmd` to completion and returns its output whatever the exit status.
+/// Runs `cmd` to completion and returns its output whatever the exit status. Panics if the
+/// program is not one `scripts/setup.sh` installs (see [`crate::programs`]).
 pub fn output(cmd: &mut Command) -> Result<Output, CmdError> {
+    crate::programs::require(cmd.get_program());
     cmd.output().map_err(|source| CmdError::Spawn {
         cmd: describe(cmd),
         source,
