@@ -66,8 +66,10 @@ pub fn describe(cmd: &Command) -> String {
     s
 }
 
-/// Runs `cmd` to completion and returns its output whatever the exit status.
+/// Runs `cmd` to completion and returns its output whatever the exit status. Panics if the
+/// program is not one `scripts/setup.sh` installs (see [`crate::programs`]).
 pub fn output(cmd: &mut Command) -> Result<Output, CmdError> {
+    crate::programs::require(cmd.get_program());
     cmd.output().map_err(|source| CmdError::Spawn {
         cmd: describe(cmd),
         source,
@@ -75,8 +77,10 @@ pub fn output(cmd: &mut Command) -> Result<Output, CmdError> {
 }
 
 /// Runs `cmd` with `stdin` written to its standard input (as a runtime feeds a CNI plugin its
-/// config) and returns its output whatever the exit status.
+/// config) and returns its output whatever the exit status. Panics like [`output`] for a
+/// program setup.sh does not install.
 pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Result<Output, CmdError> {
+    crate::programs::require(cmd.get_program());
     let spawn_error = |cmd: &Command, source| CmdError::Spawn {
         cmd: describe(cmd),
         source,
