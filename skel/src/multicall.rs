@@ -27,11 +27,19 @@ struct Executable {
 
 static EXECUTABLE: OnceLock<Executable> = OnceLock::new();
 
+/// Makes this process the multicall executable `program` holding `applets`, so that
+/// delegates found on `CNI_PATH` as this file run in-process. [`main`] does it first; the
+/// first call wins.
+pub fn register(program: &'static str, applets: &'static [Applet]) {
+    EXECUTABLE.get_or_init(|| Executable { program, applets });
+}
+
 /// The whole process edge of a multicall executable: runs the applet named like the file it
 /// was started as (`bridge`, `/opt/cni/bin/host-local`). Started under its own name
 /// (`program`), the first argument names the applet instead. Returns the exit code.
 pub fn main(program: &'static str, applets: &'static [Applet]) -> i32 {
-    let exe = EXECUTABLE.get_or_init(|| Executable { program, applets });
+    register(program, applets);
+    let exe = EXECUTABLE.get().expect("registered above");
     let mut args = std::env::args_os();
     let name = args.next().map(|a| base_name(&a)).unwrap_or_default();
     let name = if name == exe.program {
