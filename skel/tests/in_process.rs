@@ -86,6 +86,23 @@ impl Plugin for Panics {
     }
 }
 
+/// Delegates ADD to a plugin of its own name: a config loop.
+struct Loops;
+impl Plugin for Loops {
+    fn about(&self) -> String {
+        "loops".into()
+    }
+    fn add(&self, req: &Request) -> Result<CniResult, CniError> {
+        delegate::add("loops", &req.stdin, &req.env, req.conf.cni_version)
+    }
+    fn del(&self, _req: &Request) -> Result<(), CniError> {
+        Ok(())
+    }
+    fn check(&self, _req: &Request) -> Result<(), CniError> {
+        Ok(())
+    }
+}
+
 const APPLETS: &[Applet] = &[
     Applet {
         name: "echo",
@@ -99,14 +116,22 @@ const APPLETS: &[Applet] = &[
         name: "panics",
         plugin: &Panics,
     },
+    Applet {
+        name: "loops",
+        plugin: &Loops,
+    },
 ];
+
+/// Tests take turns: in-process delegations are counted process-wide, and the loop test
+/// drives that count to its limit.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// A CNI_PATH directory of links to this very test binary, one per applet name.
 fn links_to_self() -> tempfile::TempDir {
     multicall::register("skel-in-process-test", APPLETS);
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    for name in ["echo", "fails", "panics", "unknown"] {
+    for name in ["echo", "fails", "panics", "loops", "unknown"] {
         symlink(&exe, dir.path().join(name)).unwrap();
     }
     dir
@@ -127,6 +152,7 @@ const CONF: &[u8] = br#"{"cniVersion":"1.0.0","name":"n","type":"echo",  "extra"
 
 #[test]
 fn the_plugin_sees_what_an_exec_would_give_it_and_its_result_comes_back() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = links_to_self();
     let env = env_for(&[dir.path()], Some("/var/run/netns/p"));
     let result = delegate::add("echo", CONF, &env, CniVersion::V1_0_0).unwrap();
@@ -162,6 +188,7 @@ fn the_plugin_sees_what_an_exec_would_give_it_and_its_result_comes_back() {
 
 #[test]
 fn errors_pass_through_verbatim_and_a_panic_is_a_failed_child() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = links_to_self();
     let env = env_for(&[dir.path()], Some("/var/run/netns/p"));
     let err = delegate::add("fails", CONF, &env, CniVersion::V1_0_0).unwrap_err();
@@ -194,7 +221,18 @@ fn errors_pass_through_verbatim_and_a_panic_is_a_failed_child() {
 }
 
 #[test]
+fn a_delegate_that_delegates_to_itself_fails_instead_of_overflowing_the_stack() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = links_to_self();
+    let env = env_for(&[dir.path()], Some("/var/run/netns/p"));
+    let err = delegate::add("loops", CONF, &env, CniVersion::V1_0_0).unwrap_err();
+    assert_eq!(err.code, codes::INTERNAL);
+    assert!(err.msg.contains("inside one another"), "{}", err.msg);
+}
+
+#[test]
 fn another_file_with_the_name_is_executed() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let links = links_to_self();
     let first = tempfile::tempdir().unwrap();
     let script = first.path().join("echo");

@@ -12,6 +12,7 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use netconf::{CniEnv, CniError, Command};
 
@@ -22,6 +23,34 @@ use crate::process_env;
 /// Exit code of a Rust process that panicked.
 const PANIC_EXIT: i32 = 101;
 
+/// In-process delegations running at once in this process. A real chain nests two deep
+/// (flannel → bridge → host-local); a config whose delegate is itself would otherwise recurse
+/// until the stack overflows and the process aborts, skipping every caller's cleanup.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+const MAX_ACTIVE: usize = 16;
+
+/// Counts one running in-process delegation for as long as it lives.
+struct Active;
+
+impl Active {
+    fn enter(name: &str) -> Result<Active, CniError> {
+        if ACTIVE.fetch_add(1, Ordering::SeqCst) >= MAX_ACTIVE {
+            ACTIVE.fetch_sub(1, Ordering::SeqCst);
+            return Err(CniError::internal(format!(
+                "delegating to {name:?}: more than {MAX_ACTIVE} plugins run inside one another in \
+                 this process; does a delegate's config name the delegating plugin itself?"
+            )));
+        }
+        Ok(Active)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        ACTIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Runs applet `name` (the delegate's file name, as a child's `argv[0]` would be).
 pub(super) fn run(
     name: &str,
@@ -29,6 +58,7 @@ pub(super) fn run(
     stdin: &[u8],
     env: &CniEnv,
 ) -> Result<Vec<u8>, CniError> {
+    let _active = Active::enter(name)?;
     let vars = cni_vars(command, env);
     let get = |key: &str| match vars.iter().find(|(k, _)| *k == key) {
         Some((_, value)) => value.as_ref().map(lossy),
