@@ -3,7 +3,9 @@
 //! Deliberate improvement over upstream: CHECK passes on every configuration ADD accepts.
 //! Upstream calls IPAM CHECK even in L2-only mode (failing with `no plugin name provided`) and
 //! requires a result route without `gw` to exist without a gateway in the kernel, although
-//! ADD installs such routes via the interface's gateway (cni.md §7.15).
+//! ADD installs such routes via the interface's gateway (cni.md §7.15). And a bridge MAC that
+//! the kernel moved (a bridge without an address follows its lowest port MAC) is not a
+//! mismatch; upstream fails CHECK on L2 bridges once a second pod joins.
 
 use std::net::IpAddr;
 use std::path::Path;
