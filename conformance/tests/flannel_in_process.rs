@@ -79,14 +79,7 @@ impl Side {
 
     /// The flannel plugin object as libcni derives it from the kube-flannel conflist.
     fn conf(&self, version: &str, extra: Value) -> Value {
-        let list: Value = serde_json::from_str(&self.node.conflist(version)).unwrap();
-        let mut conf = list["plugins"][0].clone();
-        conf["name"] = json!("cbr0");
-        conf["cniVersion"] = json!(version);
-        for (k, v) in extra.as_object().unwrap() {
-            conf[k] = v.clone();
-        }
-        conf
+        self.node.plugin_conf(version, extra)
     }
 
     /// Runs flannel in the host namespace as a runtime would; `netns` overrides CNI_NETNS.
