@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs flannel-rs onto a node: the CNI plugins into $CNI_BIN_DIR (/opt/cni/bin), flanneld
+# Installs flannel-rs onto a node: the CNI plugins into $CNI_BIN_DIR (/opt/cni/bin) as hard
+# links to one executable (flannel-rs-cni, which runs the plugin it is started as), flanneld
 # into $BIN_DIR (/usr/local/bin) with its systemd unit, and optionally the CNI conflist.
 #
 # Everything is placed under $DESTDIR (empty by default), so packaging, the DaemonSet's init
@@ -33,6 +34,8 @@ UNIT_SRC=${UNIT_SRC:-$here/../deploy/flanneld.service}
 
 KNOWN_PLUGINS="flannel bridge host-local portmap"
 PLUGINS=${CNI_PLUGINS-$KNOWN_PLUGINS}
+# The one executable behind every plugin name.
+CNI_EXE=flannel-rs-cni
 
 die() {
     echo "install.sh: $*" >&2
@@ -60,9 +63,10 @@ for p in $PLUGINS; do
     *) die "CNI_PLUGINS names $p, which flannel-rs does not build (it builds: $KNOWN_PLUGINS)" ;;
     esac
 done
-for p in $PLUGINS; do
-    [ -f "$SRC_DIR/$p" ] || die "missing $SRC_DIR/$p (build with: cargo build --release)"
-done
+if [ -n "$PLUGINS" ]; then
+    [ -f "$SRC_DIR/$CNI_EXE" ] || die "missing $SRC_DIR/$CNI_EXE (build with: cargo build --release)"
+    [ -f "$here/link-plugins.sh" ] || die "missing $here/link-plugins.sh"
+fi
 if [ "$INSTALL_FLANNELD" != false ]; then
     [ -f "$SRC_DIR/flanneld" ] || die "missing $SRC_DIR/flanneld (build with: cargo build --release)"
 fi
@@ -70,9 +74,18 @@ if [ -n "$CNI_CONF_SRC" ]; then
     [ -f "$CNI_CONF_SRC" ] || die "missing $CNI_CONF_SRC"
 fi
 
-for p in $PLUGINS; do
-    place "$SRC_DIR/$p" "$DESTDIR$CNI_BIN_DIR/$p" 0755
-done
+# One copy of the executable, linked under each plugin name and renamed into place name by
+# name; the copy's own name goes again, so the directory holds only the plugin names.
+# Only the names in $PLUGINS are touched; the node's other plugins stay as they are.
+if [ -n "$PLUGINS" ]; then
+    mkdir -p "$DESTDIR$CNI_BIN_DIR"
+    exe_tmp="$DESTDIR$CNI_BIN_DIR/.$CNI_EXE.tmp.$$"
+    cp "$SRC_DIR/$CNI_EXE" "$exe_tmp"
+    chmod 0755 "$exe_tmp"
+    PLUGINS=$PLUGINS LINK_PLUGINS_VERBOSE=1 sh "$here/link-plugins.sh" "$exe_tmp" "$DESTDIR$CNI_BIN_DIR" ||
+        { rm -f "$exe_tmp"; die "linking the plugins failed"; }
+    rm -f "$exe_tmp"
+fi
 if [ "$INSTALL_FLANNELD" != false ]; then
     place "$SRC_DIR/flanneld" "$DESTDIR$BIN_DIR/flanneld" 0755
     # The companion tools go with the daemon when they were built.

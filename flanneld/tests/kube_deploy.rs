@@ -2,7 +2,7 @@
 //! and the installer agree with each other, with the repository and with `flanneld --help`.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -269,10 +269,10 @@ fn image_files() -> BTreeSet<String> {
             let name = Path::new(src).file_name().unwrap().to_str().unwrap();
             if from_build {
                 let bin = src.strip_prefix("/src/target/release/").unwrap();
-                let crate_dir = if bin == "flanneld" {
-                    repo().join("flanneld")
-                } else {
-                    repo().join("plugins").join(bin)
+                let crate_dir = match bin {
+                    "flanneld" => repo().join("flanneld"),
+                    "flannel-rs-cni" => repo().join("plugins/cni"),
+                    other => panic!("the image copies {other}, which is no workspace binary"),
                 };
                 assert!(
                     crate_dir.join("Cargo.toml").is_file(),
@@ -352,7 +352,7 @@ fn docker_unit_pair_hands_mk_docker_opts_output_to_dockerd() {
 }
 
 fn fake_build(dir: &Path) {
-    for bin in ["flannel", "bridge", "host-local", "portmap", "flanneld"] {
+    for bin in ["flannel-rs-cni", "flanneld"] {
         std::fs::write(dir.join(bin), format!("#!/bin/sh\necho {bin}\n")).unwrap();
     }
 }
@@ -384,11 +384,17 @@ fn installer_places_everything_under_destdir() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The plugins are one file under four names, and nothing else is in the directory.
+    let plugin = |bin: &str| std::fs::metadata(dest.path().join("opt/cni/bin").join(bin)).unwrap();
     for bin in ["flannel", "bridge", "host-local", "portmap"] {
-        let p = dest.path().join("opt/cni/bin").join(bin);
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o755, "{}", p.display());
+        assert_eq!(plugin(bin).permissions().mode() & 0o777, 0o755, "{bin}");
+        assert_eq!(
+            plugin(bin).ino(),
+            plugin("flannel").ino(),
+            "{bin} is a hard link"
+        );
     }
+    assert_eq!(plugin("flannel").nlink(), 4);
     assert!(dest.path().join("usr/local/bin/flanneld").is_file());
     assert_eq!(
         std::fs::read_to_string(dest.path().join("etc/systemd/system/flanneld.service")).unwrap(),
@@ -399,11 +405,17 @@ fn installer_places_everything_under_destdir() {
         "{}"
     );
     // Re-running replaces the files in place and leaves no temporaries behind.
-    std::fs::write(src.path().join("portmap"), "new").unwrap();
+    std::fs::write(src.path().join("flannel-rs-cni"), "new").unwrap();
     assert!(install(src.path(), dest.path(), &[]).status.success());
+    for bin in ["flannel", "bridge", "host-local", "portmap"] {
+        let p = dest.path().join("opt/cni/bin").join(bin);
+        assert_eq!(std::fs::read_to_string(p).unwrap(), "new", "{bin}");
+    }
     assert_eq!(
-        std::fs::read_to_string(dest.path().join("opt/cni/bin/portmap")).unwrap(),
-        "new"
+        std::fs::read_dir(dest.path().join("opt/cni/bin"))
+            .unwrap()
+            .count(),
+        4
     );
     let leftovers: Vec<_> = std::fs::read_dir(dest.path().join("opt/cni/bin"))
         .unwrap()
@@ -426,12 +438,12 @@ fn installer_cni_only_mode_and_missing_binaries() {
         "DaemonSet mode installs no flanneld"
     );
 
-    std::fs::remove_file(src.path().join("bridge")).unwrap();
+    std::fs::remove_file(src.path().join("flannel-rs-cni")).unwrap();
     let empty = tempfile::tempdir().unwrap();
     let out = install(src.path(), empty.path(), &[]);
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("bridge"),
+        String::from_utf8_lossy(&out.stderr).contains("flannel-rs-cni"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -518,11 +530,18 @@ fn the_cni_plugins_installed_are_a_manifest_setting() {
         .as_str()
         .unwrap()
         .to_owned();
-    let image = image_files();
+    // Every name is one the image's multicall executable is linked under.
+    assert!(image_files().contains("/opt/flannel-rs/bin/flannel-rs-cni"));
+    let links = read("scripts/link-plugins.sh");
+    let served = links
+        .lines()
+        .find_map(|l| l.strip_prefix("PLUGINS=${PLUGINS:-"))
+        .and_then(|l| l.strip_suffix('}'))
+        .expect("link-plugins.sh's default plugin list");
     for p in setting.split_whitespace() {
         assert!(
-            image.contains(&format!("/opt/flannel-rs/bin/{p}")),
-            "{p} is not in the image: {image:?}"
+            served.split_whitespace().any(|s| s == p),
+            "{p} is not a plugin the image has: {served}"
         );
     }
     assert!(setting.split_whitespace().any(|p| p == "flannel"));
@@ -547,7 +566,7 @@ fn the_cni_plugins_installed_are_a_manifest_setting() {
     );
     assert_eq!(
         std::fs::read_to_string(bin.join("flannel")).unwrap(),
-        "#!/bin/sh\necho flannel\n"
+        "#!/bin/sh\necho flannel-rs-cni\n"
     );
     assert_eq!(
         std::fs::read_to_string(bin.join("bridge")).unwrap(),

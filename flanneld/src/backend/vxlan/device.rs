@@ -58,10 +58,16 @@ pub(super) struct Vtep {
     pub mac: MacAddr,
 }
 
-/// A random locally administered unicast MAC, the kind upstream generates.
+/// A random locally administered unicast MAC, the kind upstream generates. From the OS's
+/// entropy, not fastrand: fastrand seeds each thread from the clock and the thread's number, and
+/// two nodes started together (seen in the test bed) published the same VTEP MAC, which breaks
+/// both nodes' ARP and FDB entries on every peer.
 pub(super) fn random_mac() -> MacAddr {
     let mut b = [0u8; 6];
-    b.iter_mut().for_each(|x| *x = fastrand::u8(..));
+    if getrandom::fill(&mut b).is_err() {
+        // No entropy source at all (never seen on Linux ≥ 3.17): fall back rather than fail.
+        b.iter_mut().for_each(|x| *x = fastrand::u8(..));
+    }
     b[0] = (b[0] & 0xfe) | 0x02;
     MacAddr(b)
 }
