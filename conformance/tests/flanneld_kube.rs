@@ -618,7 +618,10 @@ fn kube_mode_rides_out_an_api_server_that_misbehaves_as_real_ones_do() {
         }
     });
     assert_eq!(nodes.iter().map(|n| n.count(unavailable)).sum::<usize>(), 2);
-    assert_eq!(nodes.iter().map(|n| n.count(failed)).sum::<usize>(), 2);
+    // Each served 503 is one retry line where it was served; the two 500s are one outage
+    // line per flanneld that got any (a flanneld that got both says it once).
+    let outages = nodes.iter().map(|n| n.count(failed)).sum::<usize>();
+    assert!((1..=2).contains(&outages), "{outages} outage lines");
 
     // 6. The API server restarts: every watch is lost, connections are refused for 3 s,
     //    and it comes back with an empty watch cache (so a 410 and one relist each).
