@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod kube;
+
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::PathBuf;
