@@ -8,10 +8,10 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use conformance::kubeapi::{fixture_node, KubeApi};
-use conformance::{kube_flannel_conflist, Host, Netns, Segment, Underlay};
+use conformance::{kube_flannel_conflist, Host, Segment, Underlay};
 use serde_json::{json, Value};
 
-use super::{eventually, flanneld_bin, our_driver, Pod};
+use super::{attach_pod, eventually, flanneld_bin, our_driver, Pod};
 
 pub const NETWORK: &str = "10.244.0.0/16";
 /// The annotation prefix (`--kube-annotation-prefix`'s default).
@@ -171,21 +171,7 @@ impl KubeFlanneld {
     }
 
     pub fn add_pod(&self, id: &str) -> Pod {
-        let netns = Netns::new("pod").unwrap();
-        netns.set_loopback_up().unwrap();
-        let result = our_driver()
-            .add(
-                &self.conflist(),
-                self.host.netns(),
-                &netns,
-                "eth0",
-                id,
-                None,
-            )
-            .unwrap_or_else(|e| panic!("ADD {id}: {e:?}"));
-        let cidr = result["ips"][0]["address"].as_str().unwrap();
-        let ip = cidr.split('/').next().unwrap().to_owned();
-        Pod { netns, ip }
+        attach_pod(&our_driver(), &self.conflist(), &self.host, id)
     }
 
     pub fn route_to(&self, dst: &str) -> String {
