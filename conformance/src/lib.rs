@@ -9,7 +9,8 @@
 //! - [`cni`]: plugin directories (ours / reference / mixed) and a driver that
 //!   calls plugins through libcni (`conformance/cnidriver`, Go);
 //! - [`inspect`]: kernel state inside a namespace as JSON;
-//! - [`tls`]: a throw-away CA (openssl) for etcd over TLS.
+//! - [`tls`]: a throw-away CA (openssl) for etcd over TLS;
+//! - [`programs`]: tests run only programs that `scripts/setup.sh` installs.
 //!
 //! The bed fails loudly instead of skipping: the suite runs as root in CI,
 //! and a missing tool is a broken machine, not a reason to pass.
@@ -21,6 +22,7 @@ pub mod etcd;
 pub mod inspect;
 pub mod kubeapi;
 pub mod netns;
+pub mod programs;
 pub mod tls;
 pub mod topology;
 

@@ -100,7 +100,7 @@ fn assert_unique(cluster: &Cluster, nodes: &[Flanneld], round: usize) {
 
 /// A pod with both families; returns its netns and its (IPv4, IPv6) addresses.
 fn dual_pod(driver: &Driver, node: &Flanneld, id: &str) -> (Netns, String, String) {
-    let (netns, result) = attach_pod(driver, node, id);
+    let (netns, result) = attach(driver, &node.conflist(), &node.host, id);
     let ip = |i: usize| {
         let cidr = result["ips"][i]["address"].as_str().expect("an address");
         cidr.split('/').next().unwrap().to_owned()

@@ -1,21 +1,20 @@
 //! Following all Nodes and turning them into the same snapshot/change messages the etcd
 //! watch produces, so the node loop and the peer set need not know where leases come from.
 //!
-//! kube-rs's watcher lists, watches from the list's resourceVersion, and relists on its own
-//! when the version has expired (410); each (re)list arrives here as Init … InitDone and
-//! becomes one [`WatchMsg::Snapshot`], which the peer set diffs against what it had.
+//! [`ListWatch`] lists, watches from the list's resourceVersion, and lists again when the
+//! version has expired (410); each (re)list becomes one [`WatchMsg::Snapshot`], which the
+//! peer set diffs against what it had, so routes of nodes that still exist are never
+//! touched by a relist.
 
 use std::collections::HashMap;
 
-use futures_util::StreamExt;
 use ipnet::{Ipv4Net, Ipv6Net};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Api;
 use tokio::sync::{mpsc, watch as signal};
 
 use super::annotations::Annotations;
 use super::node::FlannelNode;
+use crate::k8s::{ListWatch, Update};
 use crate::subnet::etcd::WatchMsg;
 use crate::subnet::peers::Change;
 use crate::subnet::Lease;
@@ -41,7 +40,6 @@ pub(crate) struct NodeLeases {
     /// This node's name.
     own: String,
     known: HashMap<String, Lease>,
-    listing: Option<HashMap<String, Lease>>,
     /// Slots held by more than one Node: their names and the one standing for the slot, as
     /// last logged.
     duplicates: HashMap<Slot, (Vec<String>, String)>,
@@ -66,7 +64,6 @@ impl NodeLeases {
             ipv6,
             own: own.to_owned(),
             known: HashMap::new(),
-            listing: None,
             duplicates: HashMap::new(),
         }
     }
@@ -124,22 +121,14 @@ impl NodeLeases {
         self.duplicates.insert(slot, (names, holder));
     }
 
-    /// Feeds one watcher event; returns the message to deliver, if any.
-    pub(crate) fn apply(&mut self, ev: Event<FlannelNode>) -> Option<WatchMsg> {
-        match ev {
-            Event::Init => {
-                self.listing = Some(HashMap::new());
-                None
-            }
-            Event::InitApply(node) => {
-                let lease = self.lease_of(&node);
-                if let (Some(listing), Some(lease)) = (self.listing.as_mut(), lease) {
-                    listing.insert(node.name().to_owned(), lease);
-                }
-                None
-            }
-            Event::InitDone => {
-                self.known = self.listing.take().unwrap_or_default();
+    /// Feeds one update; returns the message to deliver, if any.
+    pub(crate) fn apply(&mut self, update: Update<FlannelNode>) -> Option<WatchMsg> {
+        match update {
+            Update::Listed(nodes) => {
+                self.known = nodes
+                    .iter()
+                    .filter_map(|n| Some((n.name().to_owned(), self.lease_of(n)?)))
+                    .collect();
                 let mut slots: Vec<Slot> = self.known.values().map(slot_of).collect();
                 slots.sort_unstable();
                 slots.dedup();
@@ -150,7 +139,7 @@ impl NodeLeases {
                 }
                 Some(WatchMsg::Snapshot(leases))
             }
-            Event::Apply(node) => {
+            Update::Applied(node) => {
                 let name = node.name().to_owned();
                 let lease = self.lease_of(&node);
                 let mut slots: Vec<Slot> = self.known.get(&name).map(slot_of).into_iter().collect();
@@ -166,7 +155,7 @@ impl NodeLeases {
                 }
                 self.changes(&slots, before, Some(&name))
             }
-            Event::Delete(node) => {
+            Update::Deleted(node) => {
                 let old = self.known.get(node.name()).map(slot_of)?;
                 let before = vec![self.holder(old).map(|(n, l)| (n.to_owned(), l.clone()))];
                 self.known.remove(node.name());
@@ -176,13 +165,13 @@ impl NodeLeases {
     }
 
     /// What changed for `slots` given who held each `before`: a Put of the holder when it is
-    /// another Node or lease than before (or the Node the event is about, as a refresh), a
+    /// another Node or lease than before (or the Node the update is about, as a refresh), a
     /// Delete when nobody holds it any more.
     fn changes(
         &mut self,
         slots: &[Slot],
         before: Vec<Option<(String, Lease)>>,
-        event_node: Option<&str>,
+        updated: Option<&str>,
     ) -> Option<WatchMsg> {
         let mut deletes = Vec::new();
         let mut puts = Vec::new();
@@ -193,7 +182,7 @@ impl NodeLeases {
                 (None, None) => {}
                 (before, Some((name, lease))) => {
                     let same = before.is_some_and(|(n, l)| n == name && l == *lease);
-                    if !same || event_node == Some(name) {
+                    if !same || updated == Some(name) {
                         puts.push(Change::Put(lease.clone()));
                     }
                 }
@@ -217,24 +206,14 @@ pub async fn follow_nodes(
     mut stop: signal::Receiver<bool>,
 ) {
     let mut leases = NodeLeases::new(annotations, families, &own);
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
+    let mut nodes = ListWatch::new(api, "node watch");
     loop {
-        let item = tokio::select! {
-            item = stream.next() => item,
+        let update = tokio::select! {
+            u = nodes.next() => u,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let ev = match item {
-            Some(Ok(ev)) => ev,
-            Some(Err(e)) => {
-                log::warn!("node watch: {e} (retrying)");
-                crate::metrics::store_error(crate::metrics::Store::Kube);
-                continue;
-            }
-            None => return,
-        };
-        let snapshot = matches!(ev, Event::InitDone);
-        if let Some(msg) = leases.apply(ev) {
+        let snapshot = matches!(update, Update::Listed(_));
+        if let Some(msg) = leases.apply(update) {
             if tx.send(msg).await.is_err() {
                 return;
             }
@@ -295,7 +274,6 @@ mod tests {
     #[test]
     fn nodes_sharing_pod_cidrs_are_one_lease_the_oldest_or_our_own() {
         let mut l = leases();
-        l.apply(Event::Init);
         let old = aged(
             node("old", "10.244.1.0/24", "10.0.0.1", true),
             "2026-01-01T00:00:00Z",
@@ -304,13 +282,12 @@ mod tests {
             node("new", "10.244.1.0/24", "10.0.0.2", true),
             "2026-02-01T00:00:00Z",
         );
-        l.apply(Event::InitApply(new.clone()));
-        l.apply(Event::InitApply(old.clone()));
-        assert_eq!(ips(&l.apply(Event::InitDone).unwrap()), ["10.0.0.1"]);
+        let snapshot = l.apply(Update::Listed(vec![new.clone(), old.clone()]));
+        assert_eq!(ips(&snapshot.unwrap()), ["10.0.0.1"]);
         // The newer one changing is not news; the older one going hands the slot over.
-        assert!(l.apply(Event::Apply(new.clone())).is_none());
+        assert!(l.apply(Update::Applied(new.clone())).is_none());
         assert_eq!(
-            ips(&l.apply(Event::Delete(old.clone())).unwrap()),
+            ips(&l.apply(Update::Deleted(old.clone())).unwrap()),
             ["put 10.0.0.2"]
         );
         // Our own Node always stands for its own pod CIDRs, however old the other is.
@@ -319,12 +296,12 @@ mod tests {
             "2026-03-01T00:00:00Z",
         );
         assert_eq!(
-            ips(&l.apply(Event::Apply(me.clone())).unwrap()),
+            ips(&l.apply(Update::Applied(me.clone())).unwrap()),
             ["put 10.0.0.9"]
         );
-        assert!(l.apply(Event::Apply(old)).is_none());
+        assert!(l.apply(Update::Applied(old)).is_none());
         assert_eq!(
-            ips(&l.apply(Event::Apply(me.clone())).unwrap()),
+            ips(&l.apply(Update::Applied(me)).unwrap()),
             ["put 10.0.0.9"]
         );
         // When every holder is gone, so is the slot.
@@ -333,7 +310,7 @@ mod tests {
                 node(n, "10.244.1.0/24", "10.0.0.5", true),
                 "2026-01-01T00:00:00Z",
             );
-            let msg = l.apply(Event::Delete(gone));
+            let msg = l.apply(Update::Deleted(gone));
             if n == "old" {
                 assert_eq!(ips(&msg.unwrap()), ["del 10.244.1.0/24"]);
             }
@@ -363,51 +340,66 @@ mod tests {
     #[test]
     fn a_listing_becomes_one_snapshot_of_managed_nodes() {
         let mut l = leases();
-        assert!(l.apply(Event::Init).is_none());
-        assert!(l
-            .apply(Event::InitApply(node(
-                "a",
-                "10.244.1.0/24",
-                "10.0.0.1",
-                true
-            )))
-            .is_none());
-        assert!(l
-            .apply(Event::InitApply(node(
-                "b",
-                "10.244.2.0/24",
-                "10.0.0.2",
-                false
-            )))
-            .is_none());
-        assert!(l
-            .apply(Event::InitApply(node("c", "10.244.3.0/24", "bogus", true)))
-            .is_none());
-        let snap = l.apply(Event::InitDone).unwrap();
+        let snap = l
+            .apply(Update::Listed(vec![
+                node("a", "10.244.1.0/24", "10.0.0.1", true),
+                node("b", "10.244.2.0/24", "10.0.0.2", false),
+                node("c", "10.244.3.0/24", "bogus", true),
+            ]))
+            .unwrap();
         assert_eq!(keys(&snap), ["10.244.1.0-24"]);
     }
 
     #[test]
     fn updates_and_deletes_name_the_slot_that_goes_away() {
         let mut l = leases();
-        l.apply(Event::Init);
-        l.apply(Event::InitDone);
-        let put = l.apply(Event::Apply(node("a", "10.244.1.0/24", "10.0.0.1", true)));
+        l.apply(Update::Listed(Vec::new()));
+        let put = l.apply(Update::Applied(node(
+            "a",
+            "10.244.1.0/24",
+            "10.0.0.1",
+            true,
+        )));
         assert_eq!(keys(&put.unwrap()), ["put 10.244.1.0-24"]);
         // The pod CIDR moved: the old slot is deleted before the new one is written.
-        let moved = l.apply(Event::Apply(node("a", "10.244.9.0/24", "10.0.0.1", true)));
+        let moved = l.apply(Update::Applied(node(
+            "a",
+            "10.244.9.0/24",
+            "10.0.0.1",
+            true,
+        )));
         assert_eq!(
             keys(&moved.unwrap()),
             ["del 10.244.1.0-24", "put 10.244.9.0-24"]
         );
         // No longer managed by flannel: gone.
-        let unmanaged = l.apply(Event::Apply(node("a", "10.244.9.0/24", "10.0.0.1", false)));
+        let unmanaged = l.apply(Update::Applied(node(
+            "a",
+            "10.244.9.0/24",
+            "10.0.0.1",
+            false,
+        )));
         assert_eq!(keys(&unmanaged.unwrap()), ["del 10.244.9.0-24"]);
         assert!(l
-            .apply(Event::Delete(node("a", "10.244.9.0/24", "10.0.0.1", false)))
+            .apply(Update::Deleted(node(
+                "a",
+                "10.244.9.0/24",
+                "10.0.0.1",
+                false
+            )))
             .is_none());
-        l.apply(Event::Apply(node("b", "10.244.2.0/24", "10.0.0.2", true)));
-        let del = l.apply(Event::Delete(node("b", "10.244.2.0/24", "10.0.0.2", true)));
+        l.apply(Update::Applied(node(
+            "b",
+            "10.244.2.0/24",
+            "10.0.0.2",
+            true,
+        )));
+        let del = l.apply(Update::Deleted(node(
+            "b",
+            "10.244.2.0/24",
+            "10.0.0.2",
+            true,
+        )));
         assert_eq!(keys(&del.unwrap()), ["del 10.244.2.0-24"]);
     }
 }
