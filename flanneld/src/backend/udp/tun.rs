@@ -66,8 +66,9 @@ fn open_error(name: &str, e: io::Error) -> UdpError {
     let advice = match e.raw_os_error() {
         Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => {
             "the TUN driver is not available here: load the tun module on the host; in a \
-             container /dev/net/tun must exist and be allowed by its device cgroup, which on \
-             Kubernetes takes a privileged pod (deploy/kube-flannel-tun.patch.yaml)"
+             container /dev/net/tun must exist (mount the host's, or `mknod /dev/net/tun c 10 200`) \
+             and be allowed by its device cgroup, which on Kubernetes takes a privileged pod \
+             (deploy/kube-flannel-tun.patch.yaml)"
         }
         Some(libc::EPERM | libc::EACCES) => {
             "creating a TUN device needs CAP_NET_ADMIN and access to /dev/net/tun: run flanneld \
