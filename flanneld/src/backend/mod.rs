@@ -12,6 +12,8 @@
 //! network namespace of the calling thread, and udp runs its datapath on threads of its own.
 
 mod apply;
+pub mod datapath;
+mod device_addr;
 mod error;
 mod hostgw;
 mod lease_data;
@@ -26,6 +28,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use netconf::flannel::{BackendConfig, NetworkConfig};
 use netops::netlink::{Handle, MacAddr};
 
+use crate::metrics::DatapathSource;
 use crate::subnet::{Event, Lease, SharedLease};
 
 pub use error::BackendError;
@@ -90,15 +93,12 @@ pub trait Backend: Send {
     fn handle(&mut self, events: &[Event]) -> Result<ApplyReport, BackendError>;
     /// Make the kernel match exactly `peers` (the full current set).
     fn reconcile(&mut self, peers: &[SharedLease]) -> Result<ApplyReport, BackendError>;
-    /// Packet counters of a datapath the backend runs itself (udp); kernel datapaths have
-    /// their own counters and return `None`.
-    fn counter_source(&self) -> Option<CounterSource> {
+    /// A live view of what the backend runs itself (udp's datapath counters, WireGuard's
+    /// devices and peers), for `/metrics` and `/status`; vxlan and host-gw have none.
+    fn datapath_source(&self) -> Option<DatapathSource> {
         None
     }
 }
-
-/// A live view of a userspace datapath's counters, readable from any thread.
-pub type CounterSource = std::sync::Arc<dyn Fn() -> udp::CounterSnapshot + Send + Sync>;
 
 /// Builds the backend named by `cfg`. Nothing touches the kernel before [`Backend::prepare`],
 /// except host-gw's NAT check, which only compares the given addresses.

@@ -118,7 +118,7 @@ impl Node {
             mtu,
         };
         node.schedule_renewal();
-        if let Ok(Some(source)) = node.worker.call(|b| b.counter_source()).await {
+        if let Ok(Some(source)) = node.worker.call(|b| b.datapath_source()).await {
             node.state.metrics().add_datapath(source);
         }
         node.state.lock().lease = Some(node.lease.clone());

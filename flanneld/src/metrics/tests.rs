@@ -2,8 +2,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use super::datapath::{CounterSnapshot, DropReason};
 use super::*;
-use crate::backend::udp::{CounterSnapshot, DropReason};
 use crate::subnet::LeaseAttrs;
 
 fn lease(backend: &str) -> Lease {
@@ -139,7 +139,7 @@ fn udp_datapath_counters_are_exposed_once_registered() {
         .iter()
         .position(|r| *r == DropReason::NoRoute)
         .unwrap()] = 4;
-    m.add_datapath(Arc::new(move || snap));
+    m.add_datapath(DatapathSource::Udp(Arc::new(move || snap)));
     let text = m.encode(&ScrapeView::default());
     let l = lines(&text);
     for want in [

@@ -9,8 +9,8 @@
 //! that lets the TUN device take them as one super-packet.
 
 use super::checksum;
-use super::counters::DropReason;
 use super::packet::{self, PROTO_TCP};
+use crate::metrics::DropReason;
 
 pub const VNET_HDR_LEN: usize = 10;
 pub const VNET_F_NEEDS_CSUM: u8 = 1;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::backend::udp::packet::{header_checksum_ok, parse};
+use crate::backend::datapath::packet::{header_checksum_ok, parse};
 
 /// A TSO super-packet as the TUN device hands it over: TCP/IPv4 with a timestamp option,
 /// `payload` bytes, `flags` on the TCP header.
