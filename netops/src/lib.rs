@@ -24,3 +24,4 @@ pub mod firewall;
 pub mod netlink;
 pub mod netns;
 pub mod sysctl;
+pub mod wireguard;

@@ -31,4 +31,6 @@ pub enum BackendError {
     DeviceGone(String),
     #[error(transparent)]
     Udp(#[from] super::udp::UdpError),
+    #[error(transparent)]
+    Wireguard(#[from] super::wireguard::WireguardError),
 }

@@ -17,11 +17,13 @@ mod device_addr;
 mod error;
 mod hostgw;
 mod lease_data;
+mod leftovers;
 mod network;
 mod objects;
 mod peers;
 pub mod udp;
 mod vxlan;
+pub mod wireguard;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -36,6 +38,7 @@ pub use hostgw::HostGwBackend;
 pub use lease_data::VxlanLeaseData;
 pub use udp::UdpBackend;
 pub use vxlan::VxlanBackend;
+pub use wireguard::{WireguardBackend, WireguardImpl, WireguardNode};
 
 /// The interface flannel sends its (encapsulated or routed) traffic through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +101,9 @@ pub trait Backend: Send {
     fn datapath_source(&self) -> Option<DatapathSource> {
         None
     }
+    /// flanneld is stopping. Most backends leave their kernel state for the next run (or
+    /// upstream's flanneld) to take over; WireGuard removes its devices, as upstream does.
+    fn stop(&mut self) {}
 }
 
 /// Builds the backend named by `cfg`. Nothing touches the kernel before [`Backend::prepare`],
@@ -108,7 +114,7 @@ pub fn new_backend(
     network: &NetworkConfig,
     nl: Handle,
 ) -> Result<Box<dyn Backend>, BackendError> {
-    new_backend_with_vtep_macs(cfg, ext, network, nl, StoredMacs::default())
+    new_backend_with(cfg, ext, network, nl, NodeOptions::default())
 }
 
 /// VTEP MACs a previous run published (the kube node annotations), so a re-created vxlan
@@ -119,13 +125,22 @@ pub struct StoredMacs {
     pub v6: Option<MacAddr>,
 }
 
-/// [`new_backend`], reusing the given VTEP MACs when a vxlan device has to be created.
-pub fn new_backend_with_vtep_macs(
+/// What a backend needs from this node beyond the cluster-wide net-conf.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// vxlan: reuse these MACs when a device has to be created.
+    pub vtep_macs: StoredMacs,
+    /// wireguard: implementation choice and key file.
+    pub wireguard: WireguardNode,
+}
+
+/// [`new_backend`] with this node's own settings.
+pub fn new_backend_with(
     cfg: &BackendConfig,
     ext: &ExternalInterface,
     network: &NetworkConfig,
     nl: Handle,
-    macs: StoredMacs,
+    node: NodeOptions,
 ) -> Result<Box<dyn Backend>, BackendError> {
     match cfg {
         BackendConfig::Vxlan(opts) => Ok(Box::new(VxlanBackend::new(
@@ -133,11 +148,18 @@ pub fn new_backend_with_vtep_macs(
             ext.clone(),
             network,
             nl,
-            macs,
+            node.vtep_macs,
         )?)),
         BackendConfig::HostGw => Ok(Box::new(HostGwBackend::new(ext.clone(), network, nl)?)),
         BackendConfig::Udp(opts) => Ok(Box::new(UdpBackend::new(
             opts.port,
+            ext.clone(),
+            network,
+            nl,
+        )?)),
+        BackendConfig::Wireguard(opts) => Ok(Box::new(WireguardBackend::new(
+            opts.clone(),
+            node.wireguard,
             ext.clone(),
             network,
             nl,

@@ -119,7 +119,8 @@ impl Node {
         };
         node.schedule_renewal();
         if let Ok(Some(source)) = node.worker.call(|b| b.datapath_source()).await {
-            node.state.metrics().add_datapath(source);
+            node.state.metrics().add_datapath(source.clone());
+            node.state.lock().datapath = Some(source);
         }
         node.state.lock().lease = Some(node.lease.clone());
         match &written {
@@ -175,7 +176,14 @@ impl Node {
         self.renew_at = Some(Instant::now() + delay);
     }
 
-    pub async fn run(mut self, mut stop: Stop) {
+    pub async fn run(mut self, stop: Stop) {
+        self.follow(stop).await;
+        if let Err(e) = self.worker.call(|b| b.stop()).await {
+            log::warn!("stopping the backend: {e}");
+        }
+    }
+
+    async fn follow(&mut self, mut stop: Stop) {
         let mut rx = stamped(self.mgr.watch(stop.clone()).await);
         let mut resync = interval(self.opts.iptables_resync);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);

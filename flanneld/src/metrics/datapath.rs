@@ -176,6 +176,19 @@ impl CounterSnapshot {
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.drops[reason.index()]
     }
+
+    /// The sum of two datapaths' counters (WireGuard's two devices in `separate` mode).
+    pub fn add(&self, o: &CounterSnapshot) -> CounterSnapshot {
+        CounterSnapshot {
+            packets_out: self.packets_out + o.packets_out,
+            bytes_out: self.bytes_out + o.bytes_out,
+            packets_in: self.packets_in + o.packets_in,
+            bytes_in: self.bytes_in + o.bytes_in,
+            icmp_unreachable: self.icmp_unreachable + o.icmp_unreachable,
+            cookie_replies: self.cookie_replies + o.cookie_replies,
+            drops: std::array::from_fn(|i| self.drops[i] + o.drops[i]),
+        }
+    }
 }
 
 impl DatapathCounters {

@@ -112,6 +112,8 @@ pub struct Node {
     pub subnet: Ipv4Net,
     pub backend: Option<Box<dyn Backend>>,
     pub lease: Option<Lease>,
+    /// WireGuard's node settings (key file, implementation) for backends built here.
+    pub wireguard: backend::WireguardNode,
 }
 
 impl Node {
@@ -145,9 +147,11 @@ impl Node {
         let config = NetworkConfig::parse(net_conf.as_bytes()).expect("net-conf");
         let cfg = config.backend_config().expect("backend config");
         let nl = Handle::in_netns(self.ns.path()).expect("handle");
-        self.backend = Some(backend::new_backend_with_vtep_macs(
-            &cfg, &ext, &config, nl, macs,
-        )?);
+        let node = backend::NodeOptions {
+            vtep_macs: macs,
+            wireguard: self.wireguard.clone(),
+        };
+        self.backend = Some(backend::new_backend_with(&cfg, &ext, &config, nl, node)?);
         Ok(())
     }
 
@@ -230,6 +234,7 @@ pub fn two_hosts() -> (Node, Node) {
             subnet: subnet.parse().unwrap(),
             backend: None,
             lease: None,
+            wireguard: backend::WireguardNode::default(),
         }
     };
     (

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub(crate) use self::published::{Published, Reader};
-pub(crate) use self::socket::{Outbox, Port, MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD};
-pub(crate) use self::worker::{Inbound, Space, Transform, TunSink, DATAGRAM_BUF};
+pub(crate) use self::socket::{Outbox, Port};
+pub(crate) use self::worker::{Inbound, Space, Transform, TunSink};
 
 /// Upper bound on workers, whatever the core count: beyond it the TUN queues contend.
 pub const MAX_WORKERS: usize = 8;

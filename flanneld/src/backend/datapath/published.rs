@@ -13,13 +13,6 @@ pub(crate) struct Published<T> {
 }
 
 impl<T> Published<T> {
-    pub fn new(value: T) -> Published<T> {
-        Published {
-            generation: AtomicU64::new(0),
-            current: Mutex::new(Arc::new(value)),
-        }
-    }
-
     pub fn publish(&self, value: T) {
         let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         *cur = Arc::new(value);
@@ -69,7 +62,7 @@ mod tests {
 
     #[test]
     fn readers_see_a_new_snapshot_after_refresh() {
-        let shared = Published::new(0u32);
+        let shared = Published::<u32>::default();
         let mut r = shared.reader();
         assert_eq!(*r.get(), 0);
         shared.publish(7);

@@ -271,10 +271,6 @@ impl Outbox {
         }
     }
 
-    pub fn port(&self) -> &Port {
-        &self.port
-    }
-
     /// Makes sure `bytes` and `messages` fit, sending what is queued if they would not.
     pub fn reserve(&mut self, bytes: usize, messages: usize, tally: &mut Tally) {
         if self.arena.len() - self.used < bytes || self.hdrs.len() - self.items.len() < messages {

@@ -321,6 +321,7 @@ impl Backend for UdpBackend {
 
     fn prepare(&mut self) -> Result<Option<serde_json::Value>, BackendError> {
         if self.datapath.is_none() {
+            super::leftovers::remove(&mut self.nl, "")?;
             let dp = self.open()?;
             self.datapath = Some(dp);
         }
