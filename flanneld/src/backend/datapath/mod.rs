@@ -27,6 +27,8 @@ use std::thread::JoinHandle;
 
 pub(crate) use self::published::{Published, Reader};
 pub(crate) use self::socket::{Outbox, Port};
+#[cfg(test)]
+pub(crate) use self::worker::TunMode;
 pub(crate) use self::worker::{Inbound, Space, Transform, TunSink};
 
 /// Upper bound on workers, whatever the core count: beyond it the TUN queues contend.

@@ -129,4 +129,4 @@ pub fn header_checksum_ok(pkt: &[u8]) -> bool {
 
 #[cfg(test)]
 #[path = "packet_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -413,6 +413,24 @@ impl Outbox {
         self.items.clear();
     }
 
+    /// What is queued, one datagram each (trains split), emptying the outbox: for tests of
+    /// what a transform sends, without sockets.
+    #[cfg(test)]
+    pub fn drain(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        for it in self.items.drain(..) {
+            let data = &self.arena[it.start..it.start + it.len];
+            let seg = if it.seg == 0 {
+                it.len
+            } else {
+                usize::from(it.seg)
+            };
+            out.extend(data.chunks(seg.max(1)).map(|d| (it.dst, d.to_vec())));
+        }
+        self.used = 0;
+        out
+    }
+
     fn failed(&self, packets: u32, tally: &mut Tally) {
         tally.drop(DropReason::SendFailed, u64::from(packets));
         tally.packets_out = tally.packets_out.saturating_sub(u64::from(packets));

@@ -135,6 +135,17 @@ fn error_reason(e: &WireGuardError) -> DropReason {
     }
 }
 
+/// Why a handshake message or cookie reply failed: anything but the checks before the
+/// Noise processing is the handshake itself failing (a wrong key or PSK shows as a bad tag).
+fn handshake_error_reason(e: &WireGuardError) -> DropReason {
+    match e {
+        WireGuardError::InvalidMac => DropReason::BadMac,
+        WireGuardError::UnderLoad => DropReason::UnderLoad,
+        WireGuardError::NoCurrentSession | WireGuardError::WrongIndex => DropReason::UnknownSession,
+        _ => DropReason::HandshakeFailed,
+    }
+}
+
 /// Queues `msg`, already written at the start of `out.space()`, as one datagram to `dst`.
 fn commit_one(out: &mut Outbox, dst: SocketAddr, len: usize, inner: u32, tally: &mut Tally) {
     out.commit(dst, len, 1, len, inner, tally);
@@ -296,7 +307,9 @@ impl Engine {
                             tally.cookie_replies += 1;
                             return tally.drop(DropReason::UnderLoad, 1);
                         }
-                        Err(TunnResult::Err(e)) => return tally.drop(error_reason(&e), 1),
+                        Err(TunnResult::Err(e)) => {
+                            return tally.drop(handshake_error_reason(&e), 1)
+                        }
                         Err(_) => return tally.drop(DropReason::Malformed, 1),
                     };
                 let Packet::HandshakeInit(init) = parsed else {
@@ -307,7 +320,7 @@ impl Engine {
                         Some(p) => p,
                         None => return tally.drop(DropReason::UnknownPeer, 1),
                     },
-                    Err(e) => return tally.drop(error_reason(&e), 1),
+                    Err(e) => return tally.drop(handshake_error_reason(&e), 1),
                 }
             }
             _ => {
@@ -345,7 +358,7 @@ impl Engine {
                 self.flush_queue(&peer, &mut state, scratch, replies, tally);
             }
             TunnResult::Done => peer.received(dgram.len()),
-            TunnResult::Err(e) => tally.drop(error_reason(&e), 1),
+            TunnResult::Err(e) => tally.drop(handshake_error_reason(&e), 1),
             TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {
                 tally.drop(DropReason::Malformed, 1)
             }
@@ -482,3 +495,7 @@ impl Transform for Engine {
         &self.counters
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
