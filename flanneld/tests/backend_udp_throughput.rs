@@ -1,6 +1,7 @@
-//! Throughput of the udp backend next to kernel vxlan, in the same run on the same machine:
-//! iperf3, one TCP stream, between the pod gateways of two hosts (so through flannel0 or
-//! flannel.1 and the veth underlay). A benchmark, not a check: run it with
+//! Throughput of the userspace datapaths (udp, userspace WireGuard) next to kernel vxlan, in
+//! the same run on the same machine: iperf3, one TCP stream, between the pod gateways of two
+//! hosts (so through flannel0, flannel-wg or flannel.1 and the veth underlay). A quick probe
+//! while working on the datapath, not a check (`scripts/bench-overlay.sh` is the benchmark):
 //! `cargo test --release -p flanneld --test backend_udp_throughput -- --ignored --nocapture`.
 
 mod backend_support;
@@ -8,6 +9,7 @@ mod backend_udp_support;
 
 use backend_support::{add_pod_gateway, two_hosts};
 use backend_udp_support::{iperf_tcp, mesh, UdpHost};
+use flanneld::backend::{WireguardImpl, WireguardNode};
 use flanneld::subnet::Event;
 
 const RUNS: usize = 3;
@@ -61,4 +63,42 @@ fn udp_versus_vxlan_single_stream_tcp() {
         udp / vxlan
     );
     assert!(udp > 0.0 && vxlan > 0.0);
+}
+
+fn wireguard_gbits() -> f64 {
+    let (mut a, mut b) = two_hosts();
+    let keys = tempfile::tempdir().unwrap();
+    for (n, name) in [(&mut a, "a"), (&mut b, "b")] {
+        n.wireguard = WireguardNode {
+            implementation: WireguardImpl::Userspace,
+            key_file: keys.path().join(name),
+            workers: None,
+        };
+    }
+    let conf = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"wireguard"}}"#;
+    a.start(conf).unwrap();
+    b.start(conf).unwrap();
+    let (la, lb) = (a.join(), b.join());
+    a.handle(&[Event::added(lb)]);
+    b.handle(&[Event::added(la)]);
+    let (gw_a, gw_b) = (add_pod_gateway(&a), add_pod_gateway(&b));
+    median(
+        (0..RUNS)
+            .map(|_| iperf_tcp(&a.ns.name, &b.ns.name, gw_a, gw_b, SECS))
+            .collect(),
+    )
+}
+
+#[test]
+#[ignore = "benchmark; run explicitly"]
+fn wireguard_versus_vxlan_single_stream_tcp() {
+    let vxlan = vxlan_gbits();
+    let wg = wireguard_gbits();
+    let udp = udp_gbits(None);
+    println!(
+        "iperf3 TCP 1 stream, median of {RUNS} x {SECS} s: vxlan {vxlan:.2}, userspace wireguard {wg:.2} ({:.2}x), udp {udp:.2} ({:.2}x) Gbit/s",
+        wg / vxlan,
+        udp / vxlan
+    );
+    assert!(wg > 0.0 && vxlan > 0.0);
 }

@@ -294,3 +294,106 @@ fn a_peer_that_moves_keeps_its_session_and_a_malformed_lease_is_skipped() {
     assert_eq!(snap.devices[0].peers.len(), 1);
     assert!(a.node.ns.ping(gw_a, gw_b));
 }
+
+fn underlay_v6(n: u16) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, n)
+}
+
+/// A dual-stack node: underlay `fd77::n`, subnets `10.244.n.0/24` and `fc00:244:0:n::/64`,
+/// pod gateways on cni0 for both families.
+fn join_dual(node: &mut Node, n: u16, net_conf: &str, keys: &std::path::Path) -> Lease {
+    node.ns.ip(&[
+        "addr",
+        "add",
+        &format!("{}/64", underlay_v6(n)),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    let mut ext = node.ext();
+    ext.iface_v6_addr = Some(underlay_v6(n));
+    ext.ext_v6_addr = Some(underlay_v6(n));
+    node.wireguard = WireguardNode {
+        implementation: WireguardImpl::Userspace,
+        key_file: keys.join(format!("key{n}")),
+        workers: None,
+    };
+    node.start_with(net_conf, ext, Default::default()).unwrap();
+    let (subnet, addr) = (node.subnet, node.addr);
+    let own = node.with_backend(|b| {
+        let data = b.prepare().expect("prepare");
+        let mut own = lease(subnet, addr, "wireguard", data);
+        own.enable_ipv6 = true;
+        own.ipv6_subnet = Some(format!("fc00:244:0:{n}::/64").parse().unwrap());
+        own.attrs.public_ipv6 = Some(underlay_v6(n));
+        own.attrs.backend_v6_data = b.backend_v6_data().map(Into::into);
+        b.activate(&own).expect("activate");
+        own
+    });
+    add_pod_gateway(node);
+    node.ns.ip(&[
+        "addr",
+        "add",
+        &format!("fc00:244:0:{n}::1/64"),
+        "dev",
+        "cni0",
+        "nodad",
+    ]);
+    own
+}
+
+fn ping6(node: &Node, from: u16, to: u16) -> bool {
+    node.ns.try_exec(&[
+        "ping",
+        "-6",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "-I",
+        &format!("fc00:244:0:{from}::1"),
+        &format!("fc00:244:0:{to}::1"),
+    ])
+}
+
+#[test]
+fn dual_stack_in_separate_and_single_device_modes() {
+    for (mode, devices) in [
+        ("separate", vec!["flannel-wg", "flannel-wg-v6"]),
+        ("auto", vec!["flannel-wg"]),
+        ("ipv6", vec!["flannel-wg"]),
+    ] {
+        let conf = format!(
+            r#"{{"EnableIPv6":true,"Network":"10.244.0.0/16","IPv6Network":"fc00:244::/48","Backend":{{"Type":"wireguard","Mode":"{mode}"}}}}"#
+        );
+        let keys = tempfile::tempdir().unwrap();
+        let (mut a, mut b) = two_hosts();
+        let la = join_dual(&mut a, 1, &conf, keys.path());
+        let lb = join_dual(&mut b, 2, &conf, keys.path());
+        // BackendV6Data as upstream: the same key, ListenPortV6.
+        let v6 = WireguardLeaseData::from_data(la.attrs.backend_v6_data.as_ref().unwrap()).unwrap();
+        let v4 = WireguardLeaseData::from_data(la.attrs.backend_data.as_ref().unwrap()).unwrap();
+        assert_eq!((v6.public_key, v6.port), (v4.public_key, 51821), "{mode}");
+        for d in &devices {
+            assert!(a.ns.try_exec(&["ip", "link", "show", d]), "{mode}: {d}");
+        }
+        let v6_dev = devices.last().unwrap();
+        let addrs =
+            a.ns.ip(&["-6", "-o", "addr", "show", "dev", v6_dev, "scope", "global"]);
+        assert!(
+            addrs.contains("inet6 fc00:244:0:1::/128"),
+            "{mode}: {addrs}"
+        );
+        let routes = a.ns.ip(&["-6", "route", "show", "fc00:244::/48"]);
+        assert!(
+            routes.contains(&format!("dev {v6_dev}")),
+            "{mode}: {routes}"
+        );
+        a.handle(&[Event::added(lb.clone())]);
+        b.handle(&[Event::added(la.clone())]);
+        let (gw_a, gw_b) = (Ipv4Addr::new(10, 244, 1, 1), Ipv4Addr::new(10, 244, 2, 1));
+        assert!(eventually(|| a.ns.ping(gw_a, gw_b)), "{mode}: IPv4 a -> b");
+        assert!(eventually(|| ping6(&a, 1, 2)), "{mode}: IPv6 a -> b");
+        assert!(eventually(|| ping6(&b, 2, 1)), "{mode}: IPv6 b -> a");
+    }
+}
