@@ -343,3 +343,108 @@ fn wireguard_over_the_etcd_v2_keyspace() {
     let driver = our_driver();
     pods_in_full_mesh(&driver, &nodes, "wg2");
 }
+
+fn routes_into_network(node: &Flanneld) -> Vec<String> {
+    let out = node
+        .host
+        .netns()
+        .exec(&["ip", "-4", "route", "show", "root", NETWORK]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+fn has_link(node: &Flanneld, name: &str) -> bool {
+    node.host
+        .netns()
+        .exec(&["ip", "link", "show", name])
+        .status
+        .success()
+}
+
+#[test]
+fn switching_vxlan_to_wireguard_and_back_leaves_nothing_of_the_other() {
+    let vxlan = json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}});
+    let wireguard = json!({"Network": NETWORK, "Backend": {"Type": "wireguard"}});
+    let cluster = Cluster::new(&vxlan);
+    let args = wg_args();
+    let mut nodes = vec![
+        start(&cluster, Segment::A, "s1", &args),
+        start(&cluster, Segment::B, "s2", &args),
+    ];
+    for n in &mut nodes {
+        n.wait_ready();
+    }
+    let subnets = Cluster::assert_leases(&nodes, NETWORK, 1450);
+    let driver = our_driver();
+    let pods = pods_in_full_mesh(&driver, &nodes, "sw");
+    let all_pods: Vec<&Pod> = pods.iter().collect();
+    let neigh = |n: &Flanneld| {
+        String::from_utf8_lossy(
+            &n.host
+                .netns()
+                .exec(&["ip", "neigh", "show", "dev", "flannel.1"])
+                .stdout,
+        )
+        .into_owned()
+    };
+    assert!(
+        neigh(&nodes[0]).contains("PERMANENT"),
+        "vxlan has its ARP entries"
+    );
+
+    let switch = |nodes: &mut Vec<Flanneld>, config: &Value| {
+        for n in nodes.iter_mut() {
+            assert!(n.stop().success());
+        }
+        cluster
+            .etcd
+            .put(&format!("{PREFIX}/config"), &config.to_string())
+            .unwrap();
+        for n in nodes.iter_mut() {
+            n.restart();
+        }
+        for n in nodes.iter_mut() {
+            n.wait_ready();
+        }
+    };
+
+    switch(&mut nodes, &wireguard);
+    for (n, s) in nodes.iter().zip(&subnets) {
+        assert_eq!(
+            n.subnet(),
+            *s,
+            "the same subnet, so pods keep their addresses"
+        );
+        assert!(!has_link(n, "flannel.1"), "vxlan device left");
+        let routes = routes_into_network(n);
+        assert!(
+            routes
+                .iter()
+                .all(|r| !r.contains("flannel.1") && !r.contains(" via ")),
+            "vxlan routes left: {routes:?}"
+        );
+        assert!(
+            routes.contains(&"10.244.0.0/16 dev flannel-wg scope link".to_owned()),
+            "{routes:?}"
+        );
+        assert_eq!(lease_value(&cluster, *s)["BackendType"], "wireguard");
+    }
+    assert_full_mesh(&all_pods, &nodes.iter().collect::<Vec<_>>());
+
+    switch(&mut nodes, &vxlan);
+    for (n, s) in nodes.iter().zip(&subnets) {
+        assert_eq!(n.subnet(), *s);
+        assert!(!has_link(n, "flannel-wg"), "wireguard device left");
+        let routes = routes_into_network(n);
+        assert!(
+            routes.iter().all(|r| !r.contains("flannel-wg")),
+            "wireguard routes left: {routes:?}"
+        );
+        assert!(has_link(n, "flannel.1"));
+        assert_eq!(lease_value(&cluster, *s)["BackendType"], "vxlan");
+    }
+    assert_full_mesh(&all_pods, &nodes.iter().collect::<Vec<_>>());
+    assert!(neigh(&nodes[0]).contains("PERMANENT"));
+}
