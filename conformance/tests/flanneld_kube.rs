@@ -49,10 +49,25 @@ struct KubeFlanneld {
     dir: tempfile::TempDir,
     child: Option<Child>,
     starts: usize,
+    /// Flags and environment beyond the kube-mode essentials.
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl KubeFlanneld {
     fn start(cluster: &KubeCluster, host: Host, name: &str) -> KubeFlanneld {
+        let net_conf = json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}});
+        Self::start_with(cluster, host, name, &net_conf, &[])
+    }
+
+    /// With another net-conf and extra flags; a WireGuard key file lives in the node's dir.
+    fn start_with(
+        cluster: &KubeCluster,
+        host: Host,
+        name: &str,
+        net_conf: &Value,
+        extra: &[&str],
+    ) -> KubeFlanneld {
         let dir = tempfile::Builder::new()
             .prefix("fr-kube-")
             .tempdir()
@@ -61,14 +76,19 @@ impl KubeFlanneld {
             .api
             .write_kubeconfig(&dir.path().join("kubeconfig"))
             .unwrap();
-        let net_conf = json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}});
         std::fs::write(dir.path().join("net-conf.json"), net_conf.to_string()).unwrap();
+        let env = vec![(
+            "WIREGUARD_KEY_FILE".to_owned(),
+            dir.path().join("wgkey").display().to_string(),
+        )];
         let mut f = KubeFlanneld {
             name: name.to_owned(),
             host,
             dir,
             child: None,
             starts: 0,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            env,
         };
         f.spawn();
         f
@@ -93,6 +113,8 @@ impl KubeFlanneld {
             "--iface=eth0".to_owned(),
             "--ip-masq".to_owned(),
         ])
+        .args(&self.extra)
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
         .env("NODE_NAME", &self.name)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -338,4 +360,58 @@ fn a_node_without_a_pod_cidr_is_fatal_like_upstream() {
         f.log()
     );
     assert!(!f.path("subnet.env").exists());
+}
+
+#[test]
+fn kube_mode_wireguard_mesh_with_upstream_annotations() {
+    let cluster = KubeCluster::new();
+    let net_conf = json!({"Network": NETWORK, "Backend": {"Type": "wireguard"}});
+    let mut nodes: Vec<KubeFlanneld> = [
+        (Segment::A, "wgk1", "10.244.31.0/24"),
+        (Segment::B, "wgk2", "10.244.32.0/24"),
+    ]
+    .into_iter()
+    .map(|(seg, name, cidr)| {
+        let host = cluster.node(seg, name, Some(cidr));
+        KubeFlanneld::start_with(
+            &cluster,
+            host,
+            name,
+            &net_conf,
+            &["--wireguard-impl=userspace"],
+        )
+    })
+    .collect();
+    for n in &mut nodes {
+        let env = n.wait_ready();
+        assert!(env.contains("FLANNEL_MTU=1420\n"), "{env}");
+    }
+    for n in &nodes {
+        let node = cluster.api.node(&n.name).expect("node object");
+        assert_eq!(annotation(&node, "backend-type"), "wireguard");
+        let data: Value = serde_json::from_str(&annotation(&node, "backend-data")).unwrap();
+        let out = std::process::Command::new("wg")
+            .arg("pubkey")
+            .stdin(File::open(n.path("wgkey")).unwrap())
+            .output()
+            .unwrap();
+        let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert_eq!(data, json!({"PublicKey": key, "Port": 51820}));
+    }
+    let pods: Vec<Pod> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.add_pod(&format!("wgk-{i}")))
+        .collect();
+    for (a, b) in [(0, 1), (1, 0)] {
+        assert!(
+            eventually(Duration::from_secs(30), || pings(
+                &pods[a].netns,
+                &pods[b].ip
+            )),
+            "{} -> {}",
+            pods[a].ip,
+            pods[b].ip
+        );
+    }
 }
