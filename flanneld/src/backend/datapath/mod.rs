@@ -27,9 +27,7 @@ use std::thread::JoinHandle;
 
 pub(crate) use self::published::{Published, Reader};
 pub(crate) use self::socket::{Outbox, Port};
-#[cfg(test)]
-pub(crate) use self::worker::TunMode;
-pub(crate) use self::worker::{Inbound, Space, Transform, TunSink};
+pub(crate) use self::worker::{Inbound, Space, Transform, TunMode, TunSink};
 
 /// Upper bound on workers, whatever the core count: beyond it the TUN queues contend.
 pub const MAX_WORKERS: usize = 8;

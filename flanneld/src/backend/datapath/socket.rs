@@ -413,9 +413,8 @@ impl Outbox {
         self.items.clear();
     }
 
-    /// What is queued, one datagram each (trains split), emptying the outbox: for tests of
-    /// what a transform sends, without sockets.
-    #[cfg(test)]
+    /// What is queued, one datagram each (trains split), emptying the outbox: how a
+    /// transform is driven without sockets (WireGuard's probe, tests).
     pub fn drain(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut out = Vec::new();
         for it in self.items.drain(..) {

@@ -78,6 +78,7 @@ use crate::metrics::{CounterSnapshot, DatapathSource};
 use crate::subnet::{Event, Lease, SharedLease, WgKey, WireguardLeaseData};
 
 pub use self::plan::{PeerConfig, BACKEND_TYPE, DEVICE, DEVICE_V6};
+pub use self::userspace::probe;
 
 /// Which WireGuard runs the devices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 
 mod engine;
 mod peers;
+pub mod probe;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
