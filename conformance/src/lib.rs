@@ -9,7 +9,8 @@
 //! - [`cni`]: plugin directories (ours / reference / mixed) and a driver that
 //!   calls plugins through libcni (`conformance/cnidriver`, Go);
 //! - [`inspect`]: kernel state inside a namespace as JSON;
-//! - [`tls`]: a throw-away CA (openssl) for etcd over TLS.
+//! - [`tls`]: a throw-away CA (openssl) for etcd over TLS;
+//! - [`wireguard_go`]: an independent WireGuard peer (wireguard-go configured by `wg`).
 //!
 //! The bed fails loudly instead of skipping: the suite runs as root in CI,
 //! and a missing tool is a broken machine, not a reason to pass.
@@ -23,6 +24,7 @@ pub mod kubeapi;
 pub mod netns;
 pub mod tls;
 pub mod topology;
+pub mod wireguard_go;
 
 pub use cmd::CmdError;
 pub use cni::{

@@ -4,19 +4,16 @@
 //! WireGuard) and that node reach each other both ways, whichever side sends first, with and
 //! without a PSK, and traffic resumes after either side restarts with the same keys.
 //!
-//! wireguard-go keeps its control socket in `/run/wireguard/<dev>.sock`; each simulated
-//! node runs it under a private tmpfs over `/run` in its own mount namespace (`ip netns
-//! exec` makes one, and nothing mounted there reaches the machine's `/run`), and every `wg`
-//! call enters that mount namespace with `nsenter`.
+//! `conformance::wireguard_go` keeps each wireguard-go's control socket in a private `/run`.
 
 mod flanneld_support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use conformance::wireguard_go::{genkey, public_key, WgPeer, WireguardGo};
 use conformance::{Host, Segment};
 use flanneld_support::*;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde_json::{json, Value};
 
 const NETWORK: &str = "10.244.0.0/16";
@@ -49,23 +46,15 @@ struct UpstreamNode {
     dir: tempfile::TempDir,
     public_key: String,
     subnet: Ipv4Net,
-    device: Option<Child>,
+    device: Option<WireguardGo>,
 }
 
 impl UpstreamNode {
     /// Makes the key (as `wg genkey` does) and publishes the lease upstream would write: the
-    /// record under a 600 s etcd lease, created only if absent.
+    /// record under a 600 s etcd lease.
     fn new(cluster: &Cluster, host: Host) -> UpstreamNode {
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("wgkey");
-        let out = Command::new("wg").arg("genkey").output().unwrap();
-        std::fs::write(&key, out.stdout.trim_ascii_end()).unwrap();
-        let out = Command::new("wg")
-            .arg("pubkey")
-            .stdin(std::fs::File::open(&key).unwrap())
-            .output()
-            .unwrap();
-        let public_key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let public_key = genkey(&dir.path().join("wgkey")).unwrap();
         std::fs::write(dir.path().join("psk"), PSK).unwrap();
         let subnet: Ipv4Net = UPSTREAM_SUBNET.parse().unwrap();
         let lease = cluster.etcd.etcdctl(&["lease", "grant", "600"]).unwrap();
@@ -103,79 +92,30 @@ impl UpstreamNode {
         }
     }
 
-    fn pid(&self) -> String {
-        self.device
-            .as_ref()
-            .expect("device running")
-            .id()
-            .to_string()
-    }
-
-    /// `wg` inside the device's mount and network namespaces.
-    fn wg(&self, args: &[&str]) -> std::process::Output {
-        let pid = self.pid();
-        let mut argv = vec!["nsenter", "-t", &pid, "-m", "-n", "wg"];
-        argv.extend_from_slice(args);
-        self.host.netns().exec(&argv)
+    fn device(&self) -> &WireguardGo {
+        self.device.as_ref().expect("device running")
     }
 
     /// Starts wireguard-go and configures it as upstream's `newWGDevice`, `Configure` and
     /// `addPeer` would, from the leases in etcd.
     fn start(&mut self, cluster: &Cluster, psk: bool) {
-        let child = self
-            .host
-            .netns()
-            .command("bash")
-            .args([
-                "-c",
-                "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/wireguard && exec wireguard-go -f flannel-wg",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.device = Some(child);
-        assert!(
-            eventually(Duration::from_secs(20), || self
-                .wg(&["show", "flannel-wg"])
-                .status
-                .success()),
-            "wireguard-go did not come up"
-        );
-        let key = self.dir.path().join("wgkey").display().to_string();
-        let out = self.wg(&[
-            "set",
-            "flannel-wg",
-            "listen-port",
-            "51820",
-            "private-key",
-            &key,
-        ]);
-        assert!(out.status.success(), "{out:?}");
         let ns = self.host.netns();
-        for cmd in [
-            vec!["ip", "addr", "add", "10.244.200.0/32", "dev", "flannel-wg"],
-            vec!["ip", "link", "set", "flannel-wg", "mtu", "1420", "up"],
-            vec![
-                "ip",
-                "route",
-                "replace",
-                NETWORK,
-                "dev",
-                "flannel-wg",
-                "scope",
-                "link",
-            ],
-        ] {
-            ns.exec_ok(&cmd).unwrap();
-        }
+        let dev = WireguardGo::start(ns, "flannel-wg").unwrap();
+        let address = IpNet::from(Ipv4Net::new(self.subnet.network(), 32).unwrap());
+        dev.configure(
+            ns,
+            &self.dir.path().join("wgkey"),
+            51820,
+            address,
+            1420,
+            NETWORK.parse().unwrap(),
+        )
+        .unwrap();
         let leases = cluster
             .etcd
             .etcdctl(&["get", "--prefix", &format!("{PREFIX}/subnets/")])
             .unwrap();
         let mut lines = leases.lines();
-        let psk_file = self.dir.path().join("psk").display().to_string();
         while let (Some(key), Some(value)) = (lines.next(), lines.next()) {
             let v: Value = serde_json::from_str(value).unwrap();
             let peer = v["BackendData"]["PublicKey"].as_str().unwrap().to_owned();
@@ -188,28 +128,20 @@ impl UpstreamNode {
                 v["PublicIP"].as_str().unwrap(),
                 v["BackendData"]["Port"]
             );
-            let mut args = vec![
-                "set",
-                "flannel-wg",
-                "peer",
-                &peer,
-                "endpoint",
-                &endpoint,
-                "allowed-ips",
-                &subnet,
-            ];
-            if psk {
-                args.extend(["preshared-key", &psk_file]);
-            }
-            let out = self.wg(&args);
-            assert!(out.status.success(), "{out:?}");
+            dev.add_peer(&WgPeer {
+                public_key: peer,
+                endpoint: endpoint.parse().unwrap(),
+                allowed_ips: vec![subnet.parse().unwrap()],
+                psk_file: psk.then(|| self.dir.path().join("psk")),
+            })
+            .unwrap();
         }
+        self.device = Some(dev);
     }
 
     fn stop(&mut self) {
-        if let Some(mut c) = self.device.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut d) = self.device.take() {
+            d.stop();
         }
         // The TUN device goes with the process.
         assert!(eventually(Duration::from_secs(10), || !self
@@ -228,35 +160,13 @@ impl UpstreamNode {
             .success()
     }
 
-    /// Our node's public key as wireguard-go sees its latest handshake with it (0: none).
     fn latest_handshake(&self, peer: &str) -> u64 {
-        let out = self.wg(&["show", "flannel-wg", "latest-handshakes"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| {
-                let (k, t) = l.split_once('\t')?;
-                (k == peer).then(|| t.trim().parse().unwrap_or(0))
-            })
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for UpstreamNode {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.device.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.device().latest_handshake(peer).unwrap()
     }
 }
 
 fn our_key(node: &Flanneld) -> String {
-    let out = Command::new("wg")
-        .arg("pubkey")
-        .stdin(std::fs::File::open(node.dir().join("wgkey")).unwrap())
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    public_key(&node.dir().join("wgkey")).unwrap()
 }
 
 const RESUME: Duration = Duration::from_secs(40);
