@@ -102,3 +102,47 @@ fn wireguard_versus_vxlan_single_stream_tcp() {
     );
     assert!(wg > 0.0 && vxlan > 0.0);
 }
+
+/// Traffic to profile: `PROBE_BACKEND` (wireguard or udp) carrying one TCP stream for
+/// `PROBE_SECS` seconds (default 15), e.g. under `perf record -a` started a second later.
+#[test]
+#[ignore = "profiling aid; run explicitly"]
+fn soak_for_profiling() {
+    let secs: u32 = std::env::var("PROBE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let backend = std::env::var("PROBE_BACKEND").unwrap_or_else(|_| "wireguard".into());
+    let (mut a, mut b) = two_hosts();
+    let keys = tempfile::tempdir().unwrap();
+    for (n, name) in [(&mut a, "a"), (&mut b, "b")] {
+        n.wireguard = WireguardNode {
+            implementation: WireguardImpl::Userspace,
+            key_file: keys.path().join(name),
+            workers: None,
+        };
+    }
+    let conf = format!(r#"{{"Network":"10.244.0.0/16","Backend":{{"Type":"{backend}"}}}}"#);
+    a.start(&conf).unwrap();
+    b.start(&conf).unwrap();
+    let (la, lb) = (a.join(), b.join());
+    a.handle(&[Event::added(lb)]);
+    b.handle(&[Event::added(la)]);
+    let (gw_a, gw_b) = (add_pod_gateway(&a), add_pod_gateway(&b));
+    let before = cpu_secs();
+    let g = iperf_tcp(&a.ns.name, &b.ns.name, gw_a, gw_b, secs);
+    let gb = g * f64::from(secs) / 8.0;
+    println!(
+        "{backend}: {g:.2} Gbit/s over {secs} s; both datapaths' threads used {:.2} CPU s/GB",
+        (cpu_secs() - before) / gb
+    );
+}
+
+/// CPU time of this process (both hosts' datapath threads), user and system.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}

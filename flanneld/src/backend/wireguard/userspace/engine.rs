@@ -19,7 +19,7 @@ use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use super::peers::{Peer, PeerState, PeerTable};
-use crate::backend::datapath::gso::{self, VnetHdr, Wire};
+use crate::backend::datapath::gso::{self, VnetHdr};
 use crate::backend::datapath::packet;
 use crate::backend::datapath::{Inbound, Outbox, Published, Reader, Space, Transform, TunSink};
 use crate::metrics::{DatapathCounters, DropReason, Tally};
@@ -37,8 +37,8 @@ const COOKIE_REPLY_LEN: usize = 64;
 const MESSAGE_ROOM: usize = HANDSHAKE_INIT_LEN;
 /// A buffer for the messages timers produce (initiations, keepalives).
 pub(super) const MESSAGE_BUF: usize = 256;
-/// Room to cut a 64 KiB super-packet at the smallest MSS a TSO packet may use.
-const SEGMENT_ROOM: usize = 3 * gso::MAX_IP_PACKET;
+/// IPv4 and TCP headers with all their options: what each segment of a super-packet adds.
+const MAX_HEADERS: usize = 120;
 const TYPE_HANDSHAKE_INIT: u8 = 1;
 const TYPE_HANDSHAKE_RESP: u8 = 2;
 const TYPE_COOKIE_REPLY: u8 = 3;
@@ -57,8 +57,6 @@ pub(super) struct Engine {
 /// A forwarding thread's own state.
 pub(super) struct Local {
     table: Reader<PeerTable>,
-    /// TSO super-packets cut into wire-sized packets before encryption.
-    segments: Vec<u8>,
     /// Scratch for messages the state machine writes while handling a handshake.
     scratch: Vec<u8>,
 }
@@ -203,62 +201,82 @@ impl Train {
     }
 }
 
+/// Encrypts one peer's wire-sized packets into an outbox, under the peer's lock.
+struct Sealer<'a> {
+    peer: &'a Peer,
+    state: std::sync::MutexGuard<'a, PeerState>,
+    dst: SocketAddr,
+    train: Train,
+    sent: usize,
+    out: &'a mut Outbox,
+    tally: &'a mut Tally,
+}
+
+impl Sealer<'_> {
+    fn seal(&mut self, pkt: &[u8]) {
+        let space = &mut self.out.space()[self.train.len..];
+        let (n, ty) = match self.state.tunn.encapsulate(pkt, space) {
+            TunnResult::WriteToNetwork(msg) => (msg.len(), msg[0]),
+            TunnResult::Err(e) => return self.tally.drop(error_reason(&e), 1),
+            TunnResult::Done
+            | TunnResult::WriteToTunnelV4(..)
+            | TunnResult::WriteToTunnelV6(..) => return,
+        };
+        self.sent += n;
+        if ty == TYPE_DATA {
+            self.tally.packets_out += 1;
+            self.tally.bytes_out += pkt.len() as u64;
+            if self.train.fits(n) {
+                return self.train.push(n);
+            }
+        }
+        // A handshake initiation (no session yet: the packet was queued), or a message that
+        // cannot join the train. Committing the train moves the outbox's space to just past
+        // it, where this message was written.
+        self.train.commit(self.out, self.tally);
+        if ty == TYPE_DATA {
+            self.train.push(n);
+        } else {
+            commit_one(self.out, self.dst, n, 0, self.tally);
+        }
+    }
+
+    fn finish(mut self) {
+        self.train.commit(self.out, self.tally);
+        self.peer.sent(self.sent);
+    }
+}
+
 impl Engine {
-    /// Encrypts the wire-sized packets `pkts` for `peer` into `out`.
-    fn encrypt<'p>(
+    /// A sealer for `peer`, with room reserved for `bytes` of plaintext in `count` packets;
+    /// `None` (counted) when the peer has no endpoint to send to.
+    fn sealer<'a>(
         &self,
-        peer: &Peer,
-        pkts: impl Iterator<Item = &'p [u8]>,
+        peer: &'a Peer,
         bytes: usize,
         count: usize,
-        out: &mut Outbox,
-        tally: &mut Tally,
-    ) {
-        let mut state = peer.lock();
+        out: &'a mut Outbox,
+        tally: &'a mut Tally,
+    ) -> Option<Sealer<'a>> {
+        let state = peer.lock();
         let Some(dst) = state.endpoint else {
-            drop(state);
-            return tally.drop(DropReason::NoRoute, count as u64);
+            tally.drop(DropReason::NoRoute, count as u64);
+            return None;
         };
         out.reserve(
-            bytes + count * DATA_OVERHEAD + MESSAGE_ROOM,
+            bytes + count * (DATA_OVERHEAD + MAX_HEADERS) + MESSAGE_ROOM,
             count + 1,
             tally,
         );
-        let mut train = Train::new(dst);
-        let mut sent = 0;
-        for pkt in pkts {
-            let space = &mut out.space()[train.len..];
-            let (n, ty) = match state.tunn.encapsulate(pkt, space) {
-                TunnResult::WriteToNetwork(msg) => (msg.len(), msg[0]),
-                TunnResult::Done => continue,
-                TunnResult::Err(e) => {
-                    tally.drop(error_reason(&e), 1);
-                    continue;
-                }
-                TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => continue,
-            };
-            sent += n;
-            if ty == TYPE_DATA {
-                tally.packets_out += 1;
-                tally.bytes_out += pkt.len() as u64;
-                if train.fits(n) {
-                    train.push(n);
-                    continue;
-                }
-            }
-            // A handshake initiation (no session yet: the packet was queued), or a message
-            // that cannot join the train. Committing the train moves the outbox's space to
-            // just past it, where this message was written.
-            train.commit(out, tally);
-            if ty == TYPE_DATA {
-                train.push(n);
-            } else {
-                commit_one(out, dst, n, 0, tally);
-            }
-        }
-        train.commit(out, tally);
-        drop(state);
-        peer.sent(sent);
+        Some(Sealer {
+            peer,
+            state,
+            dst,
+            train: Train::new(dst),
+            sent: 0,
+            out,
+            tally,
+        })
     }
 
     /// Sends what the state machine queued while it had no session (after a handshake).
@@ -372,7 +390,6 @@ impl Transform for Engine {
     fn local(&self) -> Local {
         Local {
             table: self.peers.reader(),
-            segments: vec![0; SEGMENT_ROOM],
             scratch: vec![0; gso::MAX_IP_PACKET + DATA_OVERHEAD],
         }
     }
@@ -398,19 +415,19 @@ impl Transform for Engine {
             return tally.drop(DropReason::NoRoute, 1);
         };
         let pkt = &mut pkt[..len];
-        match gso::to_wire(hdr, pkt, &mut local.segments) {
-            Ok(Wire::InPlace { len }) => {
-                self.encrypt(&peer, std::iter::once(&pkt[..len]), len, 1, out, tally)
-            }
-            Ok(Wire::Segmented {
-                stride,
-                count,
-                total,
-            }) => {
-                let segs = local.segments[..total].chunks(stride);
-                self.encrypt(&peer, segs, total, count, out, tally)
-            }
-            Err(reason) => tally.drop(reason, 1),
+        // Upper bounds: a TSO super-packet becomes at most one packet per MSS, each with
+        // its own headers (written in place) and WireGuard's overhead.
+        let count = match usize::from(hdr.gso_size) {
+            0 => 1,
+            mss => len / mss + 1,
+        };
+        let Some(mut sealer) = self.sealer(&peer, len, count, out, tally) else {
+            return;
+        };
+        let cut = gso::for_each_wire_packet(hdr, pkt, |p| sealer.seal(p));
+        sealer.finish();
+        if let Err(reason) = cut {
+            tally.drop(reason, 1);
         }
     }
 
