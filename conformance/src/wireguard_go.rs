@@ -21,7 +21,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// A private key made as `wg genkey` makes it, written without a newline as upstream
 /// flanneld writes its key file; returns the public key.
 pub fn genkey(path: &Path) -> Result<String, CmdError> {
-    let key = cmd::run_stdout(&mut Command::new("wg").arg("genkey"))?;
+    let key = cmd::run_stdout(Command::new("wg").arg("genkey"))?;
     std::fs::write(path, key.trim_end()).map_err(|source| CmdError::Spawn {
         cmd: format!("writing {}", path.display()),
         source,

@@ -95,6 +95,9 @@ impl KernelDevice {
     }
 }
 
+/// A peer's last handshake time as last seen, and how many changes of it were seen.
+type Handshakes = (Option<SystemTime>, u64);
+
 fn kernel_peer(p: &PeerConfig) -> WgPeerConfig {
     WgPeerConfig {
         public_key: p.public_key.0,
@@ -144,7 +147,7 @@ impl Device for KernelDevice {
                     changes.added += 1;
                     updates.push(kernel_peer(p));
                 }
-                Some(h) if !in_sync(p, h) || last.map_or(true, |l| l != p) => {
+                Some(h) if !in_sync(p, h) || last != Some(p) => {
                     changes.updated += 1;
                     let mut k = kernel_peer(p);
                     // An unchanged lease endpoint leaves the one roaming chose.
@@ -187,7 +190,7 @@ impl Device for KernelDevice {
     fn observer(&self) -> Observer {
         let (name, port) = (self.name.clone(), self.port);
         // Handshakes counted as changes of the last handshake time between observations.
-        let seen: Mutex<HashMap<[u8; 32], (Option<SystemTime>, u64)>> = Mutex::new(HashMap::new());
+        let seen: Mutex<HashMap<[u8; 32], Handshakes>> = Mutex::new(HashMap::new());
         Arc::new(move || {
             let read = WireguardClient::connect()
                 .map_err(|e| e.to_string())

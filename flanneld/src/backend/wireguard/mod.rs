@@ -446,7 +446,7 @@ impl Backend for WireguardBackend {
     }
 
     fn handle(&mut self, events: &[Event]) -> Result<ApplyReport, BackendError> {
-        let own = self.own.as_ref().map(|o| key_of(o));
+        let own = self.own.as_ref().map(key_of);
         let (mut added, mut removed) = (0, 0);
         for event in events {
             match event {
@@ -472,7 +472,7 @@ impl Backend for WireguardBackend {
     }
 
     fn reconcile(&mut self, peers: &[SharedLease]) -> Result<ApplyReport, BackendError> {
-        let own = self.own.as_ref().map(|o| key_of(o));
+        let own = self.own.as_ref().map(key_of);
         self.leases = peers
             .iter()
             .filter(|l| Some(key_of(l)) != own)

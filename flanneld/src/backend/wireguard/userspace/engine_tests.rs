@@ -228,7 +228,7 @@ fn a_handshake_flood_turns_on_cookies_and_a_cookie_lets_a_sender_through() {
     }
     assert_eq!(bad_mac, 0);
     assert!(
-        unknown >= HANDSHAKE_RATE_LIMIT - 5 && unknown <= HANDSHAKE_RATE_LIMIT,
+        (HANDSHAKE_RATE_LIMIT - 5..=HANDSHAKE_RATE_LIMIT).contains(&unknown),
         "the first {HANDSHAKE_RATE_LIMIT} per second are processed: {unknown}"
     );
     assert_eq!(
