@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -59,20 +59,12 @@ pub struct WireguardGo {
 impl WireguardGo {
     /// Starts `wireguard-go -f <device>` in `ns` and waits for its control socket.
     pub fn start(ns: &Netns, device: &str) -> Result<WireguardGo, CmdError> {
-        let mut c = ns.command("bash");
-        c.args([
+        let child = cmd::spawn_quiet(ns.command("bash").args([
             "-c",
             &format!(
                 "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/wireguard && exec wireguard-go -f {device}"
             ),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        let child = c.spawn().map_err(|source| CmdError::Spawn {
-            cmd: cmd::describe(&c),
-            source,
-        })?;
+        ]))?;
         let dev = WireguardGo {
             netns: ns.name().to_owned(),
             device: device.to_owned(),

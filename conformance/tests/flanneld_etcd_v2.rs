@@ -6,7 +6,6 @@
 mod flanneld_support;
 
 use std::net::IpAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use conformance::{Etcd, EtcdOptions, Segment, Underlay};
@@ -19,22 +18,6 @@ const NETWORK: &str = "10.244.0.0/16";
 const TTL_SECS: u64 = 8;
 
 /// `ETCDCTL_API=2 etcdctl` run on the router, where etcd listens; returns stdout.
-fn etcdctl2(cluster: &Cluster, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", cluster.underlay.router().name(), "etcdctl"])
-        .env("ETCDCTL_API", "2")
-        .arg(format!("--endpoints={}", cluster.etcd.endpoint()))
-        .args(args)
-        .output()
-        .expect("running etcdctl");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The lease keys as `etcdctl ls` shows them in the v2 keyspace.
 fn v2_lease_keys(cluster: &Cluster) -> Vec<String> {
     let mut keys: Vec<String> = etcdctl2(cluster, &["ls", &format!("{PREFIX}/subnets")])

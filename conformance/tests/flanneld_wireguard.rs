@@ -294,22 +294,6 @@ fn bad_config_key_file_or_kernel_request_exit_1_naming_the_problem() {
 }
 
 /// `ETCDCTL_API=2 etcdctl` run on the router, where etcd listens.
-fn etcdctl2(cluster: &Cluster, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", cluster.underlay.router().name(), "etcdctl"])
-        .env("ETCDCTL_API", "2")
-        .arg(format!("--endpoints={}", cluster.etcd.endpoint()))
-        .args(args)
-        .output()
-        .expect("running etcdctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn wireguard_over_the_etcd_v2_keyspace() {
     let underlay = Underlay::new().unwrap();

@@ -7,7 +7,9 @@
 mod backend_support;
 mod backend_udp_support;
 
-use backend_support::{add_pod_gateway, two_hosts};
+use std::net::Ipv4Addr;
+
+use backend_support::{add_pod_gateway, two_hosts, Node};
 use backend_udp_support::{iperf_tcp, mesh, UdpHost};
 use flanneld::backend::{WireguardImpl, WireguardNode};
 use flanneld::subnet::Event;
@@ -20,20 +22,39 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn vxlan_gbits() -> f64 {
+/// Two hosts running the backend `kind` (wireguard on the userspace implementation), peered,
+/// with pod gateways; returns them (kept alive by the caller) and the gateways.
+fn peered(kind: &str, keys: &std::path::Path) -> (Node, Node, Ipv4Addr, Ipv4Addr) {
     let (mut a, mut b) = two_hosts();
-    let conf = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;
-    a.start(conf).unwrap();
-    b.start(conf).unwrap();
+    for (n, name) in [(&mut a, "a"), (&mut b, "b")] {
+        n.wireguard = WireguardNode {
+            implementation: WireguardImpl::Userspace,
+            key_file: keys.join(name),
+            workers: None,
+        };
+    }
+    let conf = format!(r#"{{"Network":"10.244.0.0/16","Backend":{{"Type":"{kind}"}}}}"#);
+    a.start(&conf).unwrap();
+    b.start(&conf).unwrap();
     let (la, lb) = (a.join(), b.join());
     a.handle(&[Event::added(lb)]);
     b.handle(&[Event::added(la)]);
     let (gw_a, gw_b) = (add_pod_gateway(&a), add_pod_gateway(&b));
+    (a, b, gw_a, gw_b)
+}
+
+fn median_gbits(kind: &str) -> f64 {
+    let keys = tempfile::tempdir().unwrap();
+    let (a, b, gw_a, gw_b) = peered(kind, keys.path());
     median(
         (0..RUNS)
             .map(|_| iperf_tcp(&a.ns.name, &b.ns.name, gw_a, gw_b, SECS))
             .collect(),
     )
+}
+
+fn vxlan_gbits() -> f64 {
+    median_gbits("vxlan")
 }
 
 fn udp_gbits(workers: Option<usize>) -> f64 {
@@ -65,35 +86,11 @@ fn udp_versus_vxlan_single_stream_tcp() {
     assert!(udp > 0.0 && vxlan > 0.0);
 }
 
-fn wireguard_gbits() -> f64 {
-    let (mut a, mut b) = two_hosts();
-    let keys = tempfile::tempdir().unwrap();
-    for (n, name) in [(&mut a, "a"), (&mut b, "b")] {
-        n.wireguard = WireguardNode {
-            implementation: WireguardImpl::Userspace,
-            key_file: keys.path().join(name),
-            workers: None,
-        };
-    }
-    let conf = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"wireguard"}}"#;
-    a.start(conf).unwrap();
-    b.start(conf).unwrap();
-    let (la, lb) = (a.join(), b.join());
-    a.handle(&[Event::added(lb)]);
-    b.handle(&[Event::added(la)]);
-    let (gw_a, gw_b) = (add_pod_gateway(&a), add_pod_gateway(&b));
-    median(
-        (0..RUNS)
-            .map(|_| iperf_tcp(&a.ns.name, &b.ns.name, gw_a, gw_b, SECS))
-            .collect(),
-    )
-}
-
 #[test]
 #[ignore = "benchmark; run explicitly"]
 fn wireguard_versus_vxlan_single_stream_tcp() {
     let vxlan = vxlan_gbits();
-    let wg = wireguard_gbits();
+    let wg = median_gbits("wireguard");
     let udp = udp_gbits(None);
     println!(
         "iperf3 TCP 1 stream, median of {RUNS} x {SECS} s: vxlan {vxlan:.2}, userspace wireguard {wg:.2} ({:.2}x), udp {udp:.2} ({:.2}x) Gbit/s",
@@ -113,22 +110,8 @@ fn soak_for_profiling() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     let backend = std::env::var("PROBE_BACKEND").unwrap_or_else(|_| "wireguard".into());
-    let (mut a, mut b) = two_hosts();
     let keys = tempfile::tempdir().unwrap();
-    for (n, name) in [(&mut a, "a"), (&mut b, "b")] {
-        n.wireguard = WireguardNode {
-            implementation: WireguardImpl::Userspace,
-            key_file: keys.path().join(name),
-            workers: None,
-        };
-    }
-    let conf = format!(r#"{{"Network":"10.244.0.0/16","Backend":{{"Type":"{backend}"}}}}"#);
-    a.start(&conf).unwrap();
-    b.start(&conf).unwrap();
-    let (la, lb) = (a.join(), b.join());
-    a.handle(&[Event::added(lb)]);
-    b.handle(&[Event::added(la)]);
-    let (gw_a, gw_b) = (add_pod_gateway(&a), add_pod_gateway(&b));
+    let (a, b, gw_a, gw_b) = peered(&backend, keys.path());
     let before = cpu_secs();
     let g = iperf_tcp(&a.ns.name, &b.ns.name, gw_a, gw_b, secs);
     let gb = g * f64::from(secs) / 8.0;

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use backend_support::{add_pod_gateway, lease, lines, two_hosts, Node};
+use backend_support::{add_pod_gateway, join_dual, lease, lines, two_hosts, Node};
 use backend_udp_support::iperf_tcp;
 use flanneld::backend::{WireguardImpl, WireguardNode};
 use flanneld::metrics::wireguard::{Implementation, WireguardSnapshot};
@@ -295,41 +295,14 @@ fn a_peer_that_moves_keeps_its_session_and_a_malformed_lease_is_skipped() {
     assert!(a.node.ns.ping(gw_a, gw_b));
 }
 
-fn underlay_v6(n: u16) -> std::net::Ipv6Addr {
-    std::net::Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, n)
-}
-
-/// A dual-stack node: underlay `fd77::n`, subnets `10.244.n.0/24` and `fc00:244:0:n::/64`,
-/// pod gateways on cni0 for both families.
-fn join_dual(node: &mut Node, n: u16, net_conf: &str, keys: &std::path::Path) -> Lease {
-    node.ns.ip(&[
-        "addr",
-        "add",
-        &format!("{}/64", underlay_v6(n)),
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
-    let mut ext = node.ext();
-    ext.iface_v6_addr = Some(underlay_v6(n));
-    ext.ext_v6_addr = Some(underlay_v6(n));
+/// A dual-stack WireGuard node with pod gateways on cni0 for both families.
+fn join_dual_wg(node: &mut Node, n: u16, net_conf: &str, keys: &std::path::Path) -> Lease {
     node.wireguard = WireguardNode {
         implementation: WireguardImpl::Userspace,
         key_file: keys.join(format!("key{n}")),
         workers: None,
     };
-    node.start_with(net_conf, ext, Default::default()).unwrap();
-    let (subnet, addr) = (node.subnet, node.addr);
-    let own = node.with_backend(|b| {
-        let data = b.prepare().expect("prepare");
-        let mut own = lease(subnet, addr, "wireguard", data);
-        own.enable_ipv6 = true;
-        own.ipv6_subnet = Some(format!("fc00:244:0:{n}::/64").parse().unwrap());
-        own.attrs.public_ipv6 = Some(underlay_v6(n));
-        own.attrs.backend_v6_data = b.backend_v6_data().map(Into::into);
-        b.activate(&own).expect("activate");
-        own
-    });
+    let own = join_dual(node, n, net_conf, "wireguard");
     add_pod_gateway(node);
     node.ns.ip(&[
         "addr",
@@ -368,8 +341,8 @@ fn dual_stack_in_separate_and_single_device_modes() {
         );
         let keys = tempfile::tempdir().unwrap();
         let (mut a, mut b) = two_hosts();
-        let la = join_dual(&mut a, 1, &conf, keys.path());
-        let lb = join_dual(&mut b, 2, &conf, keys.path());
+        let la = join_dual_wg(&mut a, 1, &conf, keys.path());
+        let lb = join_dual_wg(&mut b, 2, &conf, keys.path());
         // BackendV6Data as upstream: the same key, ListenPortV6.
         let v6 = WireguardLeaseData::from_data(la.attrs.backend_v6_data.as_ref().unwrap()).unwrap();
         let v4 = WireguardLeaseData::from_data(la.attrs.backend_data.as_ref().unwrap()).unwrap();

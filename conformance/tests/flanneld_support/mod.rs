@@ -393,3 +393,20 @@ pub fn assert_full_mesh(pods: &[&Pod], nodes: &[&Flanneld]) {
         }
     }
 }
+
+/// `ETCDCTL_API=2 etcdctl` run on the router, where etcd listens; returns stdout.
+pub fn etcdctl2(cluster: &Cluster, args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", cluster.underlay.router().name(), "etcdctl"])
+        .env("ETCDCTL_API", "2")
+        .arg(format!("--endpoints={}", cluster.etcd.endpoint()))
+        .args(args)
+        .output()
+        .expect("running etcdctl");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -78,18 +78,8 @@ impl DropReason {
         DropReason::DisallowedSource,
     ];
 
-    /// What the udp backend can drop for.
-    pub const UDP: [DropReason; 9] = [
-        DropReason::Truncated,
-        DropReason::NotIp,
-        DropReason::TtlExpired,
-        DropReason::NoRoute,
-        DropReason::OutsideNetwork,
-        DropReason::UnknownPeer,
-        DropReason::BadOffload,
-        DropReason::SendFailed,
-        DropReason::TunWriteFailed,
-    ];
+    /// What the udp backend can drop for: the first nine.
+    pub const UDP: &'static [DropReason] = DropReason::ALL.split_at(9).0;
 
     /// What userspace WireGuard can drop for.
     pub const WIREGUARD: [DropReason; 15] = [
@@ -319,7 +309,7 @@ impl Collector for UdpCollector {
             "flannel_udp_dropped_packets",
             "Packets the udp backend did not forward, by reason.",
             &snap,
-            &DropReason::UDP,
+            DropReason::UDP,
         )?;
         const_counter(
             &mut encoder,

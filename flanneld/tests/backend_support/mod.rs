@@ -266,3 +266,39 @@ pub fn lines(text: &str) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .collect()
 }
+
+/// Node `n`'s IPv6 underlay address, `fd77::n`.
+pub fn underlay_v6(n: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, n)
+}
+
+/// Starts a dual-stack backend of `backend_type` on `node` from `net_conf` (underlay
+/// `fd77::n`, subnet `fc00:244:0:n::/64` next to the node's IPv4 one) and returns its lease.
+pub fn join_dual(node: &mut Node, n: u16, net_conf: &str, backend_type: &str) -> Lease {
+    node.ns.ip(&[
+        "addr",
+        "add",
+        &format!("{}/64", underlay_v6(n)),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    let mut ext = node.ext();
+    ext.iface_v6_addr = Some(underlay_v6(n));
+    ext.ext_v6_addr = Some(underlay_v6(n));
+    node.start_with(net_conf, ext, StoredMacs::default())
+        .unwrap();
+    let subnet = node.subnet;
+    let addr = node.addr;
+    let backend_type = backend_type.to_owned();
+    node.with_backend(move |b| {
+        let data = b.prepare().expect("prepare");
+        let mut own = lease(subnet, addr, &backend_type, data);
+        own.enable_ipv6 = true;
+        own.ipv6_subnet = Some(format!("fc00:244:0:{n}::/64").parse().unwrap());
+        own.attrs.public_ipv6 = Some(underlay_v6(n));
+        own.attrs.backend_v6_data = b.backend_v6_data().map(Into::into);
+        b.activate(&own).expect("activate");
+        own
+    })
+}

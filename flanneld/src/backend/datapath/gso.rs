@@ -177,7 +177,19 @@ impl Segmenter {
     }
 }
 
-fn segment_tcp4(pkt: &mut [u8], mss: usize, out: &mut [u8]) -> Result<Wire, DropReason> {
+/// How a TCP/IPv4 packet with TSO goes on the wire.
+enum TcpLayout {
+    /// It fits one MSS: its checksums are finished in place and it goes as it is.
+    Single,
+    Segments {
+        ip_len: usize,
+        hdr_len: usize,
+        payload: usize,
+        count: usize,
+    },
+}
+
+fn tcp4_plan(pkt: &mut [u8], mss: usize) -> Result<TcpLayout, DropReason> {
     let (ip_len, tcp_len) = tcp4_layout(pkt)?;
     let hdr_len = ip_len + tcp_len;
     let payload = pkt.len() - hdr_len;
@@ -186,9 +198,26 @@ fn segment_tcp4(pkt: &mut [u8], mss: usize, out: &mut [u8]) -> Result<Wire, Drop
     }
     if payload <= mss {
         finish_tcp4(pkt, ip_len);
-        return Ok(Wire::InPlace { len: pkt.len() });
+        return Ok(TcpLayout::Single);
     }
-    let count = payload.div_ceil(mss);
+    Ok(TcpLayout::Segments {
+        ip_len,
+        hdr_len,
+        payload,
+        count: payload.div_ceil(mss),
+    })
+}
+
+fn segment_tcp4(pkt: &mut [u8], mss: usize, out: &mut [u8]) -> Result<Wire, DropReason> {
+    let TcpLayout::Segments {
+        ip_len,
+        hdr_len,
+        payload,
+        count,
+    } = tcp4_plan(pkt, mss)?
+    else {
+        return Ok(Wire::InPlace { len: pkt.len() });
+    };
     let stride = hdr_len + mss;
     let total = count * hdr_len + payload;
     if total > out.len() {
@@ -230,18 +259,16 @@ pub fn for_each_wire_packet(
         };
     }
     let mss = usize::from(hdr.gso_size);
-    let (ip_len, tcp_len) = tcp4_layout(pkt)?;
-    let hdr_len = ip_len + tcp_len;
-    let payload = pkt.len() - hdr_len;
-    if mss == 0 {
-        return Err(DropReason::BadOffload);
-    }
-    if payload <= mss {
-        finish_tcp4(pkt, ip_len);
+    let TcpLayout::Segments {
+        ip_len,
+        hdr_len,
+        payload,
+        count,
+    } = tcp4_plan(pkt, mss)?
+    else {
         emit(pkt);
         return Ok(1);
-    }
-    let count = payload.div_ceil(mss);
+    };
     let mut header = [0u8; MAX_HEADERS];
     header[..hdr_len].copy_from_slice(&pkt[..hdr_len]);
     let seg_maker = Segmenter::new(&header, ip_len, mss, count);
