@@ -2,7 +2,7 @@
 
 mod backend_support;
 
-use backend_support::{join_dual, lines, two_hosts};
+use backend_support::{add_pod_gateway_v6, join_dual, lines, two_hosts};
 use flanneld::backend::VxlanLeaseData;
 use flanneld::subnet::{Event, Lease};
 
@@ -63,16 +63,7 @@ fn dual_stack_peers_get_a_v6_tunnel_too() {
     );
 
     for (node, n) in [(&a, 1u16), (&b, 2)] {
-        node.ns.ip(&["link", "add", "cni0", "type", "bridge"]);
-        node.ns.ip(&[
-            "addr",
-            "add",
-            &format!("fc00:244:0:{n}::1/64"),
-            "dev",
-            "cni0",
-            "nodad",
-        ]);
-        node.ns.ip(&["link", "set", "cni0", "up"]);
+        add_pod_gateway_v6(node, n);
     }
     assert!(
         a.ns.try_exec(&[

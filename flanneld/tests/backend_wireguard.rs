@@ -10,7 +10,9 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use backend_support::{add_pod_gateway, join_dual, lease, lines, two_hosts, Node};
+use backend_support::{
+    add_pod_gateway, add_pod_gateway_v6, join_dual, lease, lines, two_hosts, Node,
+};
 use backend_udp_support::iperf_tcp;
 use flanneld::backend::{WireguardImpl, WireguardNode};
 use flanneld::metrics::wireguard::{Implementation, WireguardSnapshot};
@@ -304,14 +306,7 @@ fn join_dual_wg(node: &mut Node, n: u16, net_conf: &str, keys: &std::path::Path)
     };
     let own = join_dual(node, n, net_conf, "wireguard");
     add_pod_gateway(node);
-    node.ns.ip(&[
-        "addr",
-        "add",
-        &format!("fc00:244:0:{n}::1/64"),
-        "dev",
-        "cni0",
-        "nodad",
-    ]);
+    add_pod_gateway_v6(node, n);
     own
 }
 

@@ -154,3 +154,20 @@ fn udp_datapath_counters_are_exposed_once_registered() {
         assert!(l.contains(&want), "missing {want:?} in:\n{text}");
     }
 }
+
+#[test]
+fn drop_reasons_index_their_counters_and_each_backend_has_its_slice() {
+    for (i, r) in DropReason::ALL.iter().enumerate() {
+        assert_eq!(*r as usize, i, "{r}: ALL is in declaration order");
+    }
+    assert!(DropReason::UDP.contains(&DropReason::TtlExpired));
+    assert!(!DropReason::UDP.contains(&DropReason::Replayed));
+    assert!(DropReason::WIREGUARD.contains(&DropReason::Replayed));
+    assert!(DropReason::WIREGUARD.contains(&DropReason::NoRoute));
+    assert!(!DropReason::WIREGUARD.contains(&DropReason::TtlExpired));
+    assert_eq!(
+        DropReason::UDP.len() + DropReason::WIREGUARD.len(),
+        17 + 7,
+        "7 shared"
+    );
+}

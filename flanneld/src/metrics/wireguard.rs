@@ -175,7 +175,7 @@ impl Collector for WireguardCollector {
             "flannel_wireguard_dropped_packets",
             "Packets and datagrams userspace WireGuard did not forward, by reason",
             dp,
-            &DropReason::WIREGUARD,
+            DropReason::WIREGUARD,
         )?;
         const_counter(
             &mut encoder,

@@ -259,6 +259,17 @@ pub fn add_pod_gateway(node: &Node) -> Ipv4Addr {
     gw
 }
 
+/// Puts node `n`'s IPv6 pod gateway (`fc00:244:0:n::1/64`) on cni0, making the bridge if it
+/// is not there yet.
+pub fn add_pod_gateway_v6(node: &Node, n: u16) {
+    if !node.ns.try_exec(&["ip", "link", "show", "cni0"]) {
+        node.ns.ip(&["link", "add", "cni0", "type", "bridge"]);
+    }
+    let gw = format!("fc00:244:0:{n}::1/64");
+    node.ns.ip(&["addr", "add", &gw, "dev", "cni0", "nodad"]);
+    node.ns.ip(&["link", "set", "cni0", "up"]);
+}
+
 /// Lines of `ip`/`bridge` output with runs of spaces collapsed.
 pub fn lines(text: &str) -> Vec<String> {
     text.lines()
