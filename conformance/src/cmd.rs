@@ -1,7 +1,8 @@
 //! Running helper commands with errors that say what ran and what it printed.
 
 use std::fmt::Write as _;
-use std::process::{Child, Command, ExitStatus, Output};
+use std::io::Write as _;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,7 @@ pub fn describe(cmd: &Command) -> String {
 
 /// Starts `cmd` in the background with no stdio attached (a server, a daemon).
 pub fn spawn_quiet(cmd: &mut Command) -> Result<Child, CmdError> {
+    crate::programs::require(cmd.get_program());
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -77,12 +79,37 @@ pub fn spawn_quiet(cmd: &mut Command) -> Result<Child, CmdError> {
         })
 }
 
-/// Runs `cmd` to completion and returns its output whatever the exit status.
+/// Runs `cmd` to completion and returns its output whatever the exit status. Panics if the
+/// program is not one `scripts/setup.sh` installs (see [`crate::programs`]).
 pub fn output(cmd: &mut Command) -> Result<Output, CmdError> {
+    crate::programs::require(cmd.get_program());
     cmd.output().map_err(|source| CmdError::Spawn {
         cmd: describe(cmd),
         source,
     })
+}
+
+/// Runs `cmd` with `stdin` written to its standard input (as a runtime feeds a CNI plugin its
+/// config) and returns its output whatever the exit status. Panics like [`output`] for a
+/// program setup.sh does not install.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Result<Output, CmdError> {
+    crate::programs::require(cmd.get_program());
+    let spawn_error = |cmd: &Command, source| CmdError::Spawn {
+        cmd: describe(cmd),
+        source,
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| spawn_error(cmd, e))?;
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    // A plugin reads all of stdin before writing much; a write error only means it exited
+    // early, which its exit status reports.
+    let _ = pipe.write_all(stdin);
+    drop(pipe);
+    child.wait_with_output().map_err(|e| spawn_error(cmd, e))
 }
 
 /// Runs `cmd` and requires exit status 0.

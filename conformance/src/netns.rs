@@ -85,7 +85,9 @@ impl Netns {
 
     /// A command that runs `program` inside this namespace (`ip netns exec`).
     /// `ip` execs the program in place, so the child's pid is the program's.
+    /// Panics if `program` is not one `scripts/setup.sh` installs (see [`crate::programs`]).
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        crate::programs::require(program.as_ref());
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name]).arg(program);
         c
@@ -107,6 +109,9 @@ impl Netns {
     /// Runs a shell snippet inside the namespace. Meant for a test's own
     /// convenience commands (pipelines, loops), never for the code under test.
     pub fn sh(&self, script: &str) -> Output {
+        for program in crate::programs::shell_programs(script) {
+            crate::programs::require(OsStr::new(&program));
+        }
         self.exec(&["sh", "-c", script])
     }
 

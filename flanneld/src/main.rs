@@ -46,6 +46,14 @@ fn main() {
     flanneld::logger::init(opts.verbosity);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Randomised choices (the subnet picked among free ones, retry jitter) must differ
+        // between nodes started at the same moment; fastrand's own per-thread seed is the clock.
+        .on_thread_start(|| {
+            let mut seed = [0u8; 8];
+            if getrandom::fill(&mut seed).is_ok() {
+                fastrand::seed(u64::from_ne_bytes(seed));
+            }
+        })
         .enable_all()
         .build()
     {
