@@ -15,6 +15,7 @@ packages=(
   etcd-server etcd-client iptables nftables iproute2 iputils-ping iperf3
   protobuf-compiler libprotobuf-dev golang-go golang-github-appc-cni-dev containernetworking-plugins
   jq kmod procps openssl socat strace util-linux ethtool
+  wireguard-go wireguard-tools
 )
 
 systemd_running() { [[ -d /run/systemd/system ]]; }

@@ -66,6 +66,19 @@ pub fn describe(cmd: &Command) -> String {
     s
 }
 
+/// Starts `cmd` in the background with no stdio attached (a server, a daemon).
+pub fn spawn_quiet(cmd: &mut Command) -> Result<Child, CmdError> {
+    crate::programs::require(cmd.get_program());
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|source| CmdError::Spawn {
+            cmd: describe(cmd),
+            source,
+        })
+}
+
 /// Runs `cmd` to completion and returns its output whatever the exit status. Panics if the
 /// program is not one `scripts/setup.sh` installs (see [`crate::programs`]).
 pub fn output(cmd: &mut Command) -> Result<Output, CmdError> {

@@ -10,7 +10,8 @@
 //!   calls plugins through libcni (`conformance/cnidriver`, Go);
 //! - [`inspect`]: kernel state inside a namespace as JSON;
 //! - [`tls`]: a throw-away CA (openssl) for etcd over TLS;
-//! - [`programs`]: tests run only programs that `scripts/setup.sh` installs.
+//! - [`programs`]: tests run only programs that `scripts/setup.sh` installs;
+//! - [`wireguard_go`]: an independent WireGuard peer (wireguard-go configured by `wg`).
 //!
 //! The bed fails loudly instead of skipping: the suite runs as root in CI,
 //! and a missing tool is a broken machine, not a reason to pass.
@@ -25,6 +26,7 @@ pub mod netns;
 pub mod programs;
 pub mod tls;
 pub mod topology;
+pub mod wireguard_go;
 
 pub use cmd::CmdError;
 pub use cni::{

@@ -3,7 +3,8 @@
 //! podCIDR; pods added through libcni with the kube-flannel conflist reach each other over
 //! vxlan; the annotations flanneld writes have upstream's keys and value shapes; a restart
 //! keeps the VTEP MAC; a deleted Node's routes go; a Node without a podCIDR is fatal; the
-//! DaemonSet's privileges (NET_ADMIN and NET_RAW) are enough.
+//! DaemonSet's privileges (NET_ADMIN and NET_RAW) are enough; the wireguard backend writes
+//! upstream's annotations with its key file's public key and pods reach each other.
 
 mod flanneld_support;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use conformance::kubeapi::fixture_node;
 use conformance::Segment;
 use flanneld_support::kube::{annotation, KubeCluster, KubeFlanneld, NETWORK, PREFIX};
+use flanneld_support::Pod;
 use flanneld_support::{eventually, pings};
 use serde_json::{json, Value};
 
@@ -373,4 +375,59 @@ fn kube_mode_follows_a_renumbered_node() {
     }
     assert!(a.stop().success());
     assert!(b.stop().success());
+}
+
+#[test]
+fn kube_mode_wireguard_mesh_with_upstream_annotations() {
+    let cluster = KubeCluster::new();
+    let net_conf = json!({"Network": NETWORK, "Backend": {"Type": "wireguard"}});
+    let mut nodes: Vec<KubeFlanneld> = [
+        (Segment::A, "wgk1", "10.244.31.0/24"),
+        (Segment::B, "wgk2", "10.244.32.0/24"),
+    ]
+    .into_iter()
+    .map(|(seg, name, cidr)| {
+        let host = cluster.node(seg, name, Some(cidr));
+        KubeFlanneld::start_with(
+            &cluster,
+            host,
+            name,
+            &[],
+            &net_conf,
+            &["--wireguard-impl=userspace"],
+        )
+    })
+    .collect();
+    for n in &mut nodes {
+        let env = n.wait_ready();
+        assert!(env.contains("FLANNEL_MTU=1420\n"), "{env}");
+    }
+    for n in &nodes {
+        let node = cluster.api.node(&n.name).expect("node object");
+        assert_eq!(annotation(&node, "backend-type"), "wireguard");
+        let data: Value = serde_json::from_str(&annotation(&node, "backend-data")).unwrap();
+        let out = std::process::Command::new("wg")
+            .arg("pubkey")
+            .stdin(std::fs::File::open(n.path("wgkey")).unwrap())
+            .output()
+            .unwrap();
+        let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert_eq!(data, json!({"PublicKey": key, "Port": 51820}));
+    }
+    let pods: Vec<Pod> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.add_pod(&format!("wgk-{i}")))
+        .collect();
+    for (a, b) in [(0, 1), (1, 0)] {
+        assert!(
+            eventually(Duration::from_secs(30), || pings(
+                &pods[a].netns,
+                &pods[b].ip
+            )),
+            "{} -> {}",
+            pods[a].ip,
+            pods[b].ip
+        );
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::metrics::ScrapeView;
+use crate::metrics::{DatapathSource, ScrapeView};
 use crate::state::State;
 use crate::status::{self, Counts, KernelRoutes};
 
@@ -76,7 +76,19 @@ pub async fn status_json(state: &State) -> String {
         lease_renewals: m.lease_renewals(),
         lease_errors: m.lease_errors(),
     };
-    let report = status::report(&snapshot, counts, kernel.as_ref().map_err(Clone::clone));
+    // The kernel device is read over netlink: off the async threads, like the routes.
+    let wireguard = match snapshot.datapath.clone() {
+        Some(DatapathSource::Wireguard(source)) => {
+            tokio::task::spawn_blocking(move || source()).await.ok()
+        }
+        _ => None,
+    };
+    let report = status::report(
+        &snapshot,
+        counts,
+        kernel.as_ref().map_err(Clone::clone),
+        wireguard.as_ref(),
+    );
     let mut body = serde_json::to_string_pretty(&report).expect("plain data serializes");
     body.push('\n');
     body

@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::backend::WireguardImpl;
 use crate::goflag::{Flag, FlagError, FlagSet, Kind};
 use crate::subnet::etcd::{EtcdConfig, SUBNET_TTL};
 use crate::subnet::etcd_store::EtcdApi;
@@ -176,6 +177,12 @@ const FLAGS: &[Flag] = &[
         "0",
         "port of the /healthz and /readyz endpoints (0 disables them)",
     ),
+    Flag::new(
+        "wireguard-impl",
+        Kind::String,
+        "auto",
+        "wireguard backend: kernel (the wireguard module), userspace (flanneld's own, on a TUN device), or auto (kernel where it exists)",
+    ),
     Flag::new("version", Kind::Bool, "false", "print the version and exit"),
     Flag::new(
         "v",
@@ -219,6 +226,8 @@ pub enum OptionsError {
     LeaseTtl(String),
     #[error("invalid -etcd-api {0:?}: must be auto, v2 or v3")]
     EtcdApi(String),
+    #[error("invalid -wireguard-impl {0:?}: must be auto, kernel or userspace")]
+    WireguardImpl(String),
     #[error("unexpected argument {0:?}: flanneld takes no positional arguments")]
     Positional(String),
 }
@@ -256,6 +265,7 @@ pub struct Options {
     pub healthz: Option<std::net::SocketAddr>,
     pub verbosity: i64,
     pub lease_ttl: Duration,
+    pub wireguard_impl: WireguardImpl,
 }
 
 pub fn flag_set(program: &str) -> FlagSet {
@@ -327,6 +337,9 @@ pub fn parse(
         .string("etcd-api")
         .parse()
         .map_err(OptionsError::EtcdApi)?;
+    let wg_impl = v.string("wireguard-impl");
+    let wireguard_impl =
+        WireguardImpl::parse(&wg_impl).ok_or(OptionsError::WireguardImpl(wg_impl))?;
     let endpoints = v
         .string("etcd-endpoints")
         .split(',')
@@ -364,6 +377,7 @@ pub fn parse(
         healthz,
         verbosity: v.int("v"),
         lease_ttl,
+        wireguard_impl,
     })))
 }
 

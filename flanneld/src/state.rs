@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use crate::metrics::Metrics;
+use crate::metrics::{DatapathSource, Metrics};
 use crate::subnet::{Lease, SharedLease};
 
 /// Where startup is, or that it is done. Everything but `Ready` says why pods cannot start yet.
@@ -60,6 +60,8 @@ pub struct Status {
     /// The most recent failure worth an operator's attention, with when it happened.
     pub last_error: Option<(SystemTime, String)>,
     pub duplicates: Vec<DuplicatePublicIp>,
+    /// The backend's own datapath, once it runs (udp's counters, WireGuard's peers).
+    pub datapath: Option<DatapathSource>,
 }
 
 impl Status {

@@ -4,7 +4,7 @@
 //! plugin's STATUS read it.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -13,11 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::logger::rfc3339;
 use crate::metrics::backend_name;
+use crate::metrics::wireguard::WireguardSnapshot;
 use crate::state::{DuplicatePublicIp, Status};
 use crate::subnet::{Lease, SharedLease};
 
 /// The udp backend's TUN device: its peers share one route through it.
 pub const UDP_DEVICE: &str = "flannel0";
+/// WireGuard's (IPv4) device: its peers share one route through it too.
+pub const WIREGUARD_DEVICE: &str = "flannel-wg";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
@@ -36,6 +39,78 @@ pub struct StatusReport {
     pub lease_renewals: u64,
     pub lease_errors: u64,
     pub duplicate_public_ips: Vec<DuplicateReport>,
+    /// The wireguard backend's devices and peers; absent for other backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<WireguardReport>,
+}
+
+/// What WireGuard runs and how each peer is doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireguardReport {
+    /// `kernel` or `userspace`.
+    pub implementation: String,
+    pub devices: Vec<WireguardDeviceReport>,
+    /// Peer leases not made peers (malformed PublicKey or BackendData) since start.
+    pub skipped_leases: u64,
+    /// Why a device could not be read, when one could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireguardDeviceReport {
+    pub name: String,
+    pub listen_port: u16,
+    pub public_key: String,
+    pub peers: Vec<WireguardPeerReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireguardPeerReport {
+    pub public_key: String,
+    pub endpoint: Option<SocketAddr>,
+    pub allowed_ips: Vec<IpNet>,
+    /// RFC 3339, UTC; absent before the first handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handshake: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handshake_unix: Option<u64>,
+    pub handshakes: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+impl WireguardReport {
+    pub fn from_snapshot(s: &WireguardSnapshot) -> WireguardReport {
+        WireguardReport {
+            implementation: s.implementation.as_str().to_owned(),
+            devices: s
+                .devices
+                .iter()
+                .map(|d| WireguardDeviceReport {
+                    name: d.name.clone(),
+                    listen_port: d.listen_port,
+                    public_key: d.public_key.clone(),
+                    peers: d
+                        .peers
+                        .iter()
+                        .map(|p| WireguardPeerReport {
+                            public_key: p.public_key.clone(),
+                            endpoint: p.endpoint,
+                            allowed_ips: p.allowed_ips.clone(),
+                            last_handshake: p.last_handshake.map(rfc3339),
+                            last_handshake_unix: p.last_handshake.map(unix),
+                            handshakes: p.handshakes,
+                            rx_bytes: p.rx_bytes,
+                            tx_bytes: p.tx_bytes,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            skipped_leases: s.skipped_leases,
+            error: s.error.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +158,8 @@ pub struct KernelRoutes {
     pub routes: Vec<RouteSpec>,
     /// Index of [`UDP_DEVICE`], when it exists.
     pub udp_device: Option<u32>,
+    /// Index of [`WIREGUARD_DEVICE`], when it exists.
+    pub wireguard_device: Option<u32>,
 }
 
 impl KernelRoutes {
@@ -92,13 +169,14 @@ impl KernelRoutes {
         Ok(KernelRoutes {
             routes: h.route_list(Family::V4, None)?,
             udp_device: h.link_by_name(UDP_DEVICE)?.map(|l| l.index),
+            wireguard_device: h.link_by_name(WIREGUARD_DEVICE)?.map(|l| l.index),
         })
     }
 
     /// Whether the route this node's backend installs for `peer` is there. vxlan routes
     /// via the peer's VTEP (its subnet address, onlink) or, with DirectRouting, its public
-    /// IP; host-gw via its public IP; udp has one route for the whole network through its
-    /// TUN device, so any unicast route through that device covering the subnet counts.
+    /// IP; host-gw via its public IP; udp and wireguard have one route for the whole network
+    /// through their device, so any unicast route through it covering the subnet counts.
     pub fn has_route(&self, backend_type: &str, peer: &Lease) -> bool {
         let dst = IpNet::V4(peer.subnet);
         let via = |gw: Ipv4Addr| Some(IpAddr::V4(gw));
@@ -111,6 +189,11 @@ impl KernelRoutes {
                         && (r.gw == via(peer.subnet.network()) || r.gw == via(peer.attrs.public_ip))
                 }
                 "host-gw" => r.dst == dst && r.gw == via(peer.attrs.public_ip),
+                "wireguard" => {
+                    self.wireguard_device.is_some()
+                        && r.oif == self.wireguard_device
+                        && r.dst.contains(&dst)
+                }
                 _ => self.udp_device.is_some() && r.oif == self.udp_device && r.dst.contains(&dst),
             })
     }
@@ -156,11 +239,13 @@ pub struct Counts {
     pub lease_errors: u64,
 }
 
-/// Builds the report; `kernel` is the route dump or why it failed.
+/// Builds the report; `kernel` is the route dump or why it failed, `wireguard` what the
+/// wireguard backend reported, if it runs.
 pub fn report(
     status: &Status,
     counts: Counts,
     kernel: Result<&KernelRoutes, String>,
+    wireguard: Option<&WireguardSnapshot>,
 ) -> StatusReport {
     let backend_type = status
         .lease
@@ -207,6 +292,7 @@ pub fn report(
                 subnets: d.subnets.clone(),
             })
             .collect(),
+        wireguard: wireguard.map(WireguardReport::from_snapshot),
     }
 }
 

@@ -36,6 +36,7 @@ fn route_presence_follows_each_backends_shape() {
     let vtep = KernelRoutes {
         routes: vec![route("10.244.3.0/24", Some("10.244.3.0"), 5)],
         udp_device: None,
+        wireguard_device: None,
     };
     assert!(vtep.has_route("vxlan", &peer));
     assert!(
@@ -45,6 +46,7 @@ fn route_presence_follows_each_backends_shape() {
     let direct = KernelRoutes {
         routes: vec![route("10.244.3.0/24", Some("192.168.0.3"), 2)],
         udp_device: None,
+        wireguard_device: None,
     };
     assert!(direct.has_route("vxlan", &peer), "vxlan DirectRouting");
     assert!(direct.has_route("host-gw", &peer));
@@ -53,6 +55,7 @@ fn route_presence_follows_each_backends_shape() {
     let blackholed = KernelRoutes {
         routes: vec![hole],
         udp_device: None,
+        wireguard_device: None,
     };
     assert!(!blackholed.has_route("host-gw", &peer));
     assert!(!KernelRoutes::default().has_route("vxlan", &peer));
@@ -60,11 +63,13 @@ fn route_presence_follows_each_backends_shape() {
     let udp = KernelRoutes {
         routes: vec![route("10.244.0.0/16", None, 9)],
         udp_device: Some(9),
+        wireguard_device: None,
     };
     assert!(udp.has_route("", &peer));
     let gone = KernelRoutes {
         routes: vec![route("10.244.0.0/16", None, 4)],
         udp_device: Some(9),
+        wireguard_device: None,
     };
     assert!(!gone.has_route("", &peer), "a route through another device");
 }
@@ -112,17 +117,19 @@ fn report_json_for_a_ready_node() {
             "renewing lease: etcd: timed out".into(),
         )),
         duplicates: Vec::new(),
+        datapath: None,
     };
     let kernel = KernelRoutes {
         routes: vec![route("10.244.3.0/24", Some("10.244.3.0"), 5)],
         udp_device: None,
+        wireguard_device: None,
     };
     let counts = Counts {
         drift_repairs: 2,
         lease_renewals: 5,
         lease_errors: 1,
     };
-    let r = report(&status, counts, Ok(&kernel));
+    let r = report(&status, counts, Ok(&kernel), None);
     assert_eq!(
         serde_json::to_value(&r).unwrap(),
         json!({
@@ -153,7 +160,12 @@ fn report_json_while_waiting_and_without_a_kernel_view() {
         )),
         ..Status::default()
     };
-    let r = report(&status, Counts::default(), Err("permission denied".into()));
+    let r = report(
+        &status,
+        Counts::default(),
+        Err("permission denied".into()),
+        None,
+    );
     let v = serde_json::to_value(&r).unwrap();
     assert_eq!(v["ready"], json!(false));
     assert_eq!(
@@ -174,11 +186,82 @@ fn report_json_while_waiting_and_without_a_kernel_view() {
         }],
         ..Status::default()
     };
-    let v = serde_json::to_value(report(&dup, Counts::default(), Err("x".into()))).unwrap();
+    let v = serde_json::to_value(report(&dup, Counts::default(), Err("x".into()), None)).unwrap();
     assert_eq!(
         v["duplicate_public_ips"],
         json!([{"public_ip": "10.0.2.15", "subnets": ["10.244.1.0/24", "10.244.3.0/24"]}])
     );
     assert_eq!(v["peers"][0]["route"], json!(null), "unknown, not absent");
     assert_eq!(v["peers"][0]["backend"], json!("udp"));
+}
+
+#[test]
+fn wireguard_peers_route_through_the_device_and_are_reported() {
+    use crate::metrics::wireguard::{DeviceStats, Implementation, PeerStats};
+    let peer = lease("10.244.3.0/24", [192, 168, 0, 3], "wireguard");
+    let kernel = KernelRoutes {
+        routes: vec![route("10.244.0.0/16", None, 12)],
+        udp_device: None,
+        wireguard_device: Some(12),
+    };
+    assert!(kernel.has_route("wireguard", &peer));
+    assert!(!KernelRoutes {
+        wireguard_device: Some(13),
+        ..kernel.clone()
+    }
+    .has_route("wireguard", &peer));
+
+    let snap = WireguardSnapshot {
+        implementation: Implementation::Userspace,
+        devices: vec![DeviceStats {
+            name: "flannel-wg".into(),
+            listen_port: 51820,
+            public_key: "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=".into(),
+            peers: vec![PeerStats {
+                public_key: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into(),
+                allowed_ips: vec!["10.244.3.0/24".parse().unwrap()],
+                endpoint: Some("192.168.0.3:51820".parse().unwrap()),
+                last_handshake: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_100)),
+                handshakes: 2,
+                rx_bytes: 100,
+                tx_bytes: 200,
+            }],
+        }],
+        datapath: None,
+        skipped_leases: 1,
+        error: None,
+    };
+    let status = Status {
+        phase: Phase::Ready,
+        lease: Some(lease("10.244.1.0/24", [192, 168, 0, 1], "wireguard")),
+        peers: vec![peer.into()],
+        ..Default::default()
+    };
+    let r = report(&status, Counts::default(), Ok(&kernel), Some(&snap));
+    assert_eq!(r.peers[0].route, Some(true));
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        v["wireguard"],
+        json!({
+            "implementation": "userspace",
+            "devices": [{
+                "name": "flannel-wg",
+                "listen_port": 51820,
+                "public_key": "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=",
+                "peers": [{
+                    "public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
+                    "endpoint": "192.168.0.3:51820",
+                    "allowed_ips": ["10.244.3.0/24"],
+                    "last_handshake": "2023-11-14T22:15:00Z",
+                    "last_handshake_unix": 1700000100,
+                    "handshakes": 2,
+                    "rx_bytes": 100,
+                    "tx_bytes": 200
+                }]
+            }],
+            "skipped_leases": 1
+        })
+    );
+    let back: StatusReport = serde_json::from_value(v).unwrap();
+    assert_eq!(back, r);
 }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use backend_support::{add_pod_gateway, lease, lines, two_hosts};
 use backend_udp_support::{iperf_tcp, mesh, UdpHost, NET_CONF, PORT};
-use flanneld::backend::udp::{DropReason, UdpBackend};
+use flanneld::backend::udp::UdpBackend;
 use flanneld::backend::{self, Backend};
+use flanneld::metrics::DropReason;
 use flanneld::subnet::Event;
 use netconf::flannel::NetworkConfig;
 use netops::netlink::Handle;
@@ -78,7 +79,7 @@ fn device_is_configured_like_upstream_and_carries_ping_and_tcp() {
     assert!(ca.packets_out > 1000 && ca.bytes_out > 1_000_000, "{ca:?}");
     assert!(cb.packets_in > 1000, "{cb:?}");
     assert_eq!(
-        ca.drops.iter().sum::<u64>() - ca.dropped(DropReason::NotIpv4),
+        ca.drops.iter().sum::<u64>() - ca.dropped(DropReason::NotIp),
         0,
         "{ca:?}"
     );
@@ -188,7 +189,7 @@ fn bad_datagrams_are_dropped_and_counted_without_disturbing_traffic() {
     assert!(
         eventually(|| {
             let c = a.backend.counters();
-            c.dropped(DropReason::NotIpv4) >= 1 && expect.iter().all(|(r, n)| c.dropped(*r) == *n)
+            c.dropped(DropReason::NotIp) >= 1 && expect.iter().all(|(r, n)| c.dropped(*r) == *n)
         }),
         "{:?}",
         a.backend.counters()

@@ -3,11 +3,12 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use flanneld::backend::udp::gso::{
+use flanneld::backend::datapath::checksum;
+use flanneld::backend::datapath::gso::{
     self, TcpRun, TcpSegment, VnetHdr, Wire, MAX_IP_PACKET, RUN_HEADER_MAX, VNET_HDR_LEN,
 };
-use flanneld::backend::udp::packet::{self, ICMP_ERROR_MAX, PROTO_TCP};
-use flanneld::backend::udp::{checksum, RouteTable};
+use flanneld::backend::datapath::packet::{self, ICMP_ERROR_MAX, PROTO_TCP};
+use flanneld::backend::udp::RouteTable;
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
 

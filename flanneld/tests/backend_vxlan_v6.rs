@@ -2,47 +2,11 @@
 
 mod backend_support;
 
-use std::net::Ipv6Addr;
-
-use backend_support::{lease, lines, two_hosts, Node};
-use flanneld::backend::{StoredMacs, VxlanLeaseData};
+use backend_support::{add_pod_gateway_v6, join_dual, lines, two_hosts};
+use flanneld::backend::VxlanLeaseData;
 use flanneld::subnet::{Event, Lease};
 
 const NET_CONF: &str = r#"{"EnableIPv6":true,"Network":"10.244.0.0/16","IPv6Network":"fc00:244::/48","Backend":{"Type":"vxlan"}}"#;
-
-fn underlay_v6(n: u16) -> Ipv6Addr {
-    Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, n)
-}
-
-/// Starts a dual-stack backend on `node` (underlay `fd77::n`, subnet `fc00:244:0:n::/64`) and
-/// returns its lease.
-fn join_dual(node: &mut Node, n: u16) -> Lease {
-    node.ns.ip(&[
-        "addr",
-        "add",
-        &format!("{}/64", underlay_v6(n)),
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
-    let mut ext = node.ext();
-    ext.iface_v6_addr = Some(underlay_v6(n));
-    ext.ext_v6_addr = Some(underlay_v6(n));
-    node.start_with(NET_CONF, ext, StoredMacs::default())
-        .unwrap();
-    let subnet = node.subnet;
-    let addr = node.addr;
-    node.with_backend(|b| {
-        let data = b.prepare().expect("prepare");
-        let mut own = lease(subnet, addr, "vxlan", data);
-        own.enable_ipv6 = true;
-        own.ipv6_subnet = Some(format!("fc00:244:0:{n}::/64").parse().unwrap());
-        own.attrs.public_ipv6 = Some(underlay_v6(n));
-        own.attrs.backend_v6_data = b.backend_v6_data().map(Into::into);
-        b.activate(&own).expect("activate");
-        own
-    })
-}
 
 fn v6_mac(l: &Lease) -> String {
     VxlanLeaseData::from_data(l.attrs.backend_v6_data.as_ref().expect("BackendV6Data"))
@@ -54,8 +18,8 @@ fn v6_mac(l: &Lease) -> String {
 #[test]
 fn dual_stack_peers_get_a_v6_tunnel_too() {
     let (mut a, mut b) = two_hosts();
-    let la = join_dual(&mut a, 1);
-    let lb = join_dual(&mut b, 2);
+    let la = join_dual(&mut a, 1, NET_CONF, "vxlan");
+    let lb = join_dual(&mut b, 2, NET_CONF, "vxlan");
     assert_ne!(v6_mac(&la), "", "BackendV6Data published");
 
     let link = a.ns.ip(&["-d", "link", "show", "flannel-v6.1"]);
@@ -99,16 +63,7 @@ fn dual_stack_peers_get_a_v6_tunnel_too() {
     );
 
     for (node, n) in [(&a, 1u16), (&b, 2)] {
-        node.ns.ip(&["link", "add", "cni0", "type", "bridge"]);
-        node.ns.ip(&[
-            "addr",
-            "add",
-            &format!("fc00:244:0:{n}::1/64"),
-            "dev",
-            "cni0",
-            "nodad",
-        ]);
-        node.ns.ip(&["link", "set", "cni0", "up"]);
+        add_pod_gateway_v6(node, n);
     }
     assert!(
         a.ns.try_exec(&[

@@ -28,3 +28,4 @@ pub mod firewall;
 pub mod netlink;
 pub mod netns;
 pub mod sysctl;
+pub mod wireguard;

@@ -72,14 +72,17 @@ pub enum Backend {
     HostGw,
     /// TUN `flannel0` with every packet forwarded by flanneld in user space.
     Udp,
+    /// flanneld's userspace WireGuard on the TUN device `flannel-wg`.
+    Wireguard,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 5] = [
         Backend::Vxlan,
         Backend::VxlanDirectRouting,
         Backend::HostGw,
         Backend::Udp,
+        Backend::Wireguard,
     ];
 
     pub fn label(self) -> &'static str {
@@ -88,6 +91,16 @@ impl Backend {
             Backend::VxlanDirectRouting => "vxlan+DirectRouting",
             Backend::HostGw => "host-gw",
             Backend::Udp => "udp",
+            Backend::Wireguard => "wireguard (userspace)",
+        }
+    }
+
+    /// flanneld flags the backend needs on this node beyond the cluster's: WireGuard runs
+    /// our userspace implementation even where the kernel has the module.
+    pub fn flanneld_args(self) -> &'static [&'static str] {
+        match self {
+            Backend::Wireguard => &["--wireguard-impl=userspace"],
+            _ => &[],
         }
     }
 
@@ -98,6 +111,7 @@ impl Backend {
             Backend::VxlanDirectRouting => json!({"Type": "vxlan", "DirectRouting": true}),
             Backend::HostGw => json!({"Type": "host-gw"}),
             Backend::Udp => json!({"Type": "udp"}),
+            Backend::Wireguard => json!({"Type": "wireguard"}),
         };
         json!({"Network": NETWORK, "Backend": backend})
     }
@@ -195,6 +209,11 @@ impl Node {
         self.dir.path().join("subnet.env")
     }
 
+    /// The node's private directory (subnet.env, IPAM store, log, key files).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("flanneld.log")
     }
@@ -227,6 +246,8 @@ impl Node {
             .open(self.log_path())?;
         let mut c = self.host.netns().command(&bin);
         c.args(self.flanneld_args(etcd_endpoint, extra))
+            // The WireGuard key lives with the node, never in the machine's /run/flannel.
+            .env("WIREGUARD_KEY_FILE", self.dir.path().join("wgkey"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

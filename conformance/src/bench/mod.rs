@@ -14,7 +14,8 @@
 //! - [`portmap_backends`]: our portmap's iptables and nftables backends compared;
 //! - [`plugin_exec`]: running plugins directly (no libcni), timed, and their peak RSS;
 //! - [`stats`] and [`table`]: medians, percentiles and aligned text tables;
-//! - [`scale`]: lease and route scale with thousands of nodes.
+//! - [`scale`]: lease and route scale with thousands of nodes;
+//! - [`wireguard_go_hosts`]: wireguard-go as the reference userspace WireGuard.
 
 pub mod cluster;
 pub mod delegation;
@@ -29,6 +30,7 @@ pub mod scale;
 pub mod stats;
 pub mod table;
 pub mod traffic;
+pub mod wireguard_go_hosts;
 
 /// A positive count from the environment variable `name`, `default` when it is unset or
 /// empty; anything else is an error naming the variable.

@@ -8,6 +8,16 @@ pub struct Samples {
     sorted: Vec<f64>,
 }
 
+impl FromIterator<f64> for Samples {
+    fn from_iter<I: IntoIterator<Item = f64>>(iter: I) -> Samples {
+        let mut s = Samples::new();
+        for v in iter {
+            s.push(v);
+        }
+        s
+    }
+}
+
 impl Samples {
     pub fn new() -> Samples {
         Samples::default()

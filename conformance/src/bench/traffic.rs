@@ -159,15 +159,13 @@ impl IperfServer {
     /// Starts the server bound to `ip` (an address of `ns`) and waits until
     /// it listens.
     pub fn start(ns: &Netns, ip: Ipv4Addr, port: u16) -> Result<IperfServer, TrafficError> {
-        let mut c = ns.command("iperf3");
-        c.args(["-s", "-B", &ip.to_string(), "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = c.spawn().map_err(|source| CmdError::Spawn {
-            cmd: cmd::describe(&c),
-            source,
-        })?;
+        let child = cmd::spawn_quiet(ns.command("iperf3").args([
+            "-s",
+            "-B",
+            &ip.to_string(),
+            "-p",
+            &port.to_string(),
+        ]))?;
         let server = IperfServer { child, ip, port };
         let started = Instant::now();
         let filter = format!("sport = :{port}");

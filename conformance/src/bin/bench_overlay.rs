@@ -15,6 +15,7 @@ use conformance::bench::routes::{Goal, RouteWatch};
 use conformance::bench::stats::{fmt_bps, fmt_ratio, fmt_secs, or_dash, Samples};
 use conformance::bench::table::{Align, Table};
 use conformance::bench::traffic::{self, IperfServer};
+use conformance::bench::wireguard_go_hosts;
 use conformance::bench::{env_count, interrupt};
 use conformance::{Driver, PluginDir, Segment};
 use ipnet::Ipv4Net;
@@ -93,6 +94,21 @@ fn measure_with_cpu(
     Ok((bps, if gb > 0.0 { cpu / gb } else { f64::NAN }))
 }
 
+/// What the pod-to-pod measurements of every backend produce.
+#[derive(Default)]
+struct Results {
+    throughput: Vec<Throughput>,
+    first_packet: Vec<FirstPacket>,
+}
+
+/// The first echo between two pods and the ones after it, in seconds.
+struct FirstPacket {
+    backend: &'static str,
+    pair: String,
+    first: Option<f64>,
+    after: Samples,
+}
+
 struct Programming {
     backend: &'static str,
     peers: usize,
@@ -112,7 +128,7 @@ fn run() -> Result<(), BoxError> {
     println!("bench-overlay: {repeats} × {IPERF_SECS} s per figure ({REPEATS_ENV}), {leases} leases per backend ({LEASES_ENV})");
     let cluster = Cluster::start()?;
     let driver = Driver::new(PluginDir::ours()?);
-    let mut throughput = Vec::new();
+    let mut results = Results::default();
     let mut programming = Vec::new();
     for backend in Backend::ALL {
         run_backend(
@@ -121,17 +137,24 @@ fn run() -> Result<(), BoxError> {
             backend,
             repeats,
             leases,
-            &mut throughput,
+            &mut results,
             &mut programming,
         )?;
     }
+    run_wireguard_go(&cluster, &driver, repeats, &mut results)?;
     drop(driver);
     drop(cluster);
     println!("\nTCP throughput, pod to pod vs underlay host to host (iperf3, median of {repeats} × {IPERF_SECS} s; {} in total)\n", fmt_secs(t0.elapsed().as_secs_f64()));
-    print!("{}", render_throughput(&throughput));
+    print!("{}", render_throughput(&results.throughput));
     println!("  path = how h1 routes to the peer's pod subnet, read from its routing table during the run");
-    println!("  pod/vxlan = this backend's pod-to-pod median over kernel vxlan's for the same pair and streams (udp target: ≥ 0.5×)");
+    println!("  pod/vxlan = this backend's pod-to-pod median over kernel vxlan's for the same pair and streams (targets: udp ≥ 0.8×, userspace WireGuard ≥ 0.5× and ≥ wireguard-go)");
+    println!("  wireguard-go = Debian's wireguard-go on the same hosts, configured as upstream flannel configures its device, pods through the same CNI chain");
     println!("  CPU s/GB = busy CPU seconds of the whole machine (all cores, iperf3 included) per GB received, from /proc/stat");
+    println!(
+        "\nFirst packet between two pods (ping round trip; WireGuard's includes its handshake)\n"
+    );
+    print!("{}", render_first_packet(&results.first_packet));
+    println!("  first = the first echo that came back; after = median of the 5 that followed");
     println!("\nRoute programming on the peers (flanneld watching etcd; kernel route table watched over netlink)\n");
     print!("{}", render_programming(&programming));
     println!("  lease put/delete: a lease record for a fake node written to etcd by hand; time from sending the request to the route appearing/disappearing, every peer counted");
@@ -146,7 +169,7 @@ fn run_backend(
     backend: Backend,
     repeats: usize,
     leases: usize,
-    throughput: &mut Vec<Throughput>,
+    results: &mut Results,
     programming: &mut Vec<Programming>,
 ) -> Result<(), BoxError> {
     let tag = backend.label();
@@ -157,16 +180,80 @@ fn run_backend(
     cluster.configure(backend)?;
     let mut nodes = cluster.add_nodes(backend)?;
     let endpoint = cluster.etcd.endpoint();
+    let args = [&["--ip-masq"], backend.flanneld_args()].concat();
     for node in &mut nodes {
-        node.start_flanneld(&endpoint, &["--ip-masq"])?;
+        node.start_flanneld(&endpoint, &args)?;
     }
     let mut subnets = Vec::new();
     for node in &mut nodes {
         subnets.push(node.wait_ready(READY_TIMEOUT)?);
     }
+    let mut pods = measure_nodes(tag, driver, &nodes, &subnets, repeats, results)?;
+    // udp and wireguard route the whole network to their device once and keep peers in
+    // user space: there is no per-peer route whose arrival could be timed.
+    if !matches!(backend, Backend::Udp | Backend::Wireguard) {
+        println!("[{tag}] timing {leases} lease records and {JOINS} joining hosts");
+        let (put, delete) = lease_latency(cluster, &nodes, &subnets, backend, leases)?;
+        let join = join_latency(cluster, &nodes, &subnets)?;
+        programming.push(Programming {
+            backend: tag,
+            peers: nodes.len(),
+            put,
+            delete,
+            join,
+        });
+    }
+    for (node, pod) in nodes.iter().zip(&mut pods) {
+        node.remove_pod(driver, pod)?;
+    }
+    for node in &mut nodes {
+        node.stop_flanneld()?;
+    }
+    Ok(())
+}
+
+/// wireguard-go on the same layout of hosts, configured as upstream flannel configures its
+/// device, pods attached by the same CNI chain.
+fn run_wireguard_go(
+    cluster: &Cluster,
+    driver: &Driver,
+    repeats: usize,
+    results: &mut Results,
+) -> Result<(), BoxError> {
+    let tag = wireguard_go_hosts::LABEL;
+    println!("[{tag}] starting wireguard-go on 3 hosts");
+    let hosts = wireguard_go_hosts::start(cluster)?;
+    let mut pods = measure_nodes(tag, driver, &hosts.nodes, &hosts.subnets, repeats, results)?;
+    for (node, pod) in hosts.nodes.iter().zip(&mut pods) {
+        node.remove_pod(driver, pod)?;
+    }
+    Ok(())
+}
+
+/// Pods on every node, the first packet and the ones after it from h1's pod to each other
+/// pod, then throughput of each pair.
+fn measure_nodes(
+    tag: &'static str,
+    driver: &Driver,
+    nodes: &[Node],
+    subnets: &[Ipv4Net],
+    repeats: usize,
+    results: &mut Results,
+) -> Result<Vec<Pod>, BoxError> {
     let mut pods = Vec::new();
-    for node in &nodes {
+    for node in nodes {
         pods.push(node.add_pod(driver, &format!("{}a", node.tag()))?);
+    }
+    for k in 1..pods.len() {
+        // The first packet between two pods: for WireGuard it waits for the handshake.
+        let first = first_reply(&pods[0].netns, pods[k].ip, Duration::from_secs(15))?;
+        let after = traffic::ping(&pods[0].netns, pods[k].ip, 5)?;
+        results.first_packet.push(FirstPacket {
+            backend: tag,
+            pair: format!("h1 → {}", nodes[k].tag()),
+            first,
+            after: after.rtts.into_iter().collect(),
+        });
     }
     for (k, pod) in pods.iter().enumerate().skip(1) {
         if !traffic::wait_reachable(&pods[0].netns, pod.ip, Duration::from_secs(15))? {
@@ -186,8 +273,8 @@ fn run_backend(
                 "[{tag}] iperf3 h1 -> {} ({path}), {streams} stream(s)",
                 nodes[k].tag()
             );
-            let m = measure_pair(&nodes, &pods, k, streams, repeats)?;
-            throughput.push(Throughput {
+            let m = measure_pair(nodes, &pods, k, streams, repeats)?;
+            results.throughput.push(Throughput {
                 backend: tag,
                 pair: format!("h1 → {}", nodes[k].tag()),
                 path: path.clone(),
@@ -199,27 +286,26 @@ fn run_backend(
             });
         }
     }
-    // udp routes the whole network to flannel0 once and learns peers in user space: there
-    // is no per-peer route whose arrival could be timed.
-    if backend != Backend::Udp {
-        println!("[{tag}] timing {leases} lease records and {JOINS} joining hosts");
-        let (put, delete) = lease_latency(cluster, &nodes, &subnets, backend, leases)?;
-        let join = join_latency(cluster, &nodes, &subnets)?;
-        programming.push(Programming {
-            backend: tag,
-            peers: nodes.len(),
-            put,
-            delete,
-            join,
-        });
+    Ok(pods)
+}
+
+/// The round trip of the first echo that comes back, trying once a second until `within`:
+/// a pod's first packet to another (a request dropped because a route was not there yet is
+/// retried, so what is timed is the first that could be answered).
+fn first_reply(
+    from: &conformance::Netns,
+    to: Ipv4Addr,
+    within: Duration,
+) -> Result<Option<f64>, BoxError> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        interrupt::check()?;
+        let r = traffic::ping(from, to, 1)?;
+        if let Some(rtt) = r.rtts.first() {
+            return Ok(Some(*rtt));
+        }
     }
-    for (node, pod) in nodes.iter().zip(&mut pods) {
-        node.remove_pod(driver, pod)?;
-    }
-    for node in &mut nodes {
-        node.stop_flanneld()?;
-    }
-    Ok(())
+    Ok(None)
 }
 
 /// Pod h1 → pod k and host h1 → host k, alternating run by run: throughput of pod and
@@ -427,6 +513,24 @@ fn render_throughput(rows: &[Throughput]) -> String {
             fmt_ratio(r.pod.median(), vxlan.and_then(|v| v.pod.median())),
             cpu(r.pod_cpu.median()),
             cpu(r.underlay_cpu.median()),
+        ]);
+    }
+    t.render()
+}
+
+fn render_first_packet(rows: &[FirstPacket]) -> String {
+    let mut t = Table::new(&[
+        ("backend", Align::Left),
+        ("pair", Align::Left),
+        ("first", Align::Right),
+        ("after", Align::Right),
+    ]);
+    for r in rows {
+        t.row([
+            r.backend.to_owned(),
+            r.pair.clone(),
+            or_dash(r.first, fmt_secs),
+            or_dash(r.after.median(), fmt_secs),
         ]);
     }
     t.render()

@@ -107,14 +107,15 @@ fn run_backend(
     let mut nodes = cluster.add_nodes(backend)?;
     let endpoint = cluster.etcd.endpoint();
     let mut started = Vec::new();
+    let args = [&["--ip-masq"], backend.flanneld_args()].concat();
     for node in &mut nodes {
-        started.push(node.start_flanneld(&endpoint, &["--ip-masq"])?);
+        started.push(node.start_flanneld(&endpoint, &args)?);
     }
     let first = &nodes[0];
     println!(
         "[{tag}] started on each host: ip netns exec {} flanneld {}",
         first.host.netns().name(),
-        first.flanneld_args(&endpoint, &["--ip-masq"]).join(" ")
+        first.flanneld_args(&endpoint, &args).join(" ")
     );
     let mut subnets = Vec::new();
     for (node, started) in nodes.iter_mut().zip(started) {

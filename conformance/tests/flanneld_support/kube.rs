@@ -48,6 +48,8 @@ pub struct KubeFlanneld {
     starts: usize,
     /// A program (and its arguments) flanneld is started through, e.g. `setpriv`.
     wrapper: Vec<String>,
+    /// Flags beyond the kube-mode essentials.
+    extra: Vec<String>,
 }
 
 impl KubeFlanneld {
@@ -61,6 +63,20 @@ impl KubeFlanneld {
         name: &str,
         wrapper: &[&str],
     ) -> KubeFlanneld {
+        let net_conf = json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}});
+        Self::start_with(cluster, host, name, wrapper, &net_conf, &[])
+    }
+
+    /// With a net-conf and extra flags of the test's choosing; a WireGuard key file lives in
+    /// the node's own directory.
+    pub fn start_with(
+        cluster: &KubeCluster,
+        host: Host,
+        name: &str,
+        wrapper: &[&str],
+        net_conf: &Value,
+        extra: &[&str],
+    ) -> KubeFlanneld {
         let dir = tempfile::Builder::new()
             .prefix("fr-kube-")
             .tempdir()
@@ -69,7 +85,6 @@ impl KubeFlanneld {
             .api
             .write_kubeconfig(&dir.path().join("kubeconfig"))
             .unwrap();
-        let net_conf = json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}});
         std::fs::write(dir.path().join("net-conf.json"), net_conf.to_string()).unwrap();
         let mut f = KubeFlanneld {
             name: name.to_owned(),
@@ -78,6 +93,7 @@ impl KubeFlanneld {
             child: None,
             starts: 0,
             wrapper: wrapper.iter().map(|w| w.to_string()).collect(),
+            extra: extra.iter().map(|e| e.to_string()).collect(),
         };
         f.spawn();
         f
@@ -109,6 +125,8 @@ impl KubeFlanneld {
             "--iface=eth0".to_owned(),
             "--ip-masq".to_owned(),
         ])
+        .args(&self.extra)
+        .env("WIREGUARD_KEY_FILE", self.path("wgkey"))
         .env("NODE_NAME", &self.name)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())

@@ -132,6 +132,8 @@ pub struct Flanneld {
     dir: tempfile::TempDir,
     args: Vec<String>,
     ttl: Option<u64>,
+    /// Extra environment for every start (e.g. WIREGUARD_KEY_FILE).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     starts: u32,
 }
@@ -143,6 +145,18 @@ pub fn flanneld_bin() -> PathBuf {
 impl Flanneld {
     /// Starts flanneld on `host` against `etcd`, with `args` added to the essentials.
     pub fn start(host: Host, etcd: &Etcd, args: &[&str], ttl: Option<u64>) -> Flanneld {
+        Self::start_env(host, etcd, args, ttl, |_| Vec::new())
+    }
+
+    /// [`Flanneld::start`] with extra environment, built from the node's private directory
+    /// (so a WireGuard key file lives there, never in the machine's /run).
+    pub fn start_env(
+        host: Host,
+        etcd: &Etcd,
+        args: &[&str],
+        ttl: Option<u64>,
+        env: impl FnOnce(&std::path::Path) -> Vec<(String, String)>,
+    ) -> Flanneld {
         let dir = tempfile::Builder::new()
             .prefix("fr-flanneld-")
             .tempdir()
@@ -156,11 +170,13 @@ impl Flanneld {
             dir.path().join("subnet.env").display()
         ));
         all.extend(args.iter().map(|s| (*s).to_owned()));
+        let env = env(dir.path());
         let mut f = Flanneld {
             host,
             dir,
             args: all,
             ttl,
+            env,
             child: None,
             starts: 0,
         };
@@ -189,7 +205,26 @@ impl Flanneld {
         if let Some(ttl) = self.ttl {
             cmd.env(LEASE_TTL_ENV, ttl.to_string());
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(cmd.spawn().unwrap());
+    }
+
+    /// The node's private directory (subnet.env, log, key files).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Waits for the process to exit by itself; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                self.child = None;
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     pub fn subnet_file(&self) -> PathBuf {
@@ -385,4 +420,21 @@ pub fn assert_full_mesh(pods: &[&Pod], nodes: &[&Flanneld]) {
             );
         }
     }
+}
+
+/// `ETCDCTL_API=2 etcdctl` run on the router, where etcd listens; returns stdout.
+pub fn etcdctl2(cluster: &Cluster, args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", cluster.underlay.router().name(), "etcdctl"])
+        .env("ETCDCTL_API", "2")
+        .arg(format!("--endpoints={}", cluster.etcd.endpoint()))
+        .args(args)
+        .output()
+        .expect("running etcdctl");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

@@ -27,6 +27,10 @@ pub enum BackendError {
     Device { name: String, reason: String },
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    #[error("device {0} vanished; restart flanneld to recreate it")]
+    DeviceGone(String),
     #[error(transparent)]
     Udp(#[from] super::udp::UdpError),
+    #[error(transparent)]
+    Wireguard(#[from] super::wireguard::WireguardError),
 }

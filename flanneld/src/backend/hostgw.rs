@@ -119,6 +119,7 @@ impl Backend for HostGwBackend {
     }
 
     fn prepare(&mut self) -> Result<Option<serde_json::Value>, BackendError> {
+        super::leftovers::remove(&mut self.nl, "host-gw")?;
         Ok(None)
     }
 

@@ -12,20 +12,25 @@
 //! network namespace of the calling thread, and udp runs its datapath on threads of its own.
 
 mod apply;
+pub mod datapath;
+mod device_addr;
 mod error;
 mod hostgw;
 mod lease_data;
+mod leftovers;
 mod network;
 mod objects;
 mod peers;
 pub mod udp;
 mod vxlan;
+pub mod wireguard;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use netconf::flannel::{BackendConfig, NetworkConfig};
 use netops::netlink::{Handle, MacAddr};
 
+use crate::metrics::DatapathSource;
 use crate::subnet::{Event, Lease, SharedLease};
 
 pub use error::BackendError;
@@ -33,6 +38,7 @@ pub use hostgw::HostGwBackend;
 pub use lease_data::VxlanLeaseData;
 pub use udp::UdpBackend;
 pub use vxlan::VxlanBackend;
+pub use wireguard::{WireguardBackend, WireguardImpl, WireguardNode};
 
 /// The interface flannel sends its (encapsulated or routed) traffic through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,15 +103,15 @@ pub trait Backend: Send {
     fn set_external(&mut self, _ext: &ExternalInterface) -> Result<(), BackendError> {
         Ok(())
     }
-    /// Packet counters of a datapath the backend runs itself (udp); kernel datapaths have
-    /// their own counters and return `None`.
-    fn counter_source(&self) -> Option<CounterSource> {
+    /// A live view of what the backend runs itself (udp's datapath counters, WireGuard's
+    /// devices and peers), for `/metrics` and `/status`; vxlan and host-gw have none.
+    fn datapath_source(&self) -> Option<DatapathSource> {
         None
     }
+    /// flanneld is stopping. Most backends leave their kernel state for the next run (or
+    /// upstream's flanneld) to take over; WireGuard removes its devices, as upstream does.
+    fn stop(&mut self) {}
 }
-
-/// A live view of a userspace datapath's counters, readable from any thread.
-pub type CounterSource = std::sync::Arc<dyn Fn() -> udp::CounterSnapshot + Send + Sync>;
 
 /// Builds the backend named by `cfg`. Nothing touches the kernel before [`Backend::prepare`],
 /// except host-gw's NAT check, which only compares the given addresses.
@@ -115,7 +121,7 @@ pub fn new_backend(
     network: &NetworkConfig,
     nl: Handle,
 ) -> Result<Box<dyn Backend>, BackendError> {
-    new_backend_with_vtep_macs(cfg, ext, network, nl, StoredMacs::default())
+    new_backend_with(cfg, ext, network, nl, NodeOptions::default())
 }
 
 /// VTEP MACs a previous run published (the kube node annotations), so a re-created vxlan
@@ -126,13 +132,22 @@ pub struct StoredMacs {
     pub v6: Option<MacAddr>,
 }
 
-/// [`new_backend`], reusing the given VTEP MACs when a vxlan device has to be created.
-pub fn new_backend_with_vtep_macs(
+/// What a backend needs from this node beyond the cluster-wide net-conf.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// vxlan: reuse these MACs when a device has to be created.
+    pub vtep_macs: StoredMacs,
+    /// wireguard: implementation choice and key file.
+    pub wireguard: WireguardNode,
+}
+
+/// [`new_backend`] with this node's own settings.
+pub fn new_backend_with(
     cfg: &BackendConfig,
     ext: &ExternalInterface,
     network: &NetworkConfig,
     nl: Handle,
-    macs: StoredMacs,
+    node: NodeOptions,
 ) -> Result<Box<dyn Backend>, BackendError> {
     match cfg {
         BackendConfig::Vxlan(opts) => Ok(Box::new(VxlanBackend::new(
@@ -140,11 +155,18 @@ pub fn new_backend_with_vtep_macs(
             ext.clone(),
             network,
             nl,
-            macs,
+            node.vtep_macs,
         )?)),
         BackendConfig::HostGw => Ok(Box::new(HostGwBackend::new(ext.clone(), network, nl)?)),
         BackendConfig::Udp(opts) => Ok(Box::new(UdpBackend::new(
             opts.port,
+            ext.clone(),
+            network,
+            nl,
+        )?)),
+        BackendConfig::Wireguard(opts) => Ok(Box::new(WireguardBackend::new(
+            opts.clone(),
+            node.wireguard,
             ext.clone(),
             network,
             nl,

@@ -214,8 +214,15 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     })
     .await??;
 
-    let worker =
-        BackendWorker::start_with_vtep_macs(backend_cfg, ext.clone(), config.clone(), hints.macs)?;
+    let node_opts = crate::backend::NodeOptions {
+        vtep_macs: hints.macs,
+        wireguard: crate::backend::WireguardNode {
+            implementation: opts.wireguard_impl,
+            key_file: crate::backend::wireguard::keys::key_file_path(|k| std::env::var(k).ok()),
+            workers: None,
+        },
+    };
+    let worker = BackendWorker::start(backend_cfg, ext.clone(), config.clone(), node_opts)?;
     let (backend_data, backend_v6_data) = worker
         .call(|b| b.prepare().map(|d| (d, b.backend_v6_data())))
         .await?

@@ -137,8 +137,9 @@ impl Node {
             mtu,
         };
         node.schedule_renewal();
-        if let Ok(Some(source)) = node.worker.call(|b| b.counter_source()).await {
-            node.state.metrics().add_datapath(source);
+        if let Ok(Some(source)) = node.worker.call(|b| b.datapath_source()).await {
+            node.state.metrics().add_datapath(source.clone());
+            node.state.lock().datapath = Some(source);
         }
         node.state.lock().lease = Some(node.lease.clone());
         match &written {
@@ -200,7 +201,14 @@ impl Node {
         self.renew_at = Some(Instant::now() + delay);
     }
 
-    pub async fn run(mut self, mut stop: Stop) {
+    pub async fn run(mut self, stop: Stop) {
+        self.follow(stop).await;
+        if let Err(e) = self.worker.call(|b| b.stop()).await {
+            log::warn!("stopping the backend: {e}");
+        }
+    }
+
+    async fn follow(&mut self, mut stop: Stop) {
         let mut rx = stamped(self.mgr.watch(stop.clone()).await);
         let mut addresses =
             match address::follow(self.ext.clone(), self.iface.clone(), stop.clone()) {

@@ -9,9 +9,7 @@ use netconf::flannel::{BackendConfig, NetworkConfig};
 use netops::netlink::Handle;
 use tokio::sync::oneshot;
 
-use crate::backend::{
-    new_backend_with_vtep_macs, Backend, BackendError, ExternalInterface, StoredMacs,
-};
+use crate::backend::{new_backend_with, Backend, BackendError, ExternalInterface, NodeOptions};
 
 type Job = Box<dyn FnOnce(&mut dyn Backend) + Send>;
 
@@ -33,22 +31,13 @@ pub struct BackendWorker {
 }
 
 impl BackendWorker {
-    /// Starts the thread and builds the backend on it.
+    /// Starts the thread and builds the backend on it, with this node's own settings (the
+    /// VTEP MACs kube mode stored, WireGuard's implementation and key file).
     pub fn start(
         cfg: BackendConfig,
         ext: ExternalInterface,
         network: NetworkConfig,
-    ) -> Result<BackendWorker, WorkerError> {
-        Self::start_with_vtep_macs(cfg, ext, network, StoredMacs::default())
-    }
-
-    /// [`BackendWorker::start`], re-creating a vxlan device with the MACs a previous run
-    /// published (kube mode keeps them in the Node's annotations).
-    pub fn start_with_vtep_macs(
-        cfg: BackendConfig,
-        ext: ExternalInterface,
-        network: NetworkConfig,
-        macs: StoredMacs,
+        node: NodeOptions,
     ) -> Result<BackendWorker, WorkerError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<&'static str, WorkerError>>(1);
@@ -56,8 +45,7 @@ impl BackendWorker {
             .name("backend".into())
             .spawn(move || {
                 let built = Handle::new().map_err(WorkerError::from).and_then(|nl| {
-                    new_backend_with_vtep_macs(&cfg, &ext, &network, nl, macs)
-                        .map_err(WorkerError::from)
+                    new_backend_with(&cfg, &ext, &network, nl, node).map_err(WorkerError::from)
                 });
                 let mut backend = match built {
                     Ok(b) => {

@@ -5,10 +5,13 @@
 //! that describe the current state (lease, peers, routes in the kernel) are set from the
 //! daemon's status at scrape time, so they can never drift from what `/status` shows.
 
-mod datapath;
+pub mod datapath;
 mod store;
+pub mod wireguard;
 
+pub use datapath::{CounterSnapshot, CounterSource, DatapathCounters, DropReason, Tally};
 pub use store::{count_etcd_error, store_error, store_errors, Store};
+pub use wireguard::{WireguardSnapshot, WireguardSource};
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
@@ -22,7 +25,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::backend::CounterSource;
 use crate::subnet::Lease;
 
 /// What Prometheus expects for the OpenMetrics text format.
@@ -60,6 +62,22 @@ impl Repair {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RepairLabels {
     kind: &'static str,
+}
+
+/// What a backend that runs a datapath of its own lets the daemon observe.
+#[derive(Clone)]
+pub enum DatapathSource {
+    Udp(CounterSource),
+    Wireguard(WireguardSource),
+}
+
+impl std::fmt::Debug for DatapathSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DatapathSource::Udp(_) => "DatapathSource::Udp",
+            DatapathSource::Wireguard(_) => "DatapathSource::Wireguard",
+        })
+    }
 }
 
 /// The state-describing values set at each scrape.
@@ -225,10 +243,18 @@ impl Metrics {
         .sum()
     }
 
-    /// Exposes a userspace datapath's packet counters (the udp backend) from now on.
-    pub fn add_datapath(&self, source: CounterSource) {
-        self.lock_registry()
-            .register_collector(Box::new(datapath::UdpCollector(source)));
+    /// Exposes a backend's own datapath from now on: the udp backend's packet counters, or
+    /// WireGuard's devices and peers (with the userspace engine's counters).
+    pub fn add_datapath(&self, source: DatapathSource) {
+        let mut registry = self.lock_registry();
+        match source {
+            DatapathSource::Udp(s) => {
+                registry.register_collector(Box::new(datapath::UdpCollector(s)))
+            }
+            DatapathSource::Wireguard(s) => {
+                registry.register_collector(Box::new(wireguard::WireguardCollector(s)))
+            }
+        }
     }
 
     /// The whole exposition, with the state gauges set from `view`.

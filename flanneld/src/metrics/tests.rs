@@ -2,8 +2,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use super::datapath::{CounterSnapshot, DropReason};
 use super::*;
-use crate::backend::udp::{CounterSnapshot, DropReason};
 use crate::subnet::LeaseAttrs;
 
 fn lease(backend: &str) -> Lease {
@@ -140,7 +140,7 @@ fn udp_datapath_counters_are_exposed_once_registered() {
         .iter()
         .position(|r| *r == DropReason::NoRoute)
         .unwrap()] = 4;
-    m.add_datapath(Arc::new(move || snap));
+    m.add_datapath(DatapathSource::Udp(Arc::new(move || snap)));
     let text = m.encode(&ScrapeView::default());
     let l = lines(&text);
     for want in [
@@ -154,4 +154,21 @@ fn udp_datapath_counters_are_exposed_once_registered() {
     ] {
         assert!(l.contains(&want), "missing {want:?} in:\n{text}");
     }
+}
+
+#[test]
+fn drop_reasons_index_their_counters_and_each_backend_has_its_slice() {
+    for (i, r) in DropReason::ALL.iter().enumerate() {
+        assert_eq!(*r as usize, i, "{r}: ALL is in declaration order");
+    }
+    assert!(DropReason::UDP.contains(&DropReason::TtlExpired));
+    assert!(!DropReason::UDP.contains(&DropReason::Replayed));
+    assert!(DropReason::WIREGUARD.contains(&DropReason::Replayed));
+    assert!(DropReason::WIREGUARD.contains(&DropReason::NoRoute));
+    assert!(!DropReason::WIREGUARD.contains(&DropReason::TtlExpired));
+    assert_eq!(
+        DropReason::UDP.len() + DropReason::WIREGUARD.len(),
+        17 + 7,
+        "7 shared"
+    );
 }

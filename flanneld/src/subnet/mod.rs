@@ -10,6 +10,7 @@ pub mod etcd_v2;
 #[cfg(feature = "kube")]
 pub mod kube;
 pub mod peers;
+mod wireguard_data;
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ use serde_json::Value;
 use netconf::gojson;
 
 pub use backend_data::BackendData;
+pub use wireguard_data::{KeyError, WgKey, WireguardLeaseData};
 
 /// What a node publishes about itself (upstream `lease.LeaseAttrs`).
 #[derive(Debug, Clone, PartialEq)]

@@ -112,6 +112,8 @@ pub struct Node {
     pub subnet: Ipv4Net,
     pub backend: Option<Box<dyn Backend>>,
     pub lease: Option<Lease>,
+    /// WireGuard's node settings (key file, implementation) for backends built here.
+    pub wireguard: backend::WireguardNode,
 }
 
 impl Node {
@@ -145,9 +147,11 @@ impl Node {
         let config = NetworkConfig::parse(net_conf.as_bytes()).expect("net-conf");
         let cfg = config.backend_config().expect("backend config");
         let nl = Handle::in_netns(self.ns.path()).expect("handle");
-        self.backend = Some(backend::new_backend_with_vtep_macs(
-            &cfg, &ext, &config, nl, macs,
-        )?);
+        let node = backend::NodeOptions {
+            vtep_macs: macs,
+            wireguard: self.wireguard.clone(),
+        };
+        self.backend = Some(backend::new_backend_with(&cfg, &ext, &config, nl, node)?);
         Ok(())
     }
 
@@ -231,6 +235,7 @@ pub fn two_hosts() -> (Node, Node) {
             subnet: subnet.parse().unwrap(),
             backend: None,
             lease: None,
+            wireguard: backend::WireguardNode::default(),
         }
     };
     (
@@ -255,10 +260,57 @@ pub fn add_pod_gateway(node: &Node) -> Ipv4Addr {
     gw
 }
 
+/// Puts node `n`'s IPv6 pod gateway (`fc00:244:0:n::1/64`) on cni0, making the bridge if it
+/// is not there yet.
+pub fn add_pod_gateway_v6(node: &Node, n: u16) {
+    if !node.ns.try_exec(&["ip", "link", "show", "cni0"]) {
+        node.ns.ip(&["link", "add", "cni0", "type", "bridge"]);
+    }
+    let gw = format!("fc00:244:0:{n}::1/64");
+    node.ns.ip(&["addr", "add", &gw, "dev", "cni0", "nodad"]);
+    node.ns.ip(&["link", "set", "cni0", "up"]);
+}
+
 /// Lines of `ip`/`bridge` output with runs of spaces collapsed.
 pub fn lines(text: &str) -> Vec<String> {
     text.lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|l| !l.is_empty())
         .collect()
+}
+
+/// Node `n`'s IPv6 underlay address, `fd77::n`.
+pub fn underlay_v6(n: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, n)
+}
+
+/// Starts a dual-stack backend of `backend_type` on `node` from `net_conf` (underlay
+/// `fd77::n`, subnet `fc00:244:0:n::/64` next to the node's IPv4 one) and returns its lease.
+pub fn join_dual(node: &mut Node, n: u16, net_conf: &str, backend_type: &str) -> Lease {
+    node.ns.ip(&[
+        "addr",
+        "add",
+        &format!("{}/64", underlay_v6(n)),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    let mut ext = node.ext();
+    ext.iface_v6_addr = Some(underlay_v6(n));
+    ext.ext_v6_addr = Some(underlay_v6(n));
+    node.start_with(net_conf, ext, StoredMacs::default())
+        .unwrap();
+    let subnet = node.subnet;
+    let addr = node.addr;
+    let backend_type = backend_type.to_owned();
+    node.with_backend(move |b| {
+        let data = b.prepare().expect("prepare");
+        let mut own = lease(subnet, addr, &backend_type, data);
+        own.enable_ipv6 = true;
+        own.ipv6_subnet = Some(format!("fc00:244:0:{n}::/64").parse().unwrap());
+        own.attrs.public_ipv6 = Some(underlay_v6(n));
+        own.attrs.backend_v6_data = b.backend_v6_data().map(Into::into);
+        b.activate(&own).expect("activate");
+        own
+    })
 }

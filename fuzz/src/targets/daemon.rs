@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use flanneld::backend::udp::packet;
+use flanneld::backend::datapath::packet;
 use flanneld::subnet::kube::Annotations;
 use flanneld::subnet::{parse_subnet_key, subnet_key, LeaseAttrs};
 
@@ -207,8 +207,8 @@ fn packet_seeds() -> Vec<Vec<u8>> {
         0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 244, 1, 2, 10, 244, 2, 3, 0x9c, 0x40, 0,
         53, 0, 8, 0, 0,
     ];
-    let sum = flanneld::backend::udp::checksum::of(&udp[..20]);
-    flanneld::backend::udp::checksum::store(&mut udp, 10, sum);
+    let sum = flanneld::backend::datapath::checksum::of(&udp[..20]);
+    flanneld::backend::datapath::checksum::store(&mut udp, 10, sum);
     let mut frag = udp.clone();
     frag[6] = 0x20;
     vec![udp, frag, vec![0x46; 24]]

@@ -7,6 +7,7 @@ mod cni_edge;
 mod daemon;
 mod netconf_parsers;
 mod plugin_configs;
+mod wireguard;
 
 use std::fmt::Display;
 
@@ -22,6 +23,7 @@ pub fn all() -> Vec<Target> {
     let mut v = netconf_parsers::targets();
     v.extend(plugin_configs::targets());
     v.extend(daemon::targets());
+    v.extend(wireguard::targets());
     v.extend(cni_edge::targets());
     v
 }

@@ -7,6 +7,8 @@ use serde_json::Value;
 use super::{FlannelConfigError, NetworkConfig};
 use crate::gojson;
 
+pub use super::wireguard::{WireguardMode, WireguardOptions};
+
 /// Backend names upstream registers (cloud backends were removed upstream).
 const REGISTERED: [&str; 9] = [
     "vxlan",
@@ -25,6 +27,7 @@ pub enum BackendConfig {
     Vxlan(VxlanOptions),
     HostGw,
     Udp(UdpOptions),
+    Wireguard(WireguardOptions),
     /// A registered backend without typed options here: its lower-cased name and raw object.
     Other {
         kind: String,
@@ -105,6 +108,9 @@ impl NetworkConfig {
             "vxlan" => Ok(BackendConfig::Vxlan(options(&self.backend, "VXLAN")?)),
             "host-gw" => Ok(BackendConfig::HostGw),
             "udp" => Ok(BackendConfig::Udp(options(&self.backend, "UDP")?)),
+            "wireguard" => Ok(BackendConfig::Wireguard(WireguardOptions::decode(
+                self.backend.as_ref(),
+            )?)),
             kind if REGISTERED.contains(&kind) => Ok(BackendConfig::Other {
                 kind: kind.to_owned(),
                 raw: self.backend.clone().unwrap_or(Value::Null),

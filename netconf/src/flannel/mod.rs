@@ -2,6 +2,7 @@
 
 mod backend;
 mod check;
+mod wireguard;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -9,7 +10,8 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use backend::{BackendConfig, UdpOptions, VxlanOptions};
+pub use backend::{BackendConfig, UdpOptions, VxlanOptions, WireguardMode, WireguardOptions};
+pub use wireguard::OVERHEAD as WIREGUARD_OVERHEAD;
 
 use crate::gojson::{self, TypeError};
 
@@ -29,6 +31,8 @@ pub enum FlannelConfigError {
     BackendProperty(String),
     #[error("unknown backend type: {0}")]
     UnknownBackendType(String),
+    #[error("error decoding wireguard backend config: {key}: {reason}")]
+    WireguardOption { key: &'static str, reason: String },
     #[error("error decoding {backend} backend config: {reason}")]
     BackendOptions {
         backend: &'static str,

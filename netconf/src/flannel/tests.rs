@@ -76,9 +76,17 @@ fn backend_type_rules() {
     let c = NetworkConfig::parse(br#"{"Backend":{"Type":"WireGuard","PSK":"x"}}"#).unwrap();
     assert_eq!(
         c.backend_config().unwrap(),
+        BackendConfig::Wireguard(WireguardOptions {
+            psk: Some("x".into()),
+            ..Default::default()
+        })
+    );
+    let c = NetworkConfig::parse(br#"{"Backend":{"Type":"IPIP","Mode":"x"}}"#).unwrap();
+    assert_eq!(
+        c.backend_config().unwrap(),
         BackendConfig::Other {
-            kind: "wireguard".into(),
-            raw: json!({"Type":"WireGuard","PSK":"x"})
+            kind: "ipip".into(),
+            raw: json!({"Type":"IPIP","Mode":"x"})
         }
     );
     for (input, ty) in [

@@ -25,6 +25,7 @@ pub enum LinkKind {
     Veth,
     Vxlan,
     Tun,
+    Wireguard,
     Other(String),
 }
 
@@ -35,6 +36,7 @@ impl LinkKind {
             InfoKind::Veth => LinkKind::Veth,
             InfoKind::Vxlan => LinkKind::Vxlan,
             InfoKind::Tun => LinkKind::Tun,
+            InfoKind::Wireguard => LinkKind::Wireguard,
             other => LinkKind::Other(other.to_string()),
         }
     }
@@ -323,6 +325,18 @@ impl Request {
         )
     }
 
+    /// A kernel WireGuard device (the module is loaded on demand where it exists; without
+    /// it the kernel answers EOPNOTSUPP). Configured afterwards over generic netlink.
+    pub fn link_add_wireguard(name: &str, mtu: Option<u32>) -> Request {
+        let info = vec![NlLinkInfo::Kind(InfoKind::Wireguard)];
+        let msg = new_link(name, mtu, None, info);
+        Request::new(
+            add_op(name),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
     pub fn link_set_up(index: u32, up: bool) -> Request {
         let mut msg = link_message(index, vec![]);
         msg.header.change_mask = LinkFlags::Up;
@@ -503,6 +517,11 @@ impl<C: Client> Handle<C> {
     /// Creates a vxlan device; `Ok(false)` if the name exists (compare with `vxlan` info).
     pub fn add_vxlan(&mut self, spec: &VxlanSpec) -> Result<bool, NetlinkError> {
         self.execute_create(&Request::link_add_vxlan(spec))
+    }
+
+    /// Creates a kernel WireGuard device; `Ok(false)` if the name exists already.
+    pub fn add_wireguard(&mut self, name: &str, mtu: Option<u32>) -> Result<bool, NetlinkError> {
+        self.execute_create(&Request::link_add_wireguard(name, mtu))
     }
 
     pub fn set_link_up(&mut self, index: u32) -> Result<(), NetlinkError> {

@@ -2,88 +2,162 @@
 //! between nodes in UDP (port 8285 by default) by userspace threads, in upstream's wire format:
 //! the UDP payload is the inner IPv4 packet, nothing more, so our nodes and upstream's talk.
 //!
-//! Unlike upstream's one-thread proxy (one syscall per packet each way), the datapath batches
-//! syscalls, runs a worker per core on a multi-queue TUN device and uses the kernel's
-//! offloads: TCP super-packets from the TUN device are segmented once in userspace and sent
-//! with `UDP_SEGMENT`; received datagram trains (`UDP_GRO`) are merged back into TCP
-//! super-packets for the TUN device. See `gso` for the wire-compatibility rules.
+//! The threads, the TUN device and its offloads are the shared [`datapath`](super::datapath);
+//! this module holds upstream's udp rules: which peer serves a destination, TTL handling, the
+//! ICMP error for unknown destinations, and which datagrams are accepted.
 //!
 //! Peers live in a userspace table (subnet → PublicIP:Port), not in the kernel: the only
 //! kernel state is the device, its /32 address and the route of the flannel network.
 
-pub mod checksum;
-mod counters;
-pub mod gso;
-pub mod packet;
-mod socket;
 mod table;
-mod tun;
-mod worker;
 
 use std::collections::HashMap;
-use std::io;
-use std::net::SocketAddrV4;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use ipnet::{IpNet, Ipv4Net};
 use netconf::flannel::NetworkConfig;
-use netops::netlink::{Addr, Family, Handle, RouteSpec};
+use netops::netlink::Handle;
 
-use self::worker::{Egress, Ingress, Shared, TunMode};
+use super::datapath::gso::{self, VnetHdr, Wire};
+use super::datapath::packet::{self, ICMP_ERROR_MAX};
+use super::datapath::{
+    Datapath, DatapathConfig, DatapathError, DatapathInfo, Inbound, Outbox, Published, Reader,
+    Space, Transform, TunSink, MAX_WORKERS,
+};
+use super::device_addr::{self, FamilyAddr};
 use super::network::networks;
 use super::{ApplyReport, Backend, BackendError, ExternalInterface};
+use crate::metrics::{CounterSnapshot, DatapathCounters, DatapathSource, DropReason, Tally};
 use crate::subnet::{Event, Lease, SharedLease};
 
-pub use self::counters::{CounterSnapshot, DropReason};
 pub use self::table::RouteTable;
 
 /// The device name upstream's `flannel%d` pattern yields on a node running one flanneld.
 pub const DEVICE: &str = "flannel0";
 /// Outer IPv4 and UDP headers.
 pub const OVERHEAD: u32 = 28;
-/// Upper bound on workers, whatever the core count: beyond it the TUN queues contend.
-const MAX_WORKERS: usize = 8;
+/// Room to cut a 64 KiB super-packet at the smallest MSS a TSO packet may use (536): the
+/// headers repeat ~123 times; three times the input covers even 120-byte headers.
+const SEGMENT_ROOM: usize = 3 * gso::MAX_IP_PACKET;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UdpError {
-    #[error("failed to open TUN device {name}: {source}{}", if advice.is_empty() { String::new() } else { format!(" ({advice})") })]
-    Tun {
-        name: String,
-        source: io::Error,
-        advice: &'static str,
-    },
-    #[error("failed to bind the udp backend's socket to {addr}: {source}")]
-    Bind {
-        addr: SocketAddrV4,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
     #[error("MTU {mtu} of interface {iface:?} leaves no room for the 28-byte udp overhead")]
     MtuTooSmall { mtu: u32, iface: String },
     #[error("the udp backend carries IPv4 only; disable EnableIPv6 or use vxlan")]
     Ipv6Unsupported,
-    #[error("TUN device {0} vanished; restart flanneld to recreate it")]
-    DeviceGone(&'static str),
-    #[error("failed to start forwarding thread: {0}")]
-    Thread(io::Error),
 }
 
-/// How the datapath came up: what the kernel granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DatapathInfo {
-    pub workers: usize,
-    pub vnet_hdr: bool,
-    pub tso: bool,
-    pub udp_gso: bool,
-    pub udp_gro: bool,
+/// upstream's udp rules over the shared datapath.
+struct UdpTransform {
+    table: Published<RouteTable>,
+    counters: DatapathCounters,
+    network: Ipv4Net,
+    /// The TUN address (own lease's network IP) as u32; 0 before activation.
+    own_ip: AtomicU32,
 }
 
-struct Device {
-    index: u32,
-    info: DatapathInfo,
-    sockets: Vec<Arc<std::os::fd::OwnedFd>>,
-    threads: Vec<JoinHandle<()>>,
+impl Transform for UdpTransform {
+    type Local = (Reader<RouteTable>, [u8; ICMP_ERROR_MAX]);
+
+    fn local(&self) -> Self::Local {
+        (self.table.reader(), [0; ICMP_ERROR_MAX])
+    }
+
+    fn refresh(&self, local: &mut Self::Local) {
+        local.0.refresh(&self.table);
+    }
+
+    fn outbound(
+        &self,
+        (table, icmp): &mut Self::Local,
+        hdr: &VnetHdr,
+        pkt: &mut [u8],
+        out: &mut Outbox,
+        tun: &TunSink<'_>,
+        tally: &mut Tally,
+    ) {
+        let h = match packet::parse(pkt) {
+            Ok(h) => h,
+            Err(reason) => return tally.drop(reason, 1),
+        };
+        let pkt = &mut pkt[..h.total_len];
+        let Some(peer) = table.get().lookup(h.dst) else {
+            tally.drop(DropReason::NoRoute, 1);
+            let own = Ipv4Addr::from(self.own_ip.load(Ordering::Relaxed));
+            if !own.is_unspecified() {
+                if let Some(len) = packet::net_unreachable(pkt, own, icmp) {
+                    match tun.write(&icmp[..len], true) {
+                        Ok(()) => tally.icmp_unreachable += 1,
+                        Err(_) => tally.drop(DropReason::TunWriteFailed, 1),
+                    }
+                }
+            }
+            return;
+        };
+        if let Err(reason) = packet::decrement_ttl(pkt) {
+            return tally.drop(reason, 1);
+        }
+        out.reserve(SEGMENT_ROOM, 0, tally);
+        let space = out.space();
+        let (stride, count, total) = match gso::to_wire(hdr, pkt, space) {
+            Ok(Wire::InPlace { len }) => {
+                space[..len].copy_from_slice(&pkt[..len]);
+                (len, 1, len)
+            }
+            Ok(Wire::Segmented {
+                stride,
+                count,
+                total,
+            }) => (stride, count, total),
+            Err(reason) => return tally.drop(reason, 1),
+        };
+        tally.packets_out += count as u64;
+        tally.bytes_out += total as u64;
+        out.commit(SocketAddr::V4(peer), stride, count, total, 1, tally);
+    }
+
+    fn inbound<'b>(
+        &self,
+        (table, _): &mut Self::Local,
+        src: SocketAddr,
+        dgram: &'b mut [u8],
+        _space: &mut Space<'b>,
+        _replies: &mut Outbox,
+        tally: &mut Tally,
+    ) -> Option<Inbound<'b>> {
+        let from_peer = match src {
+            SocketAddr::V4(s) => table.get().is_peer(*s.ip()),
+            SocketAddr::V6(_) => false,
+        };
+        if !from_peer {
+            tally.drop(DropReason::UnknownPeer, 1);
+            return None;
+        }
+        match packet::accept_inbound(dgram, self.network) {
+            Ok(len) => Some(Inbound {
+                pkt: &downgrade(dgram)[..len],
+                verified: false,
+            }),
+            Err(reason) => {
+                tally.drop(reason, 1);
+                None
+            }
+        }
+    }
+
+    fn counters(&self) -> &DatapathCounters {
+        &self.counters
+    }
+}
+
+/// Ends the exclusive borrow of a packet that was rewritten in place, keeping its lifetime.
+fn downgrade(pkt: &mut [u8]) -> &[u8] {
+    pkt
 }
 
 pub struct UdpBackend {
@@ -91,9 +165,10 @@ pub struct UdpBackend {
     ext: ExternalInterface,
     network: Ipv4Net,
     mtu: u32,
+    port: u16,
     workers: usize,
-    shared: Arc<Shared>,
-    device: Option<Device>,
+    transform: Arc<UdpTransform>,
+    datapath: Option<(u32, Datapath)>,
     own: Option<Lease>,
     peers: HashMap<Ipv4Net, SocketAddrV4>,
 }
@@ -122,20 +197,18 @@ impl UdpBackend {
             .min(MAX_WORKERS);
         Ok(UdpBackend {
             mtu: ext.mtu - OVERHEAD,
-            shared: Arc::new(Shared {
-                table: Default::default(),
-                counters: Default::default(),
+            transform: Arc::new(UdpTransform {
+                table: Published::default(),
+                counters: DatapathCounters::default(),
                 network,
-                port,
                 own_ip: AtomicU32::new(0),
-                stop: AtomicBool::new(false),
-                gso: AtomicBool::new(false),
             }),
             nl,
             ext,
             network,
+            port,
             workers,
-            device: None,
+            datapath: None,
             own: None,
             peers: HashMap::new(),
         })
@@ -149,20 +222,30 @@ impl UdpBackend {
 
     /// Datapath totals since `prepare`.
     pub fn counters(&self) -> CounterSnapshot {
-        self.shared.counters.snapshot()
+        self.transform.counters.snapshot()
     }
 
     /// What the kernel granted, once prepared.
     pub fn datapath(&self) -> Option<DatapathInfo> {
-        self.device.as_ref().map(|d| d.info)
+        self.datapath.as_ref().map(|(_, d)| d.info)
     }
 
-    fn open(&mut self) -> Result<Device, BackendError> {
-        let tun = tun::open(DEVICE, self.workers)?;
+    fn open(&mut self) -> Result<(u32, Datapath), BackendError> {
+        let local = SocketAddrV4::new(self.ext.iface_addr, self.port);
+        let dp = Datapath::start(
+            &DatapathConfig {
+                device: DEVICE,
+                workers: self.workers,
+                listen: vec![local.into()],
+                name: "udp",
+            },
+            Arc::clone(&self.transform),
+        )
+        .map_err(UdpError::from)?;
         let link = self
             .nl
             .link_by_name(DEVICE)?
-            .ok_or(UdpError::DeviceGone(DEVICE))?;
+            .ok_or_else(|| BackendError::DeviceGone(DEVICE.into()))?;
         self.nl.set_mtu(link.index, self.mtu)?;
         // Our ICMP errors come from the device's own address; without accept_local the
         // kernel drops them as martians and senders wait for a timeout instead.
@@ -170,97 +253,29 @@ impl UdpBackend {
         if let Err(e) = netops::sysctl::set(&key, "1") {
             log::warn!("udp backend: {key}: {e}; ICMP errors for unknown subnets will be dropped");
         }
-        let local = SocketAddrV4::new(self.ext.iface_addr, self.shared.port);
-        let socks = socket::bind(local, tun.queues.len())?;
-        self.shared.gso.store(socks.gso, Ordering::Relaxed);
-        let mode = TunMode {
-            vnet_hdr: tun.vnet_hdr,
-            tso: tun.tso,
-        };
-        let info = DatapathInfo {
-            workers: tun.queues.len(),
-            vnet_hdr: tun.vnet_hdr,
-            tso: tun.tso,
-            udp_gso: socks.gso,
-            udp_gro: socks.gro,
-        };
+        let info = dp.info;
         log::info!(
             "udp backend: {DEVICE} (MTU {}) with {} queue(s), vnet header {}, TSO {}, UDP GSO {}, UDP GRO {}; listening on {local}",
             self.mtu, info.workers, info.vnet_hdr, info.tso, info.udp_gso, info.udp_gro
         );
-        let mut device = Device {
-            index: link.index,
-            info,
-            sockets: Vec::new(),
-            threads: Vec::new(),
-        };
-        for (i, (q, s)) in tun.queues.into_iter().zip(socks.fds).enumerate() {
-            let (tun, sock) = (Arc::new(q), Arc::new(s));
-            device.sockets.push(sock.clone());
-            let egress = Egress {
-                shared: self.shared.clone(),
-                tun: tun.clone(),
-                sock: sock.clone(),
-                mode,
-            };
-            let ingress = Ingress {
-                shared: self.shared.clone(),
-                tun,
-                sock,
-                mode,
-            };
-            for (name, job) in [
-                (
-                    format!("udp-out-{i}"),
-                    Box::new(move || egress.run()) as Box<dyn FnOnce() + Send>,
-                ),
-                (format!("udp-in-{i}"), Box::new(move || ingress.run())),
-            ] {
-                match std::thread::Builder::new().name(name).spawn(job) {
-                    Ok(t) => device.threads.push(t),
-                    Err(e) => {
-                        stop(&self.shared, &mut device);
-                        return Err(UdpError::Thread(e).into());
-                    }
-                }
-            }
-        }
-        Ok(device)
+        Ok((link.index, dp))
     }
 
     /// Address, link state and the network route, as upstream sets them; returns how many
     /// had to be changed.
     fn configure(&mut self, own: &Lease) -> Result<usize, BackendError> {
         let index = self.device_index()?;
-        let want = Ipv4Net::new(own.subnet.network(), 32).expect("/32 is valid");
-        let mut changed = 0;
-        for a in self.nl.addr_list(Some(index), Some(Family::V4))? {
-            if let IpNet::V4(net) = a.addr {
-                if net != want && self.network.contains(&net.addr()) {
-                    changed += usize::from(self.nl.del_addr(&a)?);
-                }
-            }
-        }
-        changed += usize::from(self.nl.add_addr(&Addr::new(index, want.into()))?);
-        let link = self
-            .nl
-            .link_by_index(index)?
-            .ok_or(UdpError::DeviceGone(DEVICE))?;
-        if !link.up {
-            self.nl.set_link_up(index)?;
-            changed += 1;
-        }
-        let route = RouteSpec::new(self.network.into()).dev(index);
-        let present = self
-            .nl
-            .route_list(Family::V4, None)?
-            .iter()
-            .any(|r| r.dst == route.dst && r.oif == Some(index) && r.gw.is_none());
-        if !present {
-            self.nl.replace_route(&route)?;
-            changed += 1;
-        }
-        self.shared
+        let host = Ipv4Net::new(own.subnet.network(), 32).expect("/32 is valid");
+        let changed = device_addr::ensure(
+            &mut self.nl,
+            index,
+            &[FamilyAddr {
+                host: host.into(),
+                network: IpNet::V4(self.network),
+                scope: None,
+            }],
+        )?;
+        self.transform
             .own_ip
             .store(u32::from(own.subnet.network()), Ordering::Relaxed);
         Ok(changed)
@@ -268,13 +283,13 @@ impl UdpBackend {
 
     fn device_index(&mut self) -> Result<u32, BackendError> {
         let index = self
-            .device
+            .datapath
             .as_ref()
             .ok_or(BackendError::NotPrepared("activate"))?
-            .index;
+            .0;
         match self.nl.link_by_index(index)? {
             Some(l) if l.name == DEVICE => Ok(index),
-            _ => Err(UdpError::DeviceGone(DEVICE).into()),
+            _ => Err(BackendError::DeviceGone(DEVICE.into())),
         }
     }
 
@@ -283,31 +298,13 @@ impl UdpBackend {
     }
 
     fn endpoint(&self, lease: &Lease) -> SocketAddrV4 {
-        SocketAddrV4::new(lease.attrs.public_ip, self.shared.port)
+        SocketAddrV4::new(lease.attrs.public_ip, self.port)
     }
 
     fn publish(&self) {
-        self.shared
+        self.transform
             .table
             .publish(RouteTable::new(self.peers.iter().map(|(n, e)| (*n, *e))));
-    }
-}
-
-fn stop(shared: &Shared, device: &mut Device) {
-    shared.stop.store(true, Ordering::Relaxed);
-    for s in &device.sockets {
-        socket::shutdown(s);
-    }
-    for t in device.threads.drain(..) {
-        let _ = t.join();
-    }
-}
-
-impl Drop for UdpBackend {
-    fn drop(&mut self) {
-        if let Some(mut d) = self.device.take() {
-            stop(&self.shared, &mut d);
-        }
     }
 }
 
@@ -317,15 +314,16 @@ impl Backend for UdpBackend {
         ""
     }
 
-    fn counter_source(&self) -> Option<super::CounterSource> {
-        let shared = Arc::clone(&self.shared);
-        Some(Arc::new(move || shared.counters.snapshot()))
+    fn datapath_source(&self) -> Option<DatapathSource> {
+        let t = Arc::clone(&self.transform);
+        Some(DatapathSource::Udp(Arc::new(move || t.counters.snapshot())))
     }
 
     fn prepare(&mut self) -> Result<Option<serde_json::Value>, BackendError> {
-        if self.device.is_none() {
-            let device = self.open()?;
-            self.device = Some(device);
+        if self.datapath.is_none() {
+            super::leftovers::remove(&mut self.nl, "")?;
+            let dp = self.open()?;
+            self.datapath = Some(dp);
         }
         Ok(None)
     }
@@ -352,10 +350,10 @@ impl Backend for UdpBackend {
         if !rebind {
             return Ok(());
         }
-        if let Some(mut device) = self.device.take() {
-            stop(&self.shared, &mut device);
-            self.shared.stop.store(false, Ordering::Relaxed);
-            self.device = Some(self.open()?);
+        // The old queues and sockets close (and the device goes) before it is opened again.
+        if let Some(old) = self.datapath.take() {
+            drop(old);
+            self.datapath = Some(self.open()?);
             if let Some(own) = self.own.clone() {
                 self.configure(&own)?;
             }

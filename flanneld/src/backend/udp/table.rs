@@ -1,10 +1,7 @@
-//! The forwarding table: which peer serves which subnet. Built off the datapath and published
-//! as an immutable snapshot; workers pick up a new one between batches with one atomic load,
-//! so lookups take no lock and allocate nothing.
+//! The forwarding table: which peer serves which subnet, published to the forwarding threads
+//! as an immutable snapshot (see `datapath::Published`).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use ipnet::Ipv4Net;
 
@@ -65,52 +62,6 @@ impl RouteTable {
     }
 }
 
-/// The current table, shared between the control thread and the workers.
-#[derive(Debug, Default)]
-pub(super) struct SharedTable {
-    generation: AtomicU64,
-    current: Mutex<Arc<RouteTable>>,
-}
-
-impl SharedTable {
-    pub fn publish(&self, table: RouteTable) {
-        let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        *cur = Arc::new(table);
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    pub fn reader(&self) -> TableReader {
-        let table = self
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        TableReader {
-            generation: self.generation.load(Ordering::Acquire),
-            table,
-        }
-    }
-}
-
-/// A worker's view of the table.
-pub(super) struct TableReader {
-    generation: u64,
-    table: Arc<RouteTable>,
-}
-
-impl TableReader {
-    /// Takes the newest table if it changed since the last call.
-    pub fn refresh(&mut self, shared: &SharedTable) {
-        if shared.generation.load(Ordering::Acquire) != self.generation {
-            *self = shared.reader();
-        }
-    }
-
-    pub fn table(&self) -> &RouteTable {
-        &self.table
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,16 +83,5 @@ mod tests {
         assert_eq!(t.lookup(Ipv4Addr::new(10, 245, 0, 1)), None);
         assert!(t.is_peer(Ipv4Addr::new(192, 168, 0, 3)));
         assert!(!t.is_peer(Ipv4Addr::new(192, 168, 0, 4)));
-    }
-
-    #[test]
-    fn readers_see_a_new_table_after_refresh() {
-        let shared = SharedTable::default();
-        let mut r = shared.reader();
-        assert!(r.table().is_empty());
-        shared.publish(RouteTable::new([("10.244.2.0/24".parse().unwrap(), ep(2))]));
-        assert!(r.table().is_empty(), "no change before refresh");
-        r.refresh(&shared);
-        assert_eq!(r.table().len(), 1);
     }
 }

@@ -349,6 +349,7 @@ impl Backend for VxlanBackend {
     }
 
     fn prepare(&mut self) -> Result<Option<Value>, BackendError> {
+        super::leftovers::remove(&mut self.nl, "vxlan")?;
         for side in self.planner.sides_mut() {
             side.vtep = Some(device::ensure(&mut self.nl, &side.cfg)?);
         }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use flanneld::status::StatusReport;
+use flanneld::status::{StatusReport, WireguardReport};
 
 /// `3h25m`, `42s`: how far away `to` is from `now` (both Unix seconds).
 fn remaining(now: u64, to: u64) -> String {
@@ -63,8 +63,40 @@ pub fn render(r: &StatusReport, now: u64) -> String {
     let _ = writeln!(out, "\nPeers ({}):", r.peers.len());
     if r.peers.is_empty() {
         let _ = writeln!(out, "  none");
-        return out;
+    } else {
+        peers(&mut out, r);
     }
+    if let Some(wg) = &r.wireguard {
+        wireguard(&mut out, wg, now);
+    }
+    out
+}
+
+/// Left-aligned columns, two spaces in, one between.
+fn columns<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N]]) {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut line = |cells: [&str; N]| {
+        let mut l = String::from(" ");
+        for (i, c) in cells.iter().enumerate() {
+            let _ = write!(l, " {c:<w$}", w = widths[i]);
+        }
+        let _ = writeln!(out, "{}", l.trim_end());
+    };
+    line(header);
+    for r in rows {
+        line(std::array::from_fn(|i| r[i].as_str()));
+    }
+}
+
+fn peers(out: &mut String, r: &StatusReport) {
     let rows: Vec<[String; 4]> = r
         .peers
         .iter()
@@ -86,31 +118,76 @@ pub fn render(r: &StatusReport, now: u64) -> String {
             ]
         })
         .collect();
-    let header = ["SUBNET", "PUBLIC IP", "BACKEND", "ROUTE"];
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].len())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut line = |cells: [&str; 4]| {
-        let mut l = String::from(" ");
-        for (i, c) in cells.iter().enumerate() {
-            let _ = write!(l, " {c:<w$}", w = widths[i]);
-        }
-        let _ = writeln!(out, "{}", l.trim_end());
-    };
-    line(header);
-    for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3]]);
-    }
+    columns(out, ["SUBNET", "PUBLIC IP", "BACKEND", "ROUTE"], &rows);
     if let Some(e) = &r.route_check_error {
         let _ = writeln!(out, "(routes could not be checked: {e})");
     }
-    out
+}
+
+/// `12s ago`, `3m04s ago`: how long before `now` the Unix time `t` was.
+fn ago(now: u64, t: u64) -> String {
+    let s = now.saturating_sub(t);
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m{:02}s ago", s / 60, s % 60),
+        _ => format!("{}h{:02}m ago", s / 3600, s / 60 % 60),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0..=1023 => format!("{n} B"),
+        1024..=1_048_575 => format!("{:.1} KiB", n as f64 / 1024.0),
+        1_048_576..=1_073_741_823 => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+        _ => format!("{:.2} GiB", n as f64 / 1_073_741_824.0),
+    }
+}
+
+fn wireguard(out: &mut String, wg: &WireguardReport, now: u64) {
+    let _ = writeln!(out, "\nWireGuard ({}):", wg.implementation);
+    if wg.skipped_leases > 0 {
+        let _ = writeln!(
+            out,
+            "  {} peer lease(s) skipped: malformed PublicKey or BackendData (see the daemon log)",
+            wg.skipped_leases
+        );
+    }
+    if let Some(e) = &wg.error {
+        let _ = writeln!(out, "  (could not be read: {e})");
+    }
+    for d in &wg.devices {
+        let _ = writeln!(
+            out,
+            "  {} port {} public key {}",
+            d.name, d.listen_port, d.public_key
+        );
+        let rows: Vec<[String; 5]> = d
+            .peers
+            .iter()
+            .map(|p| {
+                [
+                    p.public_key.clone(),
+                    p.endpoint
+                        .map_or_else(|| "none".to_owned(), |e| e.to_string()),
+                    match p.last_handshake_unix {
+                        Some(t) => format!("{} ({})", ago(now, t), p.handshakes),
+                        None => "never".to_owned(),
+                    },
+                    bytes(p.rx_bytes),
+                    bytes(p.tx_bytes),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            let _ = writeln!(out, "    no peers");
+            continue;
+        }
+        columns(
+            out,
+            ["PEER", "ENDPOINT", "HANDSHAKE (COUNT)", "RX", "TX"],
+            &rows,
+        );
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +230,7 @@ mod tests {
             lease_renewals: 0,
             lease_errors: 0,
             duplicate_public_ips: vec![],
+            wireguard: None,
         }
     }
 
@@ -214,5 +292,58 @@ mod tests {
         }
         assert_eq!(remaining(0, 42), "in 42s");
         assert_eq!(remaining(0, 61), "in 1m01s");
+    }
+}
+
+#[cfg(test)]
+mod wireguard_tests {
+    use super::*;
+    use flanneld::status::{WireguardDeviceReport, WireguardPeerReport};
+
+    #[test]
+    fn wireguard_section_lists_each_peer() {
+        let wg = WireguardReport {
+            implementation: "userspace".into(),
+            devices: vec![WireguardDeviceReport {
+                name: "flannel-wg".into(),
+                listen_port: 51820,
+                public_key: "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=".into(),
+                peers: vec![
+                    WireguardPeerReport {
+                        public_key: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into(),
+                        endpoint: Some("10.10.1.3:51820".parse().unwrap()),
+                        allowed_ips: vec!["10.244.2.0/24".parse().unwrap()],
+                        last_handshake: Some("x".into()),
+                        last_handshake_unix: Some(9_988),
+                        handshakes: 3,
+                        rx_bytes: 2048,
+                        tx_bytes: 3 << 20,
+                    },
+                    WireguardPeerReport {
+                        public_key: "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=".into(),
+                        endpoint: None,
+                        allowed_ips: vec![],
+                        last_handshake: None,
+                        last_handshake_unix: None,
+                        handshakes: 0,
+                        rx_bytes: 0,
+                        tx_bytes: 0,
+                    },
+                ],
+            }],
+            skipped_leases: 1,
+            error: None,
+        };
+        let mut out = String::new();
+        wireguard(&mut out, &wg, 10_000);
+        assert_eq!(
+            out,
+            "\nWireGuard (userspace):\n\
+             \x20 1 peer lease(s) skipped: malformed PublicKey or BackendData (see the daemon log)\n\
+             \x20 flannel-wg port 51820 public key HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\n\
+             \x20 PEER                                         ENDPOINT        HANDSHAKE (COUNT) RX      TX\n\
+             \x20 xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg= 10.10.1.3:51820 12s ago (3)       2.0 KiB 3.0 MiB\n\
+             \x20 TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0= none            never             0 B     0 B\n"
+        );
     }
 }

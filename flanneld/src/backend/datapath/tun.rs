@@ -10,7 +10,7 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::UdpError;
+use super::DatapathError;
 
 const TUN_PATH: &CStr = c"/dev/net/tun";
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -33,7 +33,7 @@ struct IfReq {
 /// An open TUN device. Closing every queue removes the device (it is not persistent), as
 /// upstream's does when flanneld exits.
 #[derive(Debug)]
-pub(super) struct Tun {
+pub(crate) struct Tun {
     pub queues: Vec<OwnedFd>,
     /// Packets carry a `virtio_net_hdr` in both directions.
     pub vnet_hdr: bool,
@@ -62,7 +62,7 @@ fn attach(name: &str, flags: libc::c_short) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn open_error(name: &str, e: io::Error) -> UdpError {
+fn open_error(name: &str, e: io::Error) -> DatapathError {
     let advice = match e.raw_os_error() {
         Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => {
             "the TUN driver is not available here: load the tun module on the host; in a \
@@ -77,7 +77,7 @@ fn open_error(name: &str, e: io::Error) -> UdpError {
         Some(libc::EBUSY) => "the device exists already: is another flanneld running on this node?",
         _ => "",
     };
-    UdpError::Tun {
+    DatapathError::Tun {
         name: name.to_owned(),
         source: e,
         advice,
@@ -86,9 +86,9 @@ fn open_error(name: &str, e: io::Error) -> UdpError {
 
 /// Creates `name` with up to `queues` queues. Falls back to one queue and then to no
 /// virtio-net header where the kernel refuses them; TSO is asked for and used if granted.
-pub(super) fn open(name: &str, queues: usize) -> Result<Tun, UdpError> {
+pub(crate) fn open(name: &str, queues: usize) -> Result<Tun, DatapathError> {
     if name.len() >= libc::IFNAMSIZ {
-        return Err(UdpError::Tun {
+        return Err(DatapathError::Tun {
             name: name.to_owned(),
             source: io::Error::from_raw_os_error(libc::EINVAL),
             advice: "interface names have at most 15 bytes",

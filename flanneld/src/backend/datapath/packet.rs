@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::checksum;
-use super::counters::DropReason;
+use crate::metrics::DropReason;
 
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
@@ -40,7 +40,7 @@ pub struct Ipv4Header {
 pub fn parse(buf: &[u8]) -> Result<Ipv4Header, DropReason> {
     let first = *buf.first().ok_or(DropReason::Truncated)?;
     if first >> 4 != 4 {
-        return Err(DropReason::NotIpv4);
+        return Err(DropReason::NotIp);
     }
     if buf.len() < IPV4_MIN_HEADER {
         return Err(DropReason::Truncated);
@@ -129,4 +129,4 @@ pub fn header_checksum_ok(pkt: &[u8]) -> bool {
 
 #[cfg(test)]
 #[path = "packet_tests.rs"]
-mod tests;
+pub(crate) mod tests;

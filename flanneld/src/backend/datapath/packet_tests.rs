@@ -35,7 +35,7 @@ fn parse_rejects_what_is_not_a_whole_ipv4_packet() {
     );
     let mut v6 = good.clone();
     v6[0] = 0x60;
-    assert_eq!(parse(&v6), Err(DropReason::NotIpv4));
+    assert_eq!(parse(&v6), Err(DropReason::NotIp));
     let mut bad_ihl = good.clone();
     bad_ihl[0] = 0x44;
     assert_eq!(parse(&bad_ihl), Err(DropReason::Truncated));

