@@ -14,6 +14,7 @@ pub mod iface;
 pub mod logger;
 pub mod masq;
 pub mod metrics;
+pub mod netpol;
 pub mod notify;
 pub mod options;
 pub mod state;

@@ -60,6 +60,8 @@ pub struct Status {
     /// The most recent failure worth an operator's attention, with when it happened.
     pub last_error: Option<(SystemTime, String)>,
     pub duplicates: Vec<DuplicatePublicIp>,
+    /// NetworkPolicy enforcement, when `--network-policy` is on.
+    pub netpol: Option<crate::netpol::report::NetpolReport>,
 }
 
 impl Status {

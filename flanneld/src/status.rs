@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::logger::rfc3339;
 use crate::metrics::backend_name;
+use crate::netpol::report::NetpolReport;
 use crate::state::{DuplicatePublicIp, Status};
 use crate::subnet::{Lease, SharedLease};
 
@@ -36,6 +37,9 @@ pub struct StatusReport {
     pub lease_renewals: u64,
     pub lease_errors: u64,
     pub duplicate_public_ips: Vec<DuplicateReport>,
+    /// NetworkPolicy enforcement; absent when `--network-policy` is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetpolReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,6 +206,7 @@ pub fn report(
                 subnets: d.subnets.clone(),
             })
             .collect(),
+        network_policy: status.netpol.clone(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use flanneld::netpol::report::NetpolReport;
 use flanneld::status::StatusReport;
 
 /// `3h25m`, `42s`: how far away `to` is from `now` (both Unix seconds).
@@ -62,8 +63,99 @@ pub fn render(r: &StatusReport, now: u64) -> String {
     let _ = writeln!(out, "\nPeers ({}):", r.peers.len());
     if r.peers.is_empty() {
         let _ = writeln!(out, "  none");
-        return out;
+    } else {
+        peers(&mut out, r);
     }
+    if let Some(np) = &r.network_policy {
+        network_policy(&mut out, np);
+    }
+    out
+}
+
+/// Rows of cells, left-aligned in columns, indented by two spaces.
+fn columns<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N]]) {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut line = |cells: [&str; N]| {
+        let mut l = String::from(" ");
+        for (i, c) in cells.iter().enumerate() {
+            let _ = write!(l, " {c:<w$}", w = widths[i]);
+        }
+        let _ = writeln!(out, "{}", l.trim_end());
+    };
+    line(header);
+    for r in rows {
+        line(std::array::from_fn(|i| r[i].as_str()));
+    }
+}
+
+fn network_policy(out: &mut String, np: &NetpolReport) {
+    let state = if np.synced {
+        "enforced"
+    } else {
+        "NOT YET ENFORCED (waiting for the first list)"
+    };
+    let _ = writeln!(
+        out,
+        "\nNetwork policy: {state}; {} policies, {} pods in the cluster; table inet flannel-netpol: {} rules, {} set elements",
+        np.policies, np.pods, np.rules, np.set_elements
+    );
+    if let Some(t) = &np.last_sync {
+        let _ = writeln!(out, "  Last sync:   {t}");
+    }
+    if let Some(e) = &np.last_error {
+        let _ = writeln!(out, "  Last error:  {e}");
+    }
+    for f in &np.failed_policies {
+        let _ = writeln!(
+            out,
+            "  FAIL CLOSED: {}: {} (the pods it selects are isolated; it allows nothing)",
+            f.policy, f.reason
+        );
+    }
+    let _ = writeln!(out, "  Pods on this node ({}):", np.local_pods.len());
+    if np.local_pods.is_empty() {
+        return;
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(",")
+        }
+    };
+    let rows: Vec<[String; 4]> = np
+        .local_pods
+        .iter()
+        .map(|p| {
+            let ips: Vec<String> = p.ips.iter().map(ToString::to_string).collect();
+            [
+                p.pod.clone(),
+                ips.join(","),
+                list(&p.ingress),
+                list(&p.egress),
+            ]
+        })
+        .collect();
+    let mut table = String::new();
+    columns(
+        &mut table,
+        ["POD", "IPS", "INGRESS POLICIES", "EGRESS POLICIES"],
+        &rows,
+    );
+    for l in table.lines() {
+        let _ = writeln!(out, "  {l}");
+    }
+}
+
+fn peers(out: &mut String, r: &StatusReport) {
     let rows: Vec<[String; 4]> = r
         .peers
         .iter()
@@ -85,31 +177,10 @@ pub fn render(r: &StatusReport, now: u64) -> String {
             ]
         })
         .collect();
-    let header = ["SUBNET", "PUBLIC IP", "BACKEND", "ROUTE"];
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].len())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut line = |cells: [&str; 4]| {
-        let mut l = String::from(" ");
-        for (i, c) in cells.iter().enumerate() {
-            let _ = write!(l, " {c:<w$}", w = widths[i]);
-        }
-        let _ = writeln!(out, "{}", l.trim_end());
-    };
-    line(header);
-    for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3]]);
-    }
+    columns(out, ["SUBNET", "PUBLIC IP", "BACKEND", "ROUTE"], &rows);
     if let Some(e) = &r.route_check_error {
         let _ = writeln!(out, "(routes could not be checked: {e})");
     }
-    out
 }
 
 #[cfg(test)]
@@ -151,6 +222,7 @@ mod tests {
             lease_renewals: 0,
             lease_errors: 0,
             duplicate_public_ips: vec![],
+            network_policy: None,
         }
     }
 
@@ -166,6 +238,52 @@ mod tests {
              \x20 SUBNET         PUBLIC IP BACKEND ROUTE\n\
              \x20 10.244.2.0/24  10.10.1.3 vxlan   yes\n\
              \x20 10.244.13.0/24 10.10.2.2 vxlan   NO\n"
+        );
+    }
+
+    #[test]
+    fn network_policy_lists_each_pod_with_its_policies() {
+        use flanneld::netpol::report::{FailedPolicy, PodPolicies};
+        let mut r = report();
+        r.network_policy = Some(NetpolReport {
+            synced: true,
+            policies: 2,
+            pods: 9,
+            rules: 14,
+            set_elements: 21,
+            last_sync: Some("2026-11-24T17:00:00Z".into()),
+            resource_version: Some(120),
+            failed_policies: vec![FailedPolicy {
+                policy: "x/weird".into(),
+                reason: "spec.podSelector: unknown label selector operator \"Like\"".into(),
+            }],
+            local_pods: vec![
+                PodPolicies {
+                    pod: "x/a".into(),
+                    ips: vec!["10.244.1.2".parse().unwrap()],
+                    ingress: vec!["x/deny".into(), "x/weird".into()],
+                    egress: vec![],
+                },
+                PodPolicies {
+                    pod: "y/b".into(),
+                    ips: vec!["10.244.1.3".parse().unwrap(), "fd00::3".parse().unwrap()],
+                    ingress: vec![],
+                    egress: vec![],
+                },
+            ],
+            last_error: None,
+        });
+        let text = render(&r, 10_000);
+        let tail = &text[text.find("\nNetwork policy:").unwrap()..];
+        assert_eq!(
+            tail,
+            "\nNetwork policy: enforced; 2 policies, 9 pods in the cluster; table inet flannel-netpol: 14 rules, 21 set elements\n\
+             \x20 Last sync:   2026-11-24T17:00:00Z\n\
+             \x20 FAIL CLOSED: x/weird: spec.podSelector: unknown label selector operator \"Like\" (the pods it selects are isolated; it allows nothing)\n\
+             \x20 Pods on this node (2):\n\
+             \x20   POD IPS                INGRESS POLICIES EGRESS POLICIES\n\
+             \x20   x/a 10.244.1.2         x/deny,x/weird   -\n\
+             \x20   y/b 10.244.1.3,fd00::3 -                -\n"
         );
     }
 
