@@ -10,7 +10,8 @@
 //!   calls plugins through libcni (`conformance/cnidriver`, Go);
 //! - [`inspect`]: kernel state inside a namespace as JSON;
 //! - [`tls`]: a throw-away CA (openssl) for etcd over TLS;
-//! - [`programs`]: tests run only programs that `scripts/setup.sh` installs.
+//! - [`programs`]: tests run only programs that `scripts/setup.sh` installs;
+//! - [`reach`]: TCP/UDP servers in pod namespaces and parallel probes between them.
 //!
 //! The bed fails loudly instead of skipping: the suite runs as root in CI,
 //! and a missing tool is a broken machine, not a reason to pass.
@@ -23,6 +24,7 @@ pub mod inspect;
 pub mod kubeapi;
 pub mod netns;
 pub mod programs;
+pub mod reach;
 pub mod tls;
 pub mod topology;
 
