@@ -18,4 +18,5 @@ if ! command -v cargo >/dev/null && [[ -f $HOME/.cargo/env ]]; then
 fi
 cd "$root"
 cargo build --release --workspace
+sh scripts/link-plugins.sh target/release/flannel-rs-cni
 exec "$root/target/release/bench_overlay" "$@"

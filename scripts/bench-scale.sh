@@ -20,6 +20,7 @@ if ! command -v cargo >/dev/null && [[ -f $HOME/.cargo/env ]]; then
 fi
 cd "$root"
 cargo build --release --workspace
+sh scripts/link-plugins.sh target/release/flannel-rs-cni
 # The benchmark links flanneld's lease code, which the test bed leaves out by default.
 cargo build --release -p conformance --features scale --bin bench_scale
 # Thousands of etcd connections (one per simulated node) need file descriptors.

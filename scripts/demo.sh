@@ -19,4 +19,5 @@ fi
 cd "$root"
 echo "demo: cargo build --release --workspace" >&2
 cargo build --release --workspace
+sh scripts/link-plugins.sh target/release/flannel-rs-cni
 exec "$root/target/release/demo" "$@"

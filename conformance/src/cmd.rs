@@ -1,7 +1,8 @@
 //! Running helper commands with errors that say what ran and what it printed.
 
 use std::fmt::Write as _;
-use std::process::{Child, Command, ExitStatus, Output};
+use std::io::Write as _;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,29 @@ pub fn output(cmd: &mut Command) -> Result<Output, CmdError> {
         cmd: describe(cmd),
         source,
     })
+}
+
+/// Runs `cmd` with `stdin` written to its standard input (as a runtime feeds a CNI plugin its
+/// config) and returns its output whatever the exit status. Panics like [`output`] for a
+/// program setup.sh does not install.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Result<Output, CmdError> {
+    crate::programs::require(cmd.get_program());
+    let spawn_error = |cmd: &Command, source| CmdError::Spawn {
+        cmd: describe(cmd),
+        source,
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| spawn_error(cmd, e))?;
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    // A plugin reads all of stdin before writing much; a write error only means it exited
+    // early, which its exit status reports.
+    let _ = pipe.write_all(stdin);
+    drop(pipe);
+    child.wait_with_output().map_err(|e| spawn_error(cmd, e))
 }
 
 /// Runs `cmd` and requires exit status 0.

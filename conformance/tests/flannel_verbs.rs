@@ -10,18 +10,6 @@ use conformance::{Driver, Impl, Netns};
 use flannel_support::*;
 use serde_json::{json, Value};
 
-/// The flannel plugin object as libcni derives it from the conflist at `version`.
-fn plugin_conf(node: &Node, version: &str, extra: Value) -> Value {
-    let list: Value = serde_json::from_str(&node.conflist(version)).unwrap();
-    let mut conf = list["plugins"][0].clone();
-    conf["name"] = json!("cbr0");
-    conf["cniVersion"] = json!(version);
-    for (k, v) in extra.as_object().unwrap() {
-        conf[k] = v.clone();
-    }
-    conf
-}
-
 struct Exec {
     code: Option<i32>,
     stdout: String,
@@ -69,7 +57,7 @@ fn status_follows_subnet_env() {
     // No flanneld in this bed and no daemonStatusURL configured: silence at the default
     // address may only mean flanneld runs without --healthz-port (upstream's default), so
     // STATUS follows subnet.env alone (flanneld_diagnosis covers a configured daemon).
-    let conf = plugin_conf(&node, "1.1.0", json!({}));
+    let conf = node.plugin_conf("1.1.0", json!({}));
     let ok = exec_flannel(&driver, &host, "STATUS", &conf);
     assert_eq!(ok.code, Some(0), "{}{}", ok.stdout, ok.stderr);
 
@@ -107,7 +95,7 @@ fn status_follows_subnet_env() {
         &driver,
         &host,
         "STATUS",
-        &plugin_conf(&node, "1.0.0", json!({"daemonStatusURL": ""})),
+        &node.plugin_conf("1.0.0", json!({"daemonStatusURL": ""})),
     )
     .error();
     assert_eq!(old["code"], 1, "STATUS needs a 1.1.0 config: {old}");
@@ -133,8 +121,7 @@ fn gc_frees_what_the_runtime_forgot() {
     assert_eq!(node.reserved_ips().len(), 2);
     assert!(node.saved_config("ctr-lost").is_some());
 
-    let gc = plugin_conf(
-        &node,
+    let gc = node.plugin_conf(
         "1.1.0",
         json!({
             "cni.dev/valid-attachments": [{"containerID": "ctr-kept", "ifname": "eth0"}],

@@ -7,10 +7,6 @@
 //! invariant a target checks (a round trip, a well-formed CNI error), is a crash.
 
 pub mod engine;
-// The bridge config decoder (see `targets::bridge_conf`) refers to `crate::godecode`.
-#[path = "../../plugins/bridge/src/godecode.rs"]
-#[allow(dead_code)]
-mod godecode;
 pub mod json_mutate;
 pub mod mutate;
 pub mod targets;

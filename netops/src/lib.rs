@@ -9,8 +9,10 @@
 //!   fake transport ([`netlink::fake::FakeClient`]) so message construction is testable
 //!   without root.
 //! - [`sysctl`]: read/write `/proc/sys` of the current thread's namespace.
+//! - [`ethtool`]: device features (offloads) over the `SIOCETHTOOL` ioctl.
 //! - [`firewall`]: `iptables-restore` batches, `iptables-save` parsing, and `nft`
 //!   transactions and table listings.
+//! - [`conntrack`]: deleting connection-tracking entries over ctnetlink.
 //!
 //! Threading rule: namespace membership is a property of an OS *thread*. Only call
 //! [`netns::NetnsGuard::enter`] (or anything using it) on a thread you own for the whole
@@ -20,6 +22,8 @@
 //! Processes spawned while a guard is held (iptables, sysctl helpers) inherit the thread's
 //! namespace.
 
+pub mod conntrack;
+pub mod ethtool;
 pub mod firewall;
 pub mod netlink;
 pub mod netns;

@@ -16,7 +16,7 @@ use crate::{netns, Plugin, Request};
 pub const MAX_STDIN_BYTES: u64 = 16 * 1024 * 1024;
 
 /// [`crate::run`] with injected environment and streams, for tests and embedding.
-pub fn run_with<P: Plugin>(
+pub fn run_with<P: Plugin + ?Sized>(
     get: impl Fn(&str) -> Option<String>,
     stdin: impl Read,
     mut stdout: impl Write,
@@ -58,7 +58,7 @@ fn read_stdin(stdin: impl Read) -> Result<Vec<u8>, CniError> {
     Ok(buf)
 }
 
-fn dispatch<P: Plugin>(
+fn dispatch<P: Plugin + ?Sized>(
     get: &impl Fn(&str) -> Option<String>,
     stdin: impl Read,
     stdout: &mut impl Write,

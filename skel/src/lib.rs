@@ -4,6 +4,7 @@
 
 pub mod delegate;
 mod dispatch;
+pub mod multicall;
 mod netns;
 
 use std::io;
@@ -39,13 +40,22 @@ pub trait Plugin {
 }
 
 /// The whole process edge; `main` is `std::process::exit(skel::run(&MyPlugin))`.
-pub fn run<P: Plugin>(p: &P) -> i32 {
-    let get = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
+///
+/// stdout and stderr are not locked for the whole call: plugins log from scoped threads and
+/// run delegates in-process on them, and a lock held here would make those writes wait for
+/// the call to end, which waits for them.
+pub fn run<P: Plugin + ?Sized>(p: &P) -> i32 {
     run_with(
-        get,
+        process_env,
         io::stdin().lock(),
-        io::stdout().lock(),
-        io::stderr().lock(),
+        io::stdout(),
+        io::stderr(),
         p,
     )
+}
+
+/// A variable of this process's environment, as the skel reads it (lossy UTF-8, like Go's
+/// `os.Getenv` on Linux, which hands bytes through).
+pub(crate) fn process_env(key: &str) -> Option<String> {
+    std::env::var_os(key).map(|v| v.to_string_lossy().into_owned())
 }

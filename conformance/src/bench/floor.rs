@@ -12,15 +12,23 @@
 //!
 //! A DEL must delete the pair (and, with ipMasq, its rules), so a DEL latency target below
 //! these numbers cannot be met by any implementation; the latency table says so per row.
+//!
+//! Two more costs sit on every path whatever the plugins do: a plugin process start (ours,
+//! started with nothing to do), and on the libcni path the runtime side itself: the driver
+//! (started as the benchmark starts it) running a one-plugin list whose plugin does almost
+//! nothing (our host-local handing out an address from a private store). A target below
+//! those is out of reach of any plugin.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use serde_json::json;
+
 use crate::bench::stats::{fmt_secs, or_dash, Samples};
 use crate::bench::table::{Align, Table};
 use crate::bench::{all_at_once, interrupt};
-use crate::Netns;
+use crate::{Driver, Netns, PluginDir};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -40,6 +48,9 @@ pub struct Floor {
     restore_noop: Samples,
     restore_delete: Samples,
     restore_delete_at_once: Samples,
+    plugin_start: Samples,
+    libcni_one: [Samples; 2],
+    libcni_one_at_once: [Samples; 2],
 }
 
 impl Floor {
@@ -64,6 +75,26 @@ impl Floor {
         Some(veth.max(rules))
     }
 
+    /// The least an ADD of a list of `plugins` plugins costs on its path: through libcni the
+    /// driver with one trivial plugin, otherwise `plugins` process starts.
+    pub fn add_floor(&self, libcni: bool, at_once: bool, plugins: usize) -> Option<f64> {
+        match (libcni, at_once) {
+            (true, false) => self.libcni_one[0].median(),
+            (true, true) => self.libcni_one_at_once[0].median(),
+            (false, _) => Some(self.plugin_start.median()? * plugins as f64),
+        }
+    }
+
+    /// The runtime's own part of a DEL through libcni (driver and one trivial plugin), to be
+    /// added to the kernel's waits.
+    pub fn libcni_del(&self, at_once: bool) -> Option<f64> {
+        if at_once {
+            self.libcni_one_at_once[1].median()
+        } else {
+            self.libcni_one[1].median()
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut t = Table::new(&[
             ("unavoidable step", Align::Left),
@@ -74,6 +105,8 @@ impl Floor {
             format!("{AT_ONCE} veth pairs deleted at once ({AT_ONCE} `ip link del`, wall)");
         let rules_at_once =
             format!("{AT_ONCE} iptables-restores at once, each deleting a chain (wall)");
+        let libcni_at_once = ["ADD", "DEL"]
+            .map(|op| format!("libcni: {AT_ONCE} drivers + trivial plugin at once, {op} (wall)"));
         for (label, s) in [
             ("start a process (ip link show lo)", &self.spawn),
             ("veth pair across namespaces: create (ip)", &self.create),
@@ -89,6 +122,20 @@ impl Floor {
                 &self.restore_delete,
             ),
             (rules_at_once.as_str(), &self.restore_delete_at_once),
+            (
+                "start our plugin executable (CNI VERSION)",
+                &self.plugin_start,
+            ),
+            (
+                "libcni: driver + one trivial plugin, ADD",
+                &self.libcni_one[0],
+            ),
+            (
+                "libcni: driver + one trivial plugin, DEL",
+                &self.libcni_one[1],
+            ),
+            (libcni_at_once[0].as_str(), &self.libcni_one_at_once[0]),
+            (libcni_at_once[1].as_str(), &self.libcni_one_at_once[1]),
         ] {
             t.row([
                 label.to_owned(),
@@ -250,5 +297,52 @@ pub fn measure(iterations: usize) -> Result<Floor, BoxError> {
                     .map_err(|e| e.to_string())
             })?);
     }
+    measure_runtime_side(&host, &pod, iterations, &mut f)?;
     Ok(f)
+}
+
+/// The plugin start and the libcni driver floor (see the module comment).
+fn measure_runtime_side(
+    host: &Netns,
+    pod: &Netns,
+    iterations: usize,
+    f: &mut Floor,
+) -> Result<(), BoxError> {
+    let driver = Driver::new(PluginDir::ours()?);
+    let exe = driver.plugins().path().join("host-local");
+    let data = tempfile::Builder::new().prefix("fr-floor-").tempdir()?;
+    let conflist = json!({
+        "cniVersion": "1.0.0", "name": "floor",
+        "plugins": [{"type": "host-local", "ipam": {
+            "type": "host-local", "ranges": [[{"subnet": "10.99.0.0/16"}]], "dataDir": data.path()
+        }}]
+    })
+    .to_string();
+    let (add, del) = (
+        |id: &str| driver.add(&conflist, host, pod, "eth0", id, None).map(drop),
+        |id: &str| driver.del(&conflist, host, pod, "eth0", id, None),
+    );
+    for i in 0..iterations {
+        interrupt::check()?;
+        f.plugin_start
+            .push(timed(Command::new(&exe).env("CNI_COMMAND", "VERSION"))?);
+        let id = format!("floor-{i}");
+        let t = Instant::now();
+        add(&id)?;
+        f.libcni_one[0].push_duration(t.elapsed());
+        let t = Instant::now();
+        del(&id)?;
+        f.libcni_one[1].push_duration(t.elapsed());
+    }
+    for round in 0..iterations.div_ceil(10).max(3) {
+        interrupt::check()?;
+        let id = |k: usize| format!("floor-{round}-{k}");
+        f.libcni_one_at_once[0].push_duration(all_at_once(AT_ONCE, |k| {
+            add(&id(k)).map_err(|e| e.to_string())
+        })?);
+        f.libcni_one_at_once[1].push_duration(all_at_once(AT_ONCE, |k| {
+            del(&id(k)).map_err(|e| e.to_string())
+        })?);
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@
 //! - [`traffic`]: ping and iperf3 between namespaces, parsed;
 //! - [`routes`]: watching a namespace's routing table over netlink;
 //! - [`etcd_http`]: writing lease records with an exact send timestamp;
+//! - [`delegation`]: delegates run in-process against executed ones, same code;
 //! - [`floor`]: the kernel and process costs every plugin pays, and the DEL floor they set;
 //! - [`portmap_backends`]: our portmap's iptables and nftables backends compared;
 //! - [`plugin_exec`]: running plugins directly (no libcni), timed, and their peak RSS;
@@ -16,6 +17,7 @@
 //! - [`scale`]: lease and route scale with thousands of nodes.
 
 pub mod cluster;
+pub mod delegation;
 pub mod etcd_http;
 pub mod floor;
 pub mod in_netns;

@@ -27,6 +27,10 @@ type BoxError = Box<dyn std::error::Error>;
 
 const PARALLEL: usize = 16;
 const TARGET_RATIO: f64 = 0.2;
+/// Issue 21: a serial DEL of the kube-flannel chain may take the kernel's veth deletion wait
+/// plus this; 16 at once, the wait for 16 deletions at once plus `DEL_MARGIN_AT_ONCE`.
+const DEL_MARGIN: f64 = 0.004;
+const DEL_MARGIN_AT_ONCE: f64 = 0.010;
 const RSS_RUNS: usize = 5;
 const ITERATIONS_ENV: &str = "BENCH_CNI_ITERATIONS";
 const ROUNDS_ENV: &str = "BENCH_CNI_ROUNDS";
@@ -65,6 +69,14 @@ impl Scenario {
     /// Whether its bridge has ipMasq on, so that a DEL also removes iptables rules.
     fn masquerades(self) -> bool {
         self == Scenario::BridgeHostLocal
+    }
+
+    /// How many plugins its list runs (each a process libcni starts).
+    fn plugins(self) -> usize {
+        match self {
+            Scenario::BridgeHostLocal => 1,
+            Scenario::FlannelChain => 2,
+        }
     }
 
     fn key(self) -> &'static str {
@@ -127,6 +139,8 @@ fn run() -> Result<(), BoxError> {
     println!("bench-cni: our portmap, iptables vs nftables backend");
     let portmap =
         conformance::bench::portmap_backends::measure(PluginDir::ours()?.path(), iterations)?;
+    println!("bench-cni: delegates in-process vs executed (same code)");
+    let delegation = conformance::bench::delegation::measure(iterations)?;
     println!("bench-cni: the floor every plugin pays");
     let floor = floor::measure(iterations)?;
     println!(
@@ -142,6 +156,9 @@ fn run() -> Result<(), BoxError> {
     print!("{rss}");
     println!("\nOur portmap: the same two TCP hostPort mappings, ADD then DEL, per backend (interleaved)\n");
     print!("{portmap}");
+    println!("\nOur kube-flannel chain with bridge and host-local run in flannel's process, against the same executable copied to other files (so executed, one process per hop) (interleaved)\n");
+    print!("{delegation}");
+    println!("  CPU = user + system time of every process of the call (getrusage of the waited-for children), which the machine's load hardly moves");
     println!("\nThe floor: steps every bridge ADD/DEL contains, whoever implements it\n");
     print!("{}", floor.render());
     println!("  an ADD creates a veth pair and starts the IPAM process; a DEL deletes the pair; ipMasq/portmap add a restore each");
@@ -149,7 +166,8 @@ fn run() -> Result<(), BoxError> {
         "  kernel only = (one `ip -batch` deleting {n} pairs − one process start) / {n}",
         n = floor::BATCH
     );
-    println!("  \"unreachable\": 0.2× the reference is less than the floor for that DEL (veth deletion, and with ipMasq rule deletion; why: conformance/src/bench/floor.rs)");
+    println!("  target: 0.2× the reference, or for the kube-flannel chain's DEL the kernel's veth deletion wait + 4 ms (16 at once: + 10 ms)");
+    println!("  \"unreachable\": the target is below the floor of that path: a DEL's kernel waits (veth deletion, with ipMasq rule deletion) plus the runtime side, an ADD's libcni driver with one trivial plugin or the plugin process starts (why: conformance/src/bench/floor.rs)");
     Ok(())
 }
 
@@ -370,7 +388,7 @@ fn render_latency(results: &Results, floor: &Floor) -> String {
         ("ref median", Align::Right),
         ("ref p99", Align::Right),
         ("ours/ref", Align::Right),
-        ("≤ 0.2×?", Align::Left),
+        ("target", Align::Left),
     ]);
     let mut last = None;
     for row in &results.rows {
@@ -395,31 +413,66 @@ fn render_latency(results: &Results, floor: &Floor) -> String {
     t.render()
 }
 
-/// "met" or "missed" against `TARGET_RATIO`; a missed DEL whose budget is below the kernel
-/// floor (`bench::floor`) says so, with the floor: no implementation can meet it here.
+/// The issue's target for a row, with how it was set: DEL of the kube-flannel chain is held
+/// to the kernel's own veth deletion wait plus a margin (issue 21), everything else to
+/// `TARGET_RATIO` of the reference.
+fn budget(row: &Row, reference: f64, floor: &Floor) -> Option<(f64, String)> {
+    if row.op == "DEL" && row.scenario == Scenario::FlannelChain {
+        let (margin, what) = if row.at_once {
+            (DEL_MARGIN_AT_ONCE, "16 veth deletions at once")
+        } else {
+            (DEL_MARGIN, "veth deletion")
+        };
+        let wait = floor.del_floor(row.at_once, false)?;
+        return Some((
+            wait + margin,
+            format!("{what} {} + {}", fmt_secs(wait), fmt_secs(margin)),
+        ));
+    }
+    Some((reference * TARGET_RATIO, format!("{TARGET_RATIO}× ref")))
+}
+
+/// The least any implementation pays on the row's path (`bench::floor`): the kernel's waits
+/// for a DEL, the runtime side (libcni driver) or the plugin process starts.
+fn least(row: &Row, floor: &Floor) -> Option<f64> {
+    let libcni = row.path.starts_with("libcni");
+    let plugins = row.scenario.plugins();
+    if row.op == "ADD" {
+        return floor.add_floor(libcni, row.at_once, plugins);
+    }
+    let kernel = floor.del_floor(row.at_once, row.scenario.masquerades())?;
+    let runtime = if libcni {
+        floor.libcni_del(row.at_once)?
+    } else {
+        floor.add_floor(false, row.at_once, 1)?
+    };
+    Some(kernel + runtime)
+}
+
+/// "met" or "missed" against the row's budget; a missed row whose budget is below the floor
+/// of its path says so, with both numbers: no implementation can meet it here.
 fn verdict(row: &Row, ours: Option<f64>, reference: Option<f64>, floor: &Floor) -> String {
     let (Some(o), Some(r)) = (ours, reference) else {
         return "-".to_owned();
     };
-    let budget = r * TARGET_RATIO;
+    let Some((budget, how)) = budget(row, r, floor) else {
+        return "-".to_owned();
+    };
     if o <= budget {
-        return "met".to_owned();
+        return format!("met (≤ {}: {how})", fmt_secs(budget));
     }
-    let kernel = (row.op == "DEL")
-        .then(|| floor.del_floor(row.at_once, row.scenario.masquerades()))
-        .flatten();
-    match kernel {
+    match least(row, floor) {
         Some(k) if k > budget => format!(
-            "unreachable: budget {} < floor {}",
+            "unreachable: budget {} ({how}) < floor {}",
             fmt_secs(budget),
             fmt_secs(k)
         ),
-        _ => "missed".to_owned(),
+        _ => format!("missed (budget {}: {how})", fmt_secs(budget)),
     }
 }
 
-/// Peak RSS of single plugin processes on ADD (delegates run as separate
-/// processes and are not included).
+/// Peak RSS of single plugin processes on ADD. Our delegates run in the same process and
+/// are included; the reference's run as separate processes and are not.
 fn peak_rss() -> Result<String, BoxError> {
     let mut t = Table::new(&[
         ("plugin (ADD)", Align::Left),
@@ -473,5 +526,6 @@ fn peak_rss() -> Result<String, BoxError> {
     }
     Ok(t.render()
         + "  VmHWM of the plugin process itself, read under ptrace at its exit (wait4's ru_maxrss would include the harness's pre-exec memory)\n"
-        + "  bridge and flannel exec their delegates as separate processes, not counted here; no reference flannel binary exists\n")
+        + "  ours: a delegate found on CNI_PATH as this same executable runs in-process and is counted (flannel = flannel + bridge + host-local, bridge = bridge + host-local)\n"
+        + "  reference: bridge execs host-local as a separate process, not counted; no reference flannel binary exists\n")
 }

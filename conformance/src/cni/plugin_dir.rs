@@ -48,11 +48,44 @@ pub enum PluginDirError {
     Io(#[from] std::io::Error),
 }
 
-/// `$FLANNEL_RS_BIN_DIR`, else `<workspace>/target/release`.
+/// The multicall executable our four plugins are hard links to.
+pub const MULTICALL: &str = "flannel-rs-cni";
+
+/// `$FLANNEL_RS_BIN_DIR`, else `<workspace>/target/release`. In the latter, the plugin names
+/// are first (re)linked to the multicall executable, once per process: cargo replaces
+/// `flannel-rs-cni` with a new file on every build, which leaves the old links behind.
 pub fn our_bin_dir() -> PathBuf {
     match std::env::var_os(BIN_DIR_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => crate::target_dir().join("release"),
+        _ => {
+            let dir = crate::target_dir().join("release");
+            static LINKED: std::sync::Once = std::sync::Once::new();
+            LINKED.call_once(|| link_plugin_names(&dir));
+            dir
+        }
+    }
+}
+
+/// `scripts/link-plugins.sh` on the build in `dir`, when there is one; a missing build is
+/// reported by whoever looks for a plugin there.
+fn link_plugin_names(dir: &Path) {
+    let exe = dir.join(MULTICALL);
+    if !is_executable(&exe) {
+        return;
+    }
+    let script = crate::workspace_root().join("scripts/link-plugins.sh");
+    match std::process::Command::new("sh")
+        .arg(&script)
+        .arg(&exe)
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!("running {}: {e}", script.display()),
     }
 }
 

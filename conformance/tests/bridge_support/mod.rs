@@ -5,9 +5,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use conformance::{CniFailure, Driver, Impl, Netns, PluginDir};
 use serde_json::{json, Map, Value};
@@ -164,6 +163,7 @@ pub fn links(ns: &Netns) -> Value {
         let mut entry = json!({
             "kind": l["linkinfo"]["info_kind"],
             "mtu": l["mtu"],
+            "txqlen": l["txqlen"],
             "up": flag(l, "UP"),
             "promisc": flag(l, "PROMISC"),
             "operstate": l["operstate"],
@@ -311,18 +311,9 @@ pub fn exec_plugin(
     let mut cmd: Command = host.command(plugins.path().join("bridge"));
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn plugin");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("plugin output");
+        .envs(env.iter().copied());
+    let out =
+        conformance::cmd::output_with_stdin(&mut cmd, stdin.as_bytes()).expect("plugin output");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

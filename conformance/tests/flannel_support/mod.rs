@@ -54,6 +54,19 @@ impl Node {
         kube_flannel_conflist(version, &self.subnet_file(), self.dir.path()).to_string()
     }
 
+    /// The flannel plugin object as libcni derives it from the conflist at `version`, with
+    /// `extra` keys (prevResult, runtimeConfig, …) added.
+    pub fn plugin_conf(&self, version: &str, extra: Value) -> Value {
+        let list: Value = serde_json::from_str(&self.conflist(version)).unwrap();
+        let mut conf = list["plugins"][0].clone();
+        conf["name"] = json!("cbr0");
+        conf["cniVersion"] = json!(version);
+        for (k, v) in extra.as_object().unwrap() {
+            conf[k] = v.clone();
+        }
+        conf
+    }
+
     pub fn saved_config(&self, container_id: &str) -> Option<String> {
         std::fs::read_to_string(self.data_dir().join(container_id)).ok()
     }

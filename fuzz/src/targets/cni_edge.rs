@@ -11,9 +11,9 @@ use portmap_cni::PortMapConf;
 use serde_json::Value;
 use skel::{Plugin, Request};
 
-use super::bridge_conf::config::BridgeConf;
 use super::netconf_parsers::env_lookup;
 use super::{label, nested, Target};
+use bridge_cni::config::BridgeConf;
 
 pub fn targets() -> Vec<Target> {
     vec![Target {

@@ -3,7 +3,6 @@
 //! A target's `exec` returns `Ok(outcome)` (a short label of what happened, which steers the
 //! corpus) or `Err(what)` when an invariant broke; panics are caught by the engine.
 
-mod bridge_conf;
 mod cni_edge;
 mod daemon;
 mod netconf_parsers;

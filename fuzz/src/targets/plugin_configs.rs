@@ -6,9 +6,9 @@ use netconf::subnet_env::SubnetEnv;
 use netconf::NetConf;
 use portmap_cni::PortMapConf;
 
-use super::bridge_conf::config::BridgeConf;
 use super::netconf_parsers::conf_seeds;
 use super::{label, nested, Target, JSON_DICT};
+use bridge_cni::config::BridgeConf;
 
 pub fn targets() -> Vec<Target> {
     vec![

@@ -213,6 +213,8 @@ pub struct VethSpec<'fd> {
     pub peer_name: String,
     /// Applied to both ends.
     pub mtu: Option<u32>,
+    /// Transmit queue length, applied to both ends; `None` leaves the kernel's default.
+    pub txqlen: Option<u32>,
     pub mac: Option<MacAddr>,
     pub peer_mac: Option<MacAddr>,
     pub peer_netns: Option<BorrowedFd<'fd>>,
@@ -275,6 +277,7 @@ impl Request {
     pub fn link_add_veth(spec: &VethSpec<'_>) -> Request {
         let mut peer_attrs = vec![LinkAttribute::IfName(spec.peer_name.clone())];
         peer_attrs.extend(spec.mtu.map(LinkAttribute::Mtu));
+        peer_attrs.extend(spec.txqlen.map(LinkAttribute::TxQueueLen));
         peer_attrs.extend(spec.peer_mac.map(|m| LinkAttribute::Address(m.0.to_vec())));
         peer_attrs.extend(
             spec.peer_netns
@@ -285,7 +288,9 @@ impl Request {
             NlLinkInfo::Kind(InfoKind::Veth),
             NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ];
-        let msg = new_link(&spec.name, spec.mtu, spec.mac, info);
+        let mut msg = new_link(&spec.name, spec.mtu, spec.mac, info);
+        msg.attributes
+            .extend(spec.txqlen.map(LinkAttribute::TxQueueLen));
         Request::new(
             add_op(&spec.name),
             RouteNetlinkMessage::NewLink(msg),

@@ -2,9 +2,10 @@
 //! and the gateway address.
 
 use std::fs::File;
+use std::io::Read;
 
 use ipnet::IpNet;
-use netops::netlink::{Addr, BridgeSpec, Family, Handle, LinkInfo, LinkKind};
+use netops::netlink::{Addr, BridgeSpec, Family, Handle, LinkInfo, LinkKind, MacAddr};
 use netops::sysctl;
 
 use crate::config::BridgeConf;
@@ -12,19 +13,33 @@ use crate::error::{cause, BridgeError};
 use crate::veth;
 use crate::vlan;
 
+/// A random locally administered unicast MAC, as the kernel picks for a new bridge.
+fn random_mac() -> Result<MacAddr, std::io::Error> {
+    let mut b = [0u8; 6];
+    File::open("/dev/urandom")?.read_exact(&mut b)?;
+    b[0] = (b[0] & 0xfe) | 0x02;
+    Ok(MacAddr(b))
+}
+
 /// Creates the bridge unless it exists (an existing bridge is not reconfigured, as upstream),
 /// applies promiscuous mode, turns off router advertisements on it and brings it up.
+///
+/// A bridge we create gets its MAC at creation. Without one the kernel gives it the lowest
+/// MAC of its ports and moves it as ports come and go, so the MAC in an earlier pod's result
+/// goes stale and CHECK fails (upstream's bug on L2 bridges, which never get an address that
+/// would pin the MAC).
 pub fn ensure(h: &mut Handle, conf: &BridgeConf) -> Result<LinkInfo, BridgeError> {
     let name = conf.bridge.as_str();
     let failed = |reason: String| BridgeError::CreateBridge {
         name: name.to_string(),
         reason,
     };
+    let mac = random_mac().map_err(|e| failed(format!("could not pick a MAC: {e}")))?;
     let spec = BridgeSpec {
         name: name.to_string(),
         mtu: conf.mtu,
         vlan_filtering: conf.vlan_filtering().then_some(true),
-        mac: None,
+        mac: Some(mac),
     };
     h.add_bridge(&spec)
         .map_err(|e| failed(format!("could not add {name:?}: {}", cause(&e))))?;
@@ -41,6 +56,34 @@ pub fn ensure(h: &mut Handle, conf: &BridgeConf) -> Result<LinkInfo, BridgeError
     let _ = sysctl::set(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
     h.set_link_up(br.index).map_err(|e| failed(cause(&e)))?;
     Ok(br)
+}
+
+/// Whether the kernel chooses `br`'s MAC (it follows the lowest MAC of the bridge's ports, as
+/// for a bridge upstream's plugin made) rather than it having been set (ours, or by hand).
+/// Read from sysfs, checked against the index so that a sysfs of another namespace is never
+/// believed; when in doubt, "set".
+fn mac_follows_ports(br: &LinkInfo) -> bool {
+    let read = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{}/{f}", br.name));
+    let same_link = read("ifindex").is_ok_and(|i| i.trim() == br.index.to_string());
+    // NET_ADDR_SET (3) is a MAC someone assigned; the others (0 permanent, 1 random,
+    // 2 stolen) are the kernel's to change.
+    same_link && read("addr_assign_type").is_ok_and(|t| t.trim() != "3")
+}
+
+/// Whether a bridge MAC that differs from the one recorded at ADD was moved by the kernel:
+/// the bridge's MAC follows its ports and is now the lowest of them.
+pub fn mac_moved_by_kernel(h: &mut Handle, br: &LinkInfo) -> Result<bool, BridgeError> {
+    if !mac_follows_ports(br) {
+        return Ok(false);
+    }
+    let lowest = h
+        .link_list()
+        .map_err(BridgeError::netlink("failed to list links"))?
+        .into_iter()
+        .filter(|l| l.master == Some(br.index))
+        .filter_map(|l| l.mac)
+        .min();
+    Ok(lowest.is_some() && lowest == br.mac)
 }
 
 /// The bridge called `name`, or upstream's error text when it is missing or not a bridge.

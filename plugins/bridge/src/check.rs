@@ -3,7 +3,9 @@
 //! Deliberate improvement over upstream: CHECK passes on every configuration ADD accepts.
 //! Upstream calls IPAM CHECK even in L2-only mode (failing with `no plugin name provided`) and
 //! requires a result route without `gw` to exist without a gateway in the kernel, although
-//! ADD installs such routes via the interface's gateway (cni.md §7.15).
+//! ADD installs such routes via the interface's gateway (cni.md §7.15). And a bridge MAC that
+//! the kernel moved (a bridge without an address follows its lowest port MAC) is not a
+//! mismatch; upstream fails CHECK on L2 bridges once a second pod joins.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -13,7 +15,7 @@ use netops::netlink::{Family, Handle, LinkInfo, LinkKind, RouteSpec};
 use netops::netns::{open_netns, NetnsGuard};
 use skel::Request;
 
-use crate::bridge::lookup_bridge;
+use crate::bridge::{lookup_bridge, mac_moved_by_kernel};
 use crate::config::BridgeConf;
 use crate::error::BridgeError;
 
@@ -139,7 +141,9 @@ fn check_bridge(h: &mut Handle, entry: &Interface, promisc: bool) -> Result<Link
         _ => return Err(CheckError::LinkNotFound(entry.name.clone()).into()),
     };
     lookup_bridge(h, &entry.name).map_err(|_| CheckError::NotABridge(entry.name.clone()))?;
-    if !same_mac(entry.mac.as_deref(), &br) {
+    // A bridge whose MAC the kernel manages takes the lowest port MAC, so another pod joining
+    // or leaving moves it: not a mismatch (upstream's CHECK fails there).
+    if !same_mac(entry.mac.as_deref(), &br) && !mac_moved_by_kernel(h, &br)? {
         return Err(CheckError::BridgeMac {
             name: entry.name.clone(),
             mac: entry.mac.clone().unwrap_or_default(),

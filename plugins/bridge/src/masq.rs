@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use netops::firewall::iptables::{self, Batch, Family, IptablesError, PendingRestore};
 use sha2::{Digest, Sha512};
 
-use crate::sigterm::SigtermIgnored;
+use netops::firewall::sigterm::SigtermIgnored;
 
 const CHAIN_PREFIX: &str = "CNI-";
 /// iptables' limit on chain names.

@@ -6,7 +6,7 @@ use netops::firewall::nft;
 
 use crate::masq::{MasqError, Owner};
 use crate::masq_nft;
-use crate::sigterm::SigtermIgnored;
+use netops::firewall::sigterm::SigtermIgnored;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use netops::firewall::nft::{self, Family};
 
 use crate::masq::{hash_hex, MasqError};
-use crate::sigterm::SigtermIgnored;
+use netops::firewall::sigterm::SigtermIgnored;
 
 const FAMILY: Family = Family::Inet;
 const TABLE_NAME: &str = "cni_plugins_masquerade";

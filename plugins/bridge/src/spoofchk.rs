@@ -12,7 +12,7 @@
 
 use netops::firewall::nft::{self, Family, NftError};
 
-use crate::sigterm::SigtermIgnored;
+use netops::firewall::sigterm::SigtermIgnored;
 
 const TABLE: &str = "bridge nat";
 const BASE_CHAIN: &str = "PREROUTING";

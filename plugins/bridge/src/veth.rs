@@ -60,6 +60,10 @@ pub fn create(
             name: ifname.to_string(),
             peer_name: peer.clone(),
             mtu,
+            // Upstream's plugin as the reference (v1.1.1) runs it: txqueuelen 0 on both
+            // ends (its struct literal sent IFLA_TXQLEN 0). A veth has no queue
+            // (IFF_NO_QUEUE) either way; a qdisc added later takes its default limit from it.
+            txqlen: Some(0),
             mac,
             peer_mac: None,
             peer_netns: Some(host_ns.as_fd()),

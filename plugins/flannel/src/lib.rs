@@ -2,8 +2,8 @@
 //! settings into a bridge (or other) plugin config, remembers it per container, and replays
 //! it on DEL.
 //!
-//! The process edge (skel, delegate execution) lives in the binary; everything here is
-//! plain data and file handling so it can be tested without executing plugins.
+//! [`plugin::Flannel`] holds the CNI verbs (the `flannel` name of the multicall executable);
+//! the other modules are plain data and file handling, testable without executing plugins.
 
 pub mod config;
 pub mod daemon;
@@ -11,6 +11,7 @@ pub mod delegate_conf;
 pub mod error;
 pub mod gc;
 pub mod ipam_routes;
+pub mod plugin;
 pub mod store;
 pub mod subnet;
 

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use flannel_cni::daemon::{self, DaemonState, StatusUrl};
-use flannel_cni::delegate_conf::{self, Delegate};
-use flannel_cni::gc::{valid_container_ids, ATTACHMENT_KEYS};
-use flannel_cni::store::Store;
-use flannel_cni::{subnet, FlannelConf, FlannelError};
+use crate::daemon::{self, DaemonState, StatusUrl};
+use crate::delegate_conf::{self, Delegate};
+use crate::gc::{valid_container_ids, ATTACHMENT_KEYS};
+use crate::store::Store;
+use crate::{subnet, FlannelConf, FlannelError};
 use netconf::{codes, CniError, CniResult};
 use serde_json::Value;
 use skel::{delegate, Plugin, Request};

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod error;
 pub mod ip;
 pub mod ipam;
+pub mod plugin;
 pub mod range;
 pub mod range_set;
 pub mod store;

@@ -2,8 +2,8 @@
 //! container) and flushing stale UDP conntrack entries.
 
 use std::net::IpAddr;
-use std::process::Command;
 
+use netops::conntrack::Protocol;
 use netops::netlink::Handle;
 
 use crate::error::PortmapError;
@@ -29,28 +29,11 @@ pub fn enable_route_localnet(container_ip: IpAddr) -> Result<(), PortmapError> {
 }
 
 /// Deletes conntrack entries for UDP traffic to `host_port`: an entry created before the
-/// mapping existed would keep sending that flow to the old destination. Failures are only
-/// logged, as upstream: the mapping itself is in place.
-pub fn flush_udp_conntrack(v6: bool, host_port: u16) {
-    let family = if v6 { "ipv6" } else { "ipv4" };
-    let port = host_port.to_string();
-    let out = Command::new("conntrack")
-        .args(["-D", "-p", "udp", "--dport", &port, "-f", family])
-        .output();
-    match out {
-        Err(e) => {
-            eprintln!("portmap: could not run conntrack to flush UDP port {port} ({family}): {e}")
-        }
-        // conntrack exits 1 with "0 flow entries have been deleted" when nothing matched.
-        Ok(o)
-            if !o.status.success()
-                && !String::from_utf8_lossy(&o.stderr).contains("0 flow entries") =>
-        {
-            eprintln!(
-                "portmap: failed to flush conntrack entries for UDP port {port} ({family}): {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-        }
-        Ok(_) => {}
+/// mapping existed would keep sending that flow to the old destination. Over ctnetlink, as
+/// upstream (no `conntrack` program needed). Failures are only logged, as upstream: the
+/// mapping itself is in place.
+pub fn flush_udp_conntrack(v6: bool, host_port: u16, container_ip: IpAddr) {
+    if let Err(e) = netops::conntrack::delete_by_dst_port(v6, Protocol::Udp, host_port) {
+        eprintln!("portmap: failed to delete stale UDP conntrack entries for {container_ip}: {e}");
     }
 }

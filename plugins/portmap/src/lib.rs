@@ -1,7 +1,8 @@
 //! The portmap CNI plugin: host-port forwarding to a container through NAT rules.
 //!
-//! The process edge lives in the binary; this library holds config parsing, rule generation,
-//! the firewall backends (iptables, nftables) and the ADD/DEL/CHECK flows.
+//! [`plugin::Portmap`] is the CNI edge (the `portmap` name of the multicall executable); the
+//! rest is config parsing, rule generation, the firewall backends (iptables, nftables) and
+//! the ADD/DEL/CHECK flows.
 
 pub mod backend;
 pub mod chains;
@@ -11,6 +12,7 @@ pub mod host;
 pub mod iptables_backend;
 pub mod nft_backend;
 pub mod ops;
+pub mod plugin;
 
 pub use config::{BackendKind, PortMapConf, PortMapping};
 pub use error::PortmapError;

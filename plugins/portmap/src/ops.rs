@@ -29,9 +29,9 @@ pub fn add(conf: &NetConf, ifname: &str, container_id: &str) -> Result<CniResult
     }
     backend.add(&pm, container_id)?;
     for (container, v6) in [(pm.container_v4, false), (pm.container_v6, true)] {
-        if container.is_some() {
+        if let Some(ip) = container {
             for m in pm.mappings.iter().filter(|m| m.protocol == "udp") {
-                host::flush_udp_conntrack(v6, m.host_port);
+                host::flush_udp_conntrack(v6, m.host_port, ip.addr());
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Spawning one plugin process and turning its outcome into bytes or a CNI error.
 
+use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -57,18 +58,15 @@ fn spawn_and_wait(
     env: &CniEnv,
 ) -> io::Result<std::process::Output> {
     let mut cmd = Process::new(path);
-    cmd.env("CNI_COMMAND", command.as_str())
-        .env("CNI_CONTAINERID", &env.container_id)
-        .env("CNI_IFNAME", &env.ifname)
-        .env("CNI_ARGS", &env.args)
-        .env("CNI_PATH", env.path_string())
-        .stdin(Stdio::piped())
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    match &env.netns {
-        Some(ns) => cmd.env("CNI_NETNS", ns),
-        None => cmd.env_remove("CNI_NETNS"),
-    };
+    for (key, value) in cni_vars(command, env) {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
     let mut child = cmd.spawn()?;
     let mut pipe = child.stdin.take().expect("stdin is piped");
     // Feed stdin from a second thread: a child that writes a lot before reading everything
@@ -84,8 +82,21 @@ fn spawn_and_wait(
     })
 }
 
+/// The `CNI_*` variables a delegate gets, on top of (or, for `None`, removed from) the
+/// caller's own environment; an exec and an in-process run use this one list.
+pub(super) fn cni_vars(command: Command, env: &CniEnv) -> [(&'static str, Option<OsString>); 6] {
+    [
+        ("CNI_COMMAND", Some(command.as_str().into())),
+        ("CNI_CONTAINERID", Some(env.container_id.clone().into())),
+        ("CNI_IFNAME", Some(env.ifname.clone().into())),
+        ("CNI_ARGS", Some(env.args.clone().into())),
+        ("CNI_PATH", Some(env.path_string().into())),
+        ("CNI_NETNS", env.netns.clone().map(Into::into)),
+    ]
+}
+
 /// libcni's `pluginErr`.
-fn plugin_error(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> CniError {
+pub(super) fn plugin_error(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> CniError {
     if stdout.is_empty() {
         let why = exit_text(status);
         return if stderr.is_empty() {

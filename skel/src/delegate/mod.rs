@@ -1,8 +1,13 @@
 //! Executing another plugin (typically IPAM) the way libcni's `invoke` package does: same
 //! environment with `CNI_COMMAND` overridden, identical stdin bytes, stdout captured, stderr
 //! passed through, the child's error JSON returned verbatim.
+//!
+//! When the plugin found on `CNI_PATH` is the multicall executable this process runs
+//! ([`crate::multicall`]), it runs in this process instead ([`in_process`]), with what an
+//! exec would have given it and the same outcome, minus a process start.
 
 mod exec;
+mod in_process;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -53,6 +58,9 @@ fn run(
     env: &CniEnv,
 ) -> Result<Vec<u8>, CniError> {
     let path = find(plugin_type, &env.path)?;
+    if crate::multicall::is_this_executable(&path) {
+        return in_process::run(plugin_type, command, stdin, env);
+    }
     exec_plugin(&path, command, stdin, env)
 }
 

@@ -83,6 +83,7 @@ fn veth_peer_is_created_in_the_target_netns_by_fd() {
         name: "eth0".into(),
         peer_name: "veth1234abcd".into(),
         mtu: Some(1450),
+        txqlen: Some(0),
         mac: Some(mac),
         peer_mac: None,
         peer_netns: Some(ns.as_fd()),
@@ -95,6 +96,7 @@ fn veth_peer_is_created_in_the_target_netns_by_fd() {
     assert!(m
         .attributes
         .contains(&LinkAttribute::Address(mac.0.to_vec())));
+    assert!(m.attributes.contains(&LinkAttribute::TxQueueLen(0)));
     let info = link_info(&m);
     assert_eq!(info[0], NlLinkInfo::Kind(InfoKind::Veth));
     let NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))) = &info[1] else {
@@ -106,6 +108,7 @@ fn veth_peer_is_created_in_the_target_netns_by_fd() {
         vec![
             LinkAttribute::IfName("veth1234abcd".into()),
             LinkAttribute::Mtu(1450),
+            LinkAttribute::TxQueueLen(0),
             LinkAttribute::NetNsFd(ns.as_raw_fd())
         ]
     );

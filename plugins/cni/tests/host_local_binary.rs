@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::HashSet;
 
-use support::{run, snapshot, Call, Side, OURS, REFERENCE};
+use support::{ours, run, snapshot, Call, Side, REFERENCE};
 
 fn conf(version: &str, extra: &str) -> String {
     format!(
@@ -15,7 +15,7 @@ fn conf(version: &str, extra: &str) -> String {
 
 #[test]
 fn gc_releases_addresses_of_attachments_not_listed() {
-    let side = Side::new(OURS);
+    let side = Side::new(ours());
     for (id, ifname) in [
         ("keep", "eth0"),
         ("keep", "net1"),
@@ -64,7 +64,7 @@ fn gc_releases_addresses_of_attachments_not_listed() {
 
 #[test]
 fn gc_without_valid_list_frees_everything() {
-    let side = Side::new(OURS);
+    let side = Side::new(ours());
     side.run(&Call::new("ADD", "a"), &conf("1.1.0", ""));
     assert_eq!(side.run(&Call::new("GC", ""), &conf("1.1.0", "")).exit, 0);
     let left: Vec<String> = snapshot(&side.data_dir(), "gcnet")
@@ -77,14 +77,14 @@ fn gc_without_valid_list_frees_everything() {
 
 #[test]
 fn status_is_ready() {
-    let side = Side::new(OURS);
+    let side = Side::new(ours());
     let out = side.run(&Call::new("STATUS", ""), &conf("1.1.0", ""));
     assert_eq!((out.exit, out.stdout.as_str()), (0, ""));
 }
 
 #[test]
 fn result_in_1_1_0() {
-    let side = Side::new(OURS);
+    let side = Side::new(ours());
     let out = side.run(&Call::new("ADD", "a"), &conf("1.1.0", ""));
     let json = out.json();
     assert_eq!(json["cniVersion"], "1.1.0");
@@ -101,7 +101,7 @@ fn result_in_1_1_0() {
 
 #[test]
 fn go_and_rust_plugins_share_one_store_without_duplicates() {
-    let shared = Side::new(OURS);
+    let shared = Side::new(ours());
     let config =
         r#"{"cniVersion":"1.0.0","name":"mixed","ipam":{"dataDir":"DIR","subnet":"10.8.0.0/26"}}"#
             .replace("DIR", shared.data_dir().to_str().unwrap());
@@ -114,7 +114,7 @@ fn go_and_rust_plugins_share_one_store_without_duplicates() {
                 s.spawn(move || {
                     (0..per_worker)
                         .map(|i| {
-                            let binary = if (w + i) % 2 == 0 { OURS } else { REFERENCE };
+                            let binary = if (w + i) % 2 == 0 { ours() } else { REFERENCE };
                             let id = format!("w{w}-{i}");
                             let out = run(binary, &Call::new("ADD", &id), config);
                             (id, out)

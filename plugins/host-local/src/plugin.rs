@@ -1,13 +1,14 @@
-//! The `host-local` CNI IPAM plugin binary: the CNI process edge around the `host_local` library.
+//! The CNI verbs of host-local (the `host-local` name of the multicall executable) on top of
+//! [`ipam`]; errors get their CNI codes here, once.
 
-use host_local::allocator::Allocated;
-use host_local::dns::DnsConfig;
-use host_local::error::Error;
-use host_local::{config, ipam, RouteSpec};
+use crate::allocator::Allocated;
+use crate::dns::DnsConfig;
+use crate::error::Error;
+use crate::{config, ipam, RouteSpec};
 use netconf::{codes, CniError, CniResult, Dns, IpConfig, Route};
 use skel::{Plugin, Request};
 
-struct HostLocal;
+pub struct HostLocal;
 
 impl Plugin for HostLocal {
     fn about(&self) -> String {
@@ -98,8 +99,4 @@ fn dns(d: DnsConfig) -> Dns {
         search: d.search,
         options: d.options,
     }
-}
-
-fn main() {
-    std::process::exit(skel::run(&HostLocal));
 }

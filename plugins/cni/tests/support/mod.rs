@@ -7,8 +7,28 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
-pub const OURS: &str = env!("CARGO_BIN_EXE_host-local");
+/// Our host-local: the multicall executable started under the name `host-local`, through a
+/// symlink in cargo's scratch directory for integration tests.
+pub fn ours() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| named_link("host-local").to_str().unwrap().to_owned())
+}
+
+/// A symlink called `name` to the multicall executable, (re)made atomically so that parallel
+/// test processes never see it missing.
+pub fn named_link(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("multicall");
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join(name);
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_flannel-rs-cni"), &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    link
+}
+
 pub const REFERENCE: &str = "/usr/lib/cni/host-local";
 /// host-local never enters the namespace; skel only needs the variable set.
 pub const NETNS: &str = "/run/netns/host-local-test-unused";
@@ -160,7 +180,7 @@ impl Pair {
             "reference plugin {REFERENCE} missing (Debian containernetworking-plugins)"
         );
         Pair {
-            ours: Side::new(OURS),
+            ours: Side::new(ours()),
             reference: Side::new(REFERENCE),
         }
     }

@@ -1,12 +1,13 @@
-//! The `portmap` CNI plugin binary: the skel edge around [`portmap_cni::ops`].
+//! The CNI verbs of portmap (the `portmap` name of the multicall executable) around [`ops`].
 
 use netconf::{CniError, CniResult};
-use portmap_cni::ops;
+
+use crate::ops;
 use skel::{Plugin, Request};
 
-struct Portmap;
+pub struct Portmap;
 
-fn cni(e: portmap_cni::PortmapError) -> CniError {
+fn cni(e: crate::PortmapError) -> CniError {
     CniError::internal(e.to_string())
 }
 
@@ -29,8 +30,4 @@ impl Plugin for Portmap {
     fn check(&self, req: &Request) -> Result<(), CniError> {
         ops::check(&req.conf, &req.env.ifname, &req.env.container_id).map_err(cni)
     }
-}
-
-fn main() {
-    std::process::exit(skel::run(&Portmap));
 }

@@ -1,12 +1,12 @@
 //! `bridge`: a drop-in replacement for containernetworking's bridge CNI plugin.
 //!
-//! This file is the process edge: skel reads the environment and stdin and prints results;
-//! the verbs live in [`setup`] (ADD), [`teardown`] (DEL) and [`check`] (CHECK), and every
-//! error gets its CNI code here, once ([`error::BridgeError::into_cni`]).
+//! [`Bridge`] is the plugin the skel dispatches to (the `bridge` name of the multicall
+//! executable); the verbs live in [`setup`] (ADD), [`teardown`] (DEL) and [`check`] (CHECK),
+//! and every error gets its CNI code here, once ([`error::BridgeError::into_cni`]).
 
 mod bridge;
 mod check;
-mod config;
+pub mod config;
 mod error;
 mod gateway;
 mod godecode;
@@ -15,7 +15,6 @@ mod masq;
 mod masq_backend;
 mod masq_nft;
 mod setup;
-mod sigterm;
 mod spoofchk;
 mod teardown;
 mod veth;
@@ -24,7 +23,7 @@ mod vlan;
 use netconf::{CniError, CniResult};
 use skel::{Plugin, Request};
 
-struct Bridge;
+pub struct Bridge;
 
 impl Plugin for Bridge {
     fn about(&self) -> String {
@@ -56,8 +55,4 @@ impl Plugin for Bridge {
     // GC keeps skel's default (success without action), as upstream: every resource this
     // plugin owns per attachment is either inside the container netns (gone with it) or
     // released by DEL, which runtimes run for stale attachments before GC.
-}
-
-fn main() {
-    std::process::exit(skel::run(&Bridge));
 }
