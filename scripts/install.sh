@@ -5,6 +5,9 @@
 # Everything is placed under $DESTDIR (empty by default), so packaging, the DaemonSet's init
 # container (DESTDIR=/host) and tests (DESTDIR=<tempdir>) never touch the running system.
 #
+#   CNI_PLUGINS       the CNI plugins to install (default: "flannel bridge host-local portmap");
+#                     each one listed replaces the file of that name in $CNI_BIN_DIR, the others
+#                     are left alone
 #   SRC_DIR           where the built binaries are (default: target/release next to this script)
 #   DESTDIR           root to install under (default: none)
 #   CNI_BIN_DIR       default /opt/cni/bin
@@ -28,7 +31,8 @@ CNI_CONF_DIR=${CNI_CONF_DIR:-/etc/cni/net.d}
 CNI_CONF_NAME=${CNI_CONF_NAME:-10-flannel.conflist}
 UNIT_SRC=${UNIT_SRC:-$here/../deploy/flanneld.service}
 
-PLUGINS="flannel bridge host-local portmap"
+KNOWN_PLUGINS="flannel bridge host-local portmap"
+PLUGINS=${CNI_PLUGINS-$KNOWN_PLUGINS}
 
 die() {
     echo "install.sh: $*" >&2
@@ -50,6 +54,12 @@ place() {
 }
 
 # Check everything first so a missing binary leaves nothing half-installed.
+for p in $PLUGINS; do
+    case " $KNOWN_PLUGINS " in
+    *" $p "*) ;;
+    *) die "CNI_PLUGINS names $p, which flannel-rs does not build (it builds: $KNOWN_PLUGINS)" ;;
+    esac
+done
 for p in $PLUGINS; do
     [ -f "$SRC_DIR/$p" ] || die "missing $SRC_DIR/$p (build with: cargo build --release)"
 done

@@ -14,7 +14,7 @@ die() { log "error: $*"; exit 1; }
 packages=(
   etcd-server etcd-client iptables nftables iproute2 iputils-ping iperf3
   protobuf-compiler libprotobuf-dev golang-go golang-github-appc-cni-dev containernetworking-plugins
-  jq conntrack kmod procps openssl socat
+  jq conntrack kmod procps openssl socat util-linux ethtool
 )
 
 systemd_running() { [[ -d /run/systemd/system ]]; }
@@ -37,9 +37,8 @@ install_packages() {
   fi
   log "packages: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Another apt run (a second checkout being set up) holds the lock for a while: wait for it.
-  apt-get -o DPkg::Lock::Timeout=300 update -qq
-  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
 # Tests start their own etcd servers; a system one would answer on the

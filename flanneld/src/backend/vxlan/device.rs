@@ -168,8 +168,16 @@ fn create(nl: &mut Handle, cfg: &DeviceConfig) -> Result<Vtep, BackendError> {
 /// upstream: the key is absent when IPv6 is disabled, and then there is nothing to accept.
 pub(super) fn disable_accept_ra(name: &str) {
     let key = format!("net/ipv6/conf/{name}/accept_ra");
-    if let Err(e) = netops::sysctl::set(&key, "0") {
-        log::warn!("{e}");
+    match netops::sysctl::set(&key, "0") {
+        Ok(_) => {}
+        // An unprivileged container (the kube-flannel DaemonSet, as upstream's) sees
+        // /proc/sys read-only; upstream ignores this failure altogether.
+        Err(netops::sysctl::SysctlError::Write { ref source, .. })
+            if source.raw_os_error() == Some(libc::EROFS) =>
+        {
+            log::debug!("{key} left as it is: /proc/sys is read-only in this container")
+        }
+        Err(e) => log::warn!("{e}"),
     }
 }
 
