@@ -1,0 +1,41 @@
+//! NetworkPolicy over the other backends: host-gw (routes via the peer's address on one
+//! segment) and udp (pod packets through flanneld's TUN device `flannel0` in user space).
+//! Pod traffic enters and leaves every node through the IP forward hook whatever carries it
+//! between nodes, so a selection of the e2e cases (ingress, egress, ports, named ports,
+//! namespaces, CIDR blocks, same-node and cross-node pairs) must hold on each.
+
+mod netpol_support;
+
+use conformance::Segment;
+use netpol_support::Cluster;
+
+const SELECTION: &[&str] = &[
+    "default-deny-all",
+    "only from a pod in a different namespace",
+    "ports",
+    "ingress on one named port",
+    "egress to one UDP port only",
+    "egress to a server in a CIDR block",
+    "deny ingress from pods in other namespaces",
+];
+
+fn run(backend: &str, segments: [Segment; 2]) {
+    let mut c = Cluster::start_on(backend, &[], segments);
+    let failed = c.run_cases(Some(SELECTION));
+    assert!(
+        failed.is_empty(),
+        "{backend}: {} case(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn host_gw() {
+    run("host-gw", [Segment::A, Segment::A]);
+}
+
+#[test]
+fn udp() {
+    run("udp", [Segment::A, Segment::B]);
+}

@@ -1,0 +1,723 @@
+//! A two-node kube-mode cluster enforcing NetworkPolicy, modelled on Kubernetes' e2e netpol
+//! suite (`test/e2e/network/netpol/model.go`): namespaces x, y, z labelled as the API server
+//! labels them; pods a, b, c in each (labelled `pod=<name>`), alternately on the two nodes,
+//! attached through libcni with the kube-flannel conflist and our plugins, each serving TCP
+//! and UDP on 80 and 81 with e2e's container port names (`serve-80-tcp`, ...). Pod objects
+//! are written into the test API server with the address CNI gave them, as the kubelet
+//! would report it.
+//!
+//! Reachability is always measured by real connections ([`conformance::reach`]); flanneld's
+//! `/status` is read only to know when a change has been enforced, never to judge it.
+
+#![allow(dead_code)] // each test crate uses its own subset
+
+pub mod cases;
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use conformance::cni::our_bin_dir;
+use conformance::kubeapi::{fixture_node, KubeApi};
+use conformance::reach::{probe_all, Proto, Servers};
+use conformance::{cmd, kube_flannel_conflist, Driver, Host, Netns, PluginDir, Segment, Underlay};
+use serde_json::{json, Value};
+
+pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
+pub const PODS: [&str; 3] = ["a", "b", "c"];
+pub const PORTS: [u16; 2] = [80, 81];
+pub const PROBES: [(Proto, u16); 4] = [
+    (Proto::Tcp, 80),
+    (Proto::Tcp, 81),
+    (Proto::Udp, 80),
+    (Proto::Udp, 81),
+];
+const NETWORK: &str = "10.244.0.0/16";
+const HEALTHZ_PORT: u16 = 18471;
+/// Probes expected to fail wait this long; a cell that disagrees is probed again, longer.
+const FIRST_TIMEOUT: Duration = Duration::from_millis(1000);
+const RETRY_TIMEOUT: Duration = Duration::from_secs(3);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn flanneld_bin() -> PathBuf {
+    our_bin_dir().join("flanneld")
+}
+
+fn flannelctl_bin() -> PathBuf {
+    our_bin_dir().join("flannelctl")
+}
+
+/// One kube-mode flanneld with `--network-policy`.
+pub struct Node {
+    pub name: String,
+    pub host: Host,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    starts: usize,
+    args: Vec<String>,
+}
+
+impl Node {
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    fn spawn(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.path("flanneld.log"))
+            .unwrap();
+        let mut cmd = self.host.netns().command(flanneld_bin());
+        cmd.args([
+            "--kube-subnet-mgr".to_owned(),
+            format!("--kubeconfig-file={}", self.path("kubeconfig").display()),
+            format!("--net-config-path={}", self.path("net-conf.json").display()),
+            format!("--subnet-file={}", self.path("subnet.env").display()),
+            "--iface=eth0".to_owned(),
+            "--ip-masq".to_owned(),
+            "--healthz-ip=127.0.0.1".to_owned(),
+            format!("--healthz-port={HEALTHZ_PORT}"),
+            "--iptables-resync=1".to_owned(),
+        ])
+        .args(&self.args)
+        .env("NODE_NAME", &self.name)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        self.child = Some(cmd.spawn().unwrap());
+        self.starts += 1;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("flanneld.log")).unwrap_or_default()
+    }
+
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while self.log().matches("Wrote subnet file").count() < self.starts {
+            if let Some(s) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("flanneld on {} exited ({s}):\n{}", self.name, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        cmd::terminate(&mut child, Duration::from_secs(10))
+            .unwrap()
+            .unwrap_or_else(|| panic!("flanneld ignored SIGTERM:\n{}", self.log()))
+    }
+
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.spawn();
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn conflist(&self) -> String {
+        kube_flannel_conflist("0.3.1", &self.path("subnet.env"), self.dir.path()).to_string()
+    }
+
+    /// `/status` as flannelctl prints it (`-o json`), when the daemon answers.
+    pub fn status(&self) -> Option<Value> {
+        let out = self
+            .host
+            .netns()
+            .command(flannelctl_bin())
+            .args([
+                "status",
+                "-o",
+                "json",
+                "--addr",
+                &format!("127.0.0.1:{HEALTHZ_PORT}"),
+            ])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The `network_policy` part of `/status`.
+    pub fn netpol_status(&self) -> Option<Value> {
+        self.status()
+            .map(|s| s["network_policy"].clone())
+            .filter(|v| !v.is_null())
+    }
+
+    /// The highest resourceVersion this node has enforced.
+    pub fn enforced_version(&self) -> u64 {
+        self.netpol_status()
+            .and_then(|s| s["resource_version"].as_u64())
+            .unwrap_or(0)
+    }
+
+    pub fn nft_table(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .host
+                .netns()
+                .exec(&["nft", "list", "table", "inet", "flannel-netpol"])
+                .stdout,
+        )
+        .into_owned()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- flanneld log ({}) ---\n{}", self.name, self.log());
+        }
+    }
+}
+
+/// One pod: its namespace, name, node, network namespace and servers.
+pub struct TestPod {
+    pub ns: &'static str,
+    pub name: &'static str,
+    pub node: usize,
+    pub netns: Netns,
+    pub ip: IpAddr,
+    pub container_id: String,
+    _servers: Servers,
+}
+
+impl TestPod {
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.ns, self.name)
+    }
+}
+
+pub struct Cluster {
+    pub underlay: Underlay,
+    pub api: KubeApi,
+    pub nodes: Vec<Node>,
+    pub pods: Vec<TestPod>,
+    driver: Driver,
+    created: usize,
+    /// Policies created and not yet deleted, as `(namespace, name)`.
+    policies: RefCell<BTreeSet<(String, String)>>,
+}
+
+/// The e2e model's container for one port and protocol.
+fn container(port: u16, proto: &str) -> Value {
+    json!({
+        "name": format!("cont-{port}-{}", proto.to_lowercase()),
+        "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",
+        "ports": [{"containerPort": port, "name": format!("serve-{port}-{}", proto.to_lowercase()), "protocol": proto}]
+    })
+}
+
+/// A Pod as the API server holds it once the kubelet reported its address.
+pub fn pod_object(ns: &str, name: &str, node: &str, ip: IpAddr, labels: Value) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": ns, "labels": labels,
+                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+        "spec": {"nodeName": node, "containers": [
+            container(80, "TCP"), container(81, "TCP"), container(80, "UDP"), container(81, "UDP")
+        ]},
+        "status": {"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}],
+                   "conditions": [{"type": "Ready", "status": "True"}]}
+    })
+}
+
+pub fn namespace_object(ns: &str, extra: &[(&str, &str)]) -> Value {
+    let mut labels = json!({"kubernetes.io/metadata.name": ns, "ns": ns});
+    for (k, v) in extra {
+        labels[*k] = json!(v);
+    }
+    json!({"metadata": {"name": ns, "labels": labels}, "spec": {"finalizers": ["kubernetes"]},
+           "status": {"phase": "Active"}})
+}
+
+pub fn rv_of(obj: &Value) -> u64 {
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("stored objects carry a resourceVersion")
+}
+
+impl Cluster {
+    /// Two nodes (one per underlay segment, so traffic between them crosses the router)
+    /// running `backend`, plus `extra_args` for flanneld.
+    pub fn start(backend: &str, extra_args: &[&str]) -> Cluster {
+        Self::start_on(backend, extra_args, [Segment::A, Segment::B])
+    }
+
+    /// As [`Cluster::start`], with the nodes on `segments` (host-gw needs one segment).
+    pub fn start_on(backend: &str, extra_args: &[&str], segments: [Segment; 2]) -> Cluster {
+        let underlay = Underlay::new().unwrap();
+        let api = KubeApi::start_in(underlay.router(), IpAddr::V4(Segment::A.router_ip())).unwrap();
+        for ns in NAMESPACES {
+            api.put("namespaces", namespace_object(ns, &[]));
+        }
+        let mut nodes = Vec::new();
+        for (i, seg) in segments.into_iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let host = underlay.add_host(seg, &format!("np{}", i + 1)).unwrap();
+            let cidr = format!("10.244.{}.0/24", i + 1);
+            api.put("nodes", fixture_node(&name, Some(&cidr), host.ip()));
+            let dir = tempfile::Builder::new()
+                .prefix("fr-netpol-")
+                .tempdir()
+                .unwrap();
+            api.write_kubeconfig(&dir.path().join("kubeconfig"))
+                .unwrap();
+            let net_conf = json!({"Network": NETWORK, "Backend": {"Type": backend}});
+            std::fs::write(dir.path().join("net-conf.json"), net_conf.to_string()).unwrap();
+            let mut node = Node {
+                name,
+                host,
+                dir,
+                child: None,
+                starts: 0,
+                args: std::iter::once("--network-policy")
+                    .chain(extra_args.iter().copied())
+                    .map(str::to_owned)
+                    .collect(),
+            };
+            node.spawn();
+            nodes.push(node);
+        }
+        for n in &mut nodes {
+            n.wait_ready();
+        }
+        let driver = Driver::new(PluginDir::ours().unwrap_or_else(|e| panic!("our plugins: {e}")));
+        let mut c = Cluster {
+            underlay,
+            api,
+            nodes,
+            pods: Vec::new(),
+            driver,
+            created: 0,
+            policies: RefCell::default(),
+        };
+        for (i, (ns, name)) in NAMESPACES
+            .iter()
+            .flat_map(|ns| PODS.iter().map(move |p| (*ns, *p)))
+            .enumerate()
+        {
+            let pod = c.attach(ns, name, i % 2);
+            c.pods.push(pod);
+        }
+        let rv = c.publish_all();
+        c.wait_enforced(rv);
+        c
+    }
+
+    /// A pod through the real CNI chain on `node`, with its servers; not yet in the API.
+    fn attach(&mut self, ns: &'static str, name: &'static str, node: usize) -> TestPod {
+        self.created += 1;
+        let netns = Netns::new("npp").unwrap();
+        netns.set_loopback_up().unwrap();
+        let container_id = format!("np-{ns}-{name}-{}", self.created);
+        let n = &self.nodes[node];
+        let result = self
+            .driver
+            .add(
+                &n.conflist(),
+                n.host.netns(),
+                &netns,
+                "eth0",
+                &container_id,
+                None,
+            )
+            .unwrap_or_else(|e| panic!("ADD {ns}/{name}: {e:?}"));
+        let ip: IpAddr = result["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let servers = Servers::start(&netns, &PORTS).unwrap();
+        TestPod {
+            ns,
+            name,
+            node,
+            netns,
+            ip,
+            container_id,
+            _servers: servers,
+        }
+    }
+
+    fn publish(&self, i: usize) -> u64 {
+        let p = &self.pods[i];
+        let node = &self.nodes[p.node].name;
+        rv_of(&self.api.put(
+            "pods",
+            pod_object(p.ns, p.name, node, p.ip, json!({"pod": p.name})),
+        ))
+    }
+
+    fn publish_all(&self) -> u64 {
+        (0..self.pods.len())
+            .map(|i| self.publish(i))
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn index(&self, id: &str) -> usize {
+        self.pods
+            .iter()
+            .position(|p| p.id() == id)
+            .unwrap_or_else(|| panic!("no pod {id}"))
+    }
+
+    pub fn pod(&self, id: &str) -> &TestPod {
+        &self.pods[self.index(id)]
+    }
+
+    /// Deletes a pod (CNI DEL, API delete) and creates it again on the same node: a new
+    /// network namespace and, from host-local, a new address. Returns the new object's
+    /// resourceVersion.
+    pub fn recreate(&mut self, id: &str) -> u64 {
+        let i = self.index(id);
+        let (ns, name, node) = (self.pods[i].ns, self.pods[i].name, self.pods[i].node);
+        let old = self.pods.remove(i);
+        let n = &self.nodes[node];
+        self.driver
+            .del(
+                &n.conflist(),
+                n.host.netns(),
+                &old.netns,
+                "eth0",
+                &old.container_id,
+                None,
+            )
+            .unwrap_or_else(|e| panic!("DEL {id}: {e:?}"));
+        self.api.delete("pods", ns, name);
+        let old_ip = old.ip;
+        drop(old);
+        let pod = self.attach(ns, name, node);
+        assert_ne!(pod.ip, old_ip, "host-local hands out the next address");
+        self.pods.insert(i, pod);
+        self.publish(i)
+    }
+
+    /// Waits until both nodes have enforced everything up to `rv`.
+    pub fn wait_enforced(&self, rv: u64) {
+        let deadline = Instant::now() + SYNC_TIMEOUT;
+        for n in &self.nodes {
+            while n.enforced_version() < rv {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} did not enforce resourceVersion {rv} (status: {:?}):\n{}",
+                    n.name,
+                    n.netpol_status(),
+                    n.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Creates (or replaces) a policy; returns its resourceVersion.
+    pub fn policy(&self, ns: &str, name: &str, spec: Value) -> u64 {
+        self.policies
+            .borrow_mut()
+            .insert((ns.to_owned(), name.to_owned()));
+        rv_of(&self.api.put(
+            "networkpolicies",
+            json!({"metadata": {"name": name, "namespace": ns}, "spec": spec}),
+        ))
+    }
+
+    pub fn delete_policy(&self, ns: &str, name: &str) -> u64 {
+        self.policies
+            .borrow_mut()
+            .remove(&(ns.to_owned(), name.to_owned()));
+        rv_of(
+            &self
+                .api
+                .delete("networkpolicies", ns, name)
+                .expect("policy exists"),
+        )
+    }
+
+    /// Sets a pod's labels (the e2e model's `pod=<name>` plus `extra`).
+    pub fn label_pod(&self, id: &str, extra: &[(&str, &str)]) -> u64 {
+        let p = self.pod(id);
+        let mut labels = json!({"pod": p.name});
+        for (k, v) in extra {
+            labels[*k] = json!(v);
+        }
+        let node = &self.nodes[p.node].name;
+        rv_of(
+            &self
+                .api
+                .put("pods", pod_object(p.ns, p.name, node, p.ip, labels)),
+        )
+    }
+
+    pub fn label_namespace(&self, ns: &str, extra: &[(&str, &str)]) -> u64 {
+        rv_of(&self.api.put("namespaces", namespace_object(ns, extra)))
+    }
+
+    /// Deletes every policy and puts labels back as the model has them.
+    pub fn reset(&self) -> u64 {
+        let mut rv = 0;
+        for ns in NAMESPACES {
+            rv = rv.max(self.label_namespace(ns, &[]));
+        }
+        for p in &self.pods {
+            rv = rv.max(self.label_pod(&p.id(), &[]));
+        }
+        let list: Vec<(String, String)> = self.policies.borrow().iter().cloned().collect();
+        for (ns, name) in list {
+            rv = rv.max(self.delete_policy(&ns, &name));
+        }
+        rv
+    }
+
+    /// Runs `cases` (all of [`cases::CASES`] when `None`) in order, restoring the model after
+    /// each; returns the failures, each with its truth tables.
+    pub fn run_cases(&mut self, only: Option<&[&str]>) -> Vec<String> {
+        let mut failed = Vec::new();
+        for (name, case) in cases::CASES {
+            if only.is_some_and(|o| !o.contains(name)) {
+                continue;
+            }
+            let started = Instant::now();
+            let result = case(self);
+            eprintln!(
+                "netpol case {name:?}: {} in {:.1?}",
+                if result.is_ok() { "ok" } else { "FAILED" },
+                started.elapsed()
+            );
+            if let Err(e) = result {
+                failed.push(format!("case {name:?}:\n{e}"));
+            }
+            let rv = self.reset();
+            self.wait_enforced(rv);
+        }
+        failed
+    }
+
+    /// Each node reaches its own pods whatever the policies say (kubelet probes): a TCP
+    /// connection from the node's namespace to every local pod's port 80.
+    pub fn node_reaches_its_pods(&self) -> Result<(), String> {
+        for (k, n) in self.nodes.iter().enumerate() {
+            let local: Vec<IpAddr> = self
+                .pods
+                .iter()
+                .filter(|p| p.node == k)
+                .map(|p| p.ip)
+                .collect();
+            let got = probe_all(
+                &[n.host.netns()],
+                &local,
+                Proto::Tcp,
+                80,
+                RETRY_TIMEOUT,
+                |_, _| false,
+            );
+            if got[0].iter().any(|c| *c != Some(true)) {
+                return Err(format!(
+                    "node {} cannot reach its own pods {local:?}: {got:?}",
+                    n.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Probes every pair for each of `probes` and compares with `expect`; cells that
+    /// disagree are probed again with a longer timeout before they count. Returns the truth
+    /// tables of what disagreed.
+    pub fn check(
+        &self,
+        expect: &dyn Fn(Proto, u16) -> Reach,
+        probes: &[(Proto, u16)],
+    ) -> Result<(), String> {
+        let sources: Vec<&Netns> = self.pods.iter().map(|p| &p.netns).collect();
+        let targets: Vec<IpAddr> = self.pods.iter().map(|p| p.ip).collect();
+        let results: Vec<Vec<Vec<Option<bool>>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = probes
+                .iter()
+                .map(|&(proto, port)| {
+                    let (sources, targets) = (&sources, &targets);
+                    s.spawn(move || {
+                        probe_all(sources, targets, proto, port, FIRST_TIMEOUT, |i, j| i == j)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut report = String::new();
+        for (&(proto, port), mut got) in probes.iter().zip(results) {
+            let want = expect(proto, port);
+            for _ in 0..2 {
+                let wrong: Vec<(usize, usize)> = (0..9)
+                    .flat_map(|i| (0..9).map(move |j| (i, j)))
+                    .filter(|&(i, j)| i != j && got[i][j] != Some(want.get(i, j)))
+                    .collect();
+                if wrong.is_empty() {
+                    break;
+                }
+                let again = probe_all(&sources, &targets, proto, port, RETRY_TIMEOUT, |i, j| {
+                    !wrong.contains(&(i, j))
+                });
+                for (i, j) in wrong {
+                    got[i][j] = again[i][j];
+                }
+            }
+            let bad = (0..9).any(|i| (0..9).any(|j| i != j && got[i][j] != Some(want.get(i, j))));
+            if bad {
+                let _ = writeln!(
+                    report,
+                    "{proto} {port}: expected\n{}observed\n{}",
+                    want.table(self),
+                    Reach::from_cells(&got).table(self)
+                );
+            }
+        }
+        if report.is_empty() {
+            Ok(())
+        } else {
+            Err(report)
+        }
+    }
+}
+
+/// A truth table over the nine pods (`from` row, `to` column), as in e2e's
+/// `reachability.go`; the diagonal (a pod to itself) is not judged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Reach {
+    allowed: [[bool; 9]; 9],
+}
+
+/// Which pods a row or column rule is about: a namespace, a pod name, both or neither.
+#[derive(Clone, Copy, Default)]
+pub struct Peer {
+    pub ns: Option<&'static str>,
+    pub pod: Option<&'static str>,
+}
+
+pub fn any() -> Peer {
+    Peer::default()
+}
+
+pub fn ns(ns: &'static str) -> Peer {
+    Peer {
+        ns: Some(ns),
+        pod: None,
+    }
+}
+
+pub fn pod(id: &'static str) -> Peer {
+    let (ns, pod) = id.split_once('/').expect("ns/pod");
+    Peer {
+        ns: Some(ns),
+        pod: Some(pod),
+    }
+}
+
+fn model_id(i: usize) -> (&'static str, &'static str) {
+    (NAMESPACES[i / 3], PODS[i % 3])
+}
+
+impl Peer {
+    fn matches(&self, i: usize) -> bool {
+        let (ns, pod) = model_id(i);
+        self.ns.map_or(true, |n| n == ns) && self.pod.map_or(true, |p| p == pod)
+    }
+}
+
+impl Reach {
+    pub fn all(allowed: bool) -> Reach {
+        Reach {
+            allowed: [[allowed; 9]; 9],
+        }
+    }
+
+    fn from_cells(cells: &[Vec<Option<bool>>]) -> Reach {
+        let mut r = Reach::all(false);
+        for (i, row) in cells.iter().enumerate() {
+            for (j, c) in row.iter().enumerate() {
+                r.allowed[i][j] = c.unwrap_or(true);
+            }
+        }
+        r
+    }
+
+    pub fn get(&self, from: usize, to: usize) -> bool {
+        self.allowed[from][to]
+    }
+
+    /// Every pair from `from` to `to` (e2e's `ExpectPeer`).
+    pub fn set(mut self, from: Peer, to: Peer, allowed: bool) -> Reach {
+        for i in 0..9 {
+            for j in 0..9 {
+                if from.matches(i) && to.matches(j) {
+                    self.allowed[i][j] = allowed;
+                }
+            }
+        }
+        self
+    }
+
+    /// Everything into `to` (e2e's `ExpectAllIngress`).
+    pub fn ingress(self, to: Peer, allowed: bool) -> Reach {
+        self.set(any(), to, allowed)
+    }
+
+    /// Everything out of `from` (e2e's `ExpectAllEgress`).
+    pub fn egress(self, from: Peer, allowed: bool) -> Reach {
+        self.set(from, any(), allowed)
+    }
+
+    fn table(&self, c: &Cluster) -> String {
+        let mut out = String::from("      ");
+        for p in &c.pods {
+            let _ = write!(out, "{:>4}", p.id());
+        }
+        out.push('\n');
+        for (i, p) in c.pods.iter().enumerate() {
+            let _ = write!(out, "{:>5} ", p.id());
+            for j in 0..9 {
+                let cell = if i == j {
+                    "-"
+                } else if self.allowed[i][j] {
+                    "."
+                } else {
+                    "X"
+                };
+                let _ = write!(out, "{cell:>4}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
