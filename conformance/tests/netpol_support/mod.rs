@@ -134,6 +134,42 @@ impl Node {
         self.spawn();
     }
 
+    /// Starts it again with `args` in place of the test's own extra flags (`--network-policy`
+    /// included).
+    pub fn restart_with(&mut self, args: &[&str]) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.args = args.iter().map(|a| (*a).to_owned()).collect();
+        self.spawn();
+    }
+
+    /// `GET path` from the daemon's HTTP endpoint, over a connection made inside the host's
+    /// namespace.
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let request = format!("GET {path} HTTP/1.1\r\nHost: flanneld\r\nConnection: close\r\n\r\n");
+        conformance::reach::in_netns(self.host.netns().path(), move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", HEALTHZ_PORT))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.write_all(request.as_bytes())?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok::<_, std::io::Error>(body)
+        })
+        .unwrap()
+        .unwrap()
+    }
+
+    /// The value of one sample line of `/metrics` (`name{labels}` exactly as printed).
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        self.http_get("/metrics").lines().find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+    }
+
     pub fn running(&mut self) -> bool {
         self.child
             .as_mut()
