@@ -92,7 +92,10 @@ fn manifest_has_kube_flannels_objects_and_rbac() {
                 let (verbs, groups) = (verbs.clone(), groups.clone());
                 groups.into_iter().flat_map(move |g| {
                     let res = res.clone();
-                    verbs.clone().into_iter().map(move |v| (g.clone(), res.clone(), v))
+                    verbs
+                        .clone()
+                        .into_iter()
+                        .map(move |v| (g.clone(), res.clone(), v))
                 })
             })
         })
@@ -107,9 +110,16 @@ fn manifest_has_kube_flannels_objects_and_rbac() {
     }
     want.insert((String::new(), "nodes/status".into(), "patch".into()));
     for verb in ["get", "list", "watch"] {
-        want.insert(("networking.k8s.io".into(), "networkpolicies".into(), verb.into()));
+        want.insert((
+            "networking.k8s.io".into(),
+            "networkpolicies".into(),
+            verb.into(),
+        ));
     }
-    assert_eq!(rules, want, "upstream's RBAC with what --network-policy reads, nothing more");
+    assert_eq!(
+        rules, want,
+        "upstream's RBAC with what --network-policy reads, nothing more"
+    );
 
     let binding = by_kind(&docs, "ClusterRoleBinding");
     let sa = by_kind(&docs, "ServiceAccount");

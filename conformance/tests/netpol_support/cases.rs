@@ -67,8 +67,19 @@ fn deny_ingress() -> Value {
     json!({"podSelector": {}, "policyTypes": ["Ingress"]})
 }
 
+/// A host route to a pod, in the family the cluster probes.
 fn cidr32(c: &Cluster, id: &str) -> String {
-    format!("{}/32", c.pod(id).ip)
+    let a = c.pod(id).addr(c.probe_v6);
+    format!("{a}/{}", if a.is_ipv6() { 128 } else { 32 })
+}
+
+/// A block holding every pod, in the family the cluster probes.
+fn all_pods_block(c: &Cluster) -> &'static str {
+    if c.probe_v6 {
+        "fd10::/56"
+    } else {
+        "10.244.0.0/16"
+    }
 }
 
 pub type Case = fn(&mut Cluster) -> Result<(), String>;
@@ -579,14 +590,14 @@ pub const CASES: &[(&str, Case)] = &[
     }),
     ("except clause of a CIDR block", |c| {
         let rv = c.policy("x", "allow-client-a-via-cidr-egress-rule", json!({"podSelector": pod_a(),
-            "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": [cidr32(c, "x/b")]}}]}]}));
+            "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": all_pods_block(c), "except": [cidr32(c, "x/b")]}}]}]}));
         step(c, rv, same(all().set(pod("x/a"), pod("x/b"), false)))
     }),
     (
         "an IP both in a CIDR's except and in another rule's CIDR is allowed",
         |c| {
             let rv = c.policy("x", "allow-client-a-via-cidr-egress-rule", json!({"podSelector": pod_a(),
-            "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": [cidr32(c, "x/b")]}}]}]}));
+            "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": all_pods_block(c), "except": [cidr32(c, "x/b")]}}]}]}));
             step(c, rv, same(all().set(pod("x/a"), pod("x/b"), false)))?;
             let rv = c.policy("x", "allow-client-a-via-cidr-egress-rule", json!({"podSelector": pod_a(),
             "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": cidr32(c, "x/b")}}]}]}));

@@ -243,6 +243,8 @@ pub struct TestPod {
     pub node: usize,
     pub netns: Netns,
     pub ip: IpAddr,
+    /// The pod's IPv6 address in a dual-stack cluster.
+    pub ip6: Option<IpAddr>,
     pub container_id: String,
     _servers: Servers,
 }
@@ -250,6 +252,19 @@ pub struct TestPod {
 impl TestPod {
     pub fn id(&self) -> String {
         format!("{}/{}", self.ns, self.name)
+    }
+
+    pub fn ips(&self) -> Vec<IpAddr> {
+        std::iter::once(self.ip).chain(self.ip6).collect()
+    }
+
+    /// The address probes go to.
+    pub fn addr(&self, v6: bool) -> IpAddr {
+        if v6 {
+            self.ip6.expect("a dual-stack pod")
+        } else {
+            self.ip
+        }
     }
 }
 
@@ -260,6 +275,8 @@ pub struct Cluster {
     pub pods: Vec<TestPod>,
     driver: Driver,
     created: usize,
+    /// Probe the pods' IPv6 addresses instead of their IPv4 ones.
+    pub probe_v6: bool,
     /// Policies created and not yet deleted, as `(namespace, name)`.
     policies: RefCell<BTreeSet<(String, String)>>,
 }
@@ -274,14 +291,15 @@ fn container(port: u16, proto: &str) -> Value {
 }
 
 /// A Pod as the API server holds it once the kubelet reported its address.
-pub fn pod_object(ns: &str, name: &str, node: &str, ip: IpAddr, labels: Value) -> Value {
+pub fn pod_object(ns: &str, name: &str, node: &str, ips: &[IpAddr], labels: Value) -> Value {
+    let pod_ips: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
     json!({
         "metadata": {"name": name, "namespace": ns, "labels": labels,
                      "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
         "spec": {"nodeName": node, "containers": [
             container(80, "TCP"), container(81, "TCP"), container(80, "UDP"), container(81, "UDP")
         ]},
-        "status": {"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}],
+        "status": {"phase": "Running", "podIP": ips[0].to_string(), "podIPs": pod_ips,
                    "conditions": [{"type": "Ready", "status": "True"}]}
     })
 }
@@ -311,6 +329,22 @@ impl Cluster {
 
     /// As [`Cluster::start`], with the nodes on `segments` (host-gw needs one segment).
     pub fn start_on(backend: &str, extra_args: &[&str], segments: [Segment; 2]) -> Cluster {
+        Self::start_with(backend, extra_args, segments, false)
+    }
+
+    /// A dual-stack cluster: both nodes on segment A with IPv6 addresses on the underlay
+    /// (the router does not route IPv6), `fd10::/56` as the IPv6 network, and every pod with
+    /// an address of each family.
+    pub fn start_dual_stack(backend: &str) -> Cluster {
+        Self::start_with(backend, &[], [Segment::A, Segment::A], true)
+    }
+
+    fn start_with(
+        backend: &str,
+        extra_args: &[&str],
+        segments: [Segment; 2],
+        dual: bool,
+    ) -> Cluster {
         let underlay = Underlay::new().unwrap();
         let api = KubeApi::start_in(underlay.router(), IpAddr::V4(Segment::A.router_ip())).unwrap();
         for ns in NAMESPACES {
@@ -321,14 +355,34 @@ impl Cluster {
             let name = format!("n{}", i + 1);
             let host = underlay.add_host(seg, &format!("np{}", i + 1)).unwrap();
             let cidr = format!("10.244.{}.0/24", i + 1);
-            api.put("nodes", fixture_node(&name, Some(&cidr), host.ip()));
+            let mut node_obj = fixture_node(&name, Some(&cidr), host.ip());
+            if dual {
+                host.netns()
+                    .exec_ok(&[
+                        "ip",
+                        "-6",
+                        "addr",
+                        "add",
+                        &format!("fd00:50::{}/64", i + 1),
+                        "dev",
+                        "eth0",
+                        "nodad",
+                    ])
+                    .unwrap();
+                node_obj["spec"]["podCIDRs"] = json!([cidr, format!("fd10:0:0:{}::/64", i + 1)]);
+            }
+            api.put("nodes", node_obj);
             let dir = tempfile::Builder::new()
                 .prefix("fr-netpol-")
                 .tempdir()
                 .unwrap();
             api.write_kubeconfig(&dir.path().join("kubeconfig"))
                 .unwrap();
-            let net_conf = json!({"Network": NETWORK, "Backend": {"Type": backend}});
+            let mut net_conf = json!({"Network": NETWORK, "Backend": {"Type": backend}});
+            if dual {
+                net_conf["EnableIPv6"] = json!(true);
+                net_conf["IPv6Network"] = json!("fd10::/56");
+            }
             std::fs::write(dir.path().join("net-conf.json"), net_conf.to_string()).unwrap();
             let mut node = Node {
                 name,
@@ -355,6 +409,7 @@ impl Cluster {
             pods: Vec::new(),
             driver,
             created: 0,
+            probe_v6: false,
             policies: RefCell::default(),
         };
         for (i, (ns, name)) in NAMESPACES
@@ -388,14 +443,23 @@ impl Cluster {
                 None,
             )
             .unwrap_or_else(|e| panic!("ADD {ns}/{name}: {e:?}"));
-        let ip: IpAddr = result["ips"][0]["address"]
-            .as_str()
+        let ips: Vec<IpAddr> = result["ips"]
+            .as_array()
             .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+            .iter()
+            .map(|i| {
+                i["address"]
+                    .as_str()
+                    .unwrap()
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        let ip = *ips.iter().find(|a| a.is_ipv4()).expect("an IPv4 address");
+        let ip6 = ips.iter().copied().find(IpAddr::is_ipv6);
         let servers = Servers::start(&netns, &PORTS).unwrap();
         TestPod {
             ns,
@@ -403,6 +467,7 @@ impl Cluster {
             node,
             netns,
             ip,
+            ip6,
             container_id,
             _servers: servers,
         }
@@ -413,7 +478,7 @@ impl Cluster {
         let node = &self.nodes[p.node].name;
         rv_of(&self.api.put(
             "pods",
-            pod_object(p.ns, p.name, node, p.ip, json!({"pod": p.name})),
+            pod_object(p.ns, p.name, node, &p.ips(), json!({"pod": p.name})),
         ))
     }
 
@@ -513,7 +578,7 @@ impl Cluster {
         rv_of(
             &self
                 .api
-                .put("pods", pod_object(p.ns, p.name, node, p.ip, labels)),
+                .put("pods", pod_object(p.ns, p.name, node, &p.ips(), labels)),
         )
     }
 
@@ -598,7 +663,7 @@ impl Cluster {
         probes: &[(Proto, u16)],
     ) -> Result<(), String> {
         let sources: Vec<&Netns> = self.pods.iter().map(|p| &p.netns).collect();
-        let targets: Vec<IpAddr> = self.pods.iter().map(|p| p.ip).collect();
+        let targets: Vec<IpAddr> = self.pods.iter().map(|p| p.addr(self.probe_v6)).collect();
         let results: Vec<Vec<Vec<Option<bool>>>> = std::thread::scope(|s| {
             let handles: Vec<_> = probes
                 .iter()
