@@ -88,7 +88,7 @@ fn restarts_and_an_unreachable_api_server_never_open_isolated_pods() {
         let m = &monitor;
         let cluster = &c;
         let pods = &c.pods;
-        s.spawn(move || m.run(pods));
+        let watching = s.spawn(move || m.run(pods));
         let wait_rounds = |n: usize| {
             let target = m.rounds.load(Ordering::SeqCst) + n;
             while m.rounds.load(Ordering::SeqCst) < target {
@@ -97,9 +97,11 @@ fn restarts_and_an_unreachable_api_server_never_open_isolated_pods() {
         };
         wait_rounds(3);
         // The API server goes away for a while; meanwhile the policy is deleted. Nothing
-        // changes until the server is back.
+        // changes until the server is back, so the monitor stops a second before it is.
         let api = &cluster.api;
-        let outage = s.spawn(move || api.restart(Duration::from_secs(4)));
+        let down = Duration::from_secs(5);
+        let outage_started = Instant::now();
+        let outage = s.spawn(move || api.restart(down));
         std::thread::sleep(Duration::from_millis(500));
         let rv_deleted = rv_of(
             &cluster
@@ -107,11 +109,21 @@ fn restarts_and_an_unreachable_api_server_never_open_isolated_pods() {
                 .delete("networkpolicies", "x", "deny-ingress")
                 .unwrap(),
         );
-        wait_rounds(3);
-        outage.join().unwrap().unwrap();
-        // Now the deletion reaches flanneld: stop watching before x opens up.
-        cluster.wait_enforced(rv_deleted);
+        let rounds_before = m.rounds.load(Ordering::SeqCst);
+        std::thread::sleep(down.saturating_sub(outage_started.elapsed() + Duration::from_secs(1)));
         m.stop.store(true, Ordering::SeqCst);
+        watching.join().unwrap();
+        assert!(
+            outage_started.elapsed() < down,
+            "the monitor ran past the outage; the machine is too slow for this check"
+        );
+        assert!(
+            m.rounds.load(Ordering::SeqCst) > rounds_before,
+            "no probes while the API server was down"
+        );
+        outage.join().unwrap().unwrap();
+        // Now the deletion reaches flanneld.
+        cluster.wait_enforced(rv_deleted);
     });
     assert_eq!(
         monitor.leaks.load(Ordering::SeqCst),
@@ -129,6 +141,7 @@ fn restarts_and_an_unreachable_api_server_never_open_isolated_pods() {
             || log.contains("network policy: NetworkPolicy watch"),
         "{log}"
     );
+    assert!(log.contains("the API server answers again"), "{log}");
 
     // flanneld restarted, cleanly and killed, while the policy is in force.
     let rv = c.policy(
@@ -143,19 +156,19 @@ fn restarts_and_an_unreachable_api_server_never_open_isolated_pods() {
         let pods = &c.pods;
         s.spawn(move || m.run(pods));
         let n = &mut c.nodes[node];
-        n.stop();
+        assert_eq!(n.stop().unwrap().and_then(|s| s.code()), Some(0));
         let table = n.nft_table();
         assert!(
             table.contains("hook forward"),
             "the table is left in place on exit:\n{table}"
         );
         std::thread::sleep(Duration::from_secs(2));
-        n.restart();
-        n.wait_ready();
+        n.restart(None).unwrap();
+        n.wait_ready(Duration::from_secs(60)).unwrap();
         n.kill();
         std::thread::sleep(Duration::from_secs(1));
-        n.restart();
-        n.wait_ready();
+        n.restart(None).unwrap();
+        n.wait_ready(Duration::from_secs(60)).unwrap();
         let started = Instant::now();
         while m.rounds.load(Ordering::SeqCst) < 5 && started.elapsed() < Duration::from_secs(30) {
             std::thread::sleep(Duration::from_millis(50));
@@ -179,8 +192,8 @@ fn restarts_and_an_unreachable_api_server_never_open_isolated_pods() {
         .unwrap();
 
     // Without the flag the feature is gone: no table, nothing enforced.
-    c.nodes[node].restart_with(&[]);
-    c.nodes[node].wait_ready();
+    c.nodes[node].restart(Some(&[])).unwrap();
+    c.nodes[node].wait_ready(Duration::from_secs(60)).unwrap();
     let tables = c.nodes[node]
         .host
         .netns()
@@ -263,7 +276,11 @@ fn what_cannot_be_understood_fails_closed_and_everything_is_reported() {
         .host
         .netns()
         .command(conformance::cni::our_bin_dir().join("flannelctl"))
-        .args(["status", "--addr", "127.0.0.1:18471"])
+        .args([
+            "status",
+            "--addr",
+            &format!("127.0.0.1:{}", netpol_support::HEALTHZ_PORT),
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
@@ -284,7 +301,7 @@ fn what_cannot_be_understood_fails_closed_and_everything_is_reported() {
         .unwrap_or(0.0)
         < 1.0
     {
-        assert!(Instant::now() < deadline, "{}", n.http_get("/metrics"));
+        assert!(Instant::now() < deadline, "{:?}", n.http_get("/metrics"));
         std::thread::sleep(Duration::from_millis(200));
     }
 

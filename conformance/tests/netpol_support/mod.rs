@@ -16,16 +16,12 @@ pub mod cases;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use conformance::cni::our_bin_dir;
 use conformance::kubeapi::{fixture_node, KubeApi};
 use conformance::reach::{probe_all, Proto, Servers};
-use conformance::{cmd, kube_flannel_conflist, Driver, Host, Netns, PluginDir, Segment, Underlay};
+use conformance::{Driver, Netns, PluginDir, Segment, Underlay};
 use serde_json::{json, Value};
 
 pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
@@ -38,203 +34,15 @@ pub const PROBES: [(Proto, u16); 4] = [
     (Proto::Udp, 81),
 ];
 const NETWORK: &str = "10.244.0.0/16";
-const HEALTHZ_PORT: u16 = 18471;
 /// Probes expected to fail wait this long; a cell that disagrees is probed again, longer.
 const FIRST_TIMEOUT: Duration = Duration::from_millis(1000);
 const RETRY_TIMEOUT: Duration = Duration::from_secs(3);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn flanneld_bin() -> PathBuf {
-    our_bin_dir().join("flanneld")
-}
-
-fn flannelctl_bin() -> PathBuf {
-    our_bin_dir().join("flannelctl")
-}
-
-/// One kube-mode flanneld with `--network-policy`.
-pub struct Node {
-    pub name: String,
-    pub host: Host,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    starts: usize,
-    args: Vec<String>,
-}
-
-impl Node {
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
-    }
-
-    fn spawn(&mut self) {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.path("flanneld.log"))
-            .unwrap();
-        let mut cmd = self.host.netns().command(flanneld_bin());
-        cmd.args([
-            "--kube-subnet-mgr".to_owned(),
-            format!("--kubeconfig-file={}", self.path("kubeconfig").display()),
-            format!("--net-config-path={}", self.path("net-conf.json").display()),
-            format!("--subnet-file={}", self.path("subnet.env").display()),
-            "--iface=eth0".to_owned(),
-            "--ip-masq".to_owned(),
-            "--healthz-ip=127.0.0.1".to_owned(),
-            format!("--healthz-port={HEALTHZ_PORT}"),
-            "--iptables-resync=1".to_owned(),
-        ])
-        .args(&self.args)
-        .env("NODE_NAME", &self.name)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-        self.child = Some(cmd.spawn().unwrap());
-        self.starts += 1;
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.path("flanneld.log")).unwrap_or_default()
-    }
-
-    pub fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while self.log().matches("Wrote subnet file").count() < self.starts {
-            if let Some(s) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("flanneld on {} exited ({s}):\n{}", self.name, self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready:\n{}",
-                self.name,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        cmd::terminate(&mut child, Duration::from_secs(10))
-            .unwrap()
-            .unwrap_or_else(|| panic!("flanneld ignored SIGTERM:\n{}", self.log()))
-    }
-
-    pub fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-
-    pub fn restart(&mut self) {
-        if self.child.is_some() {
-            self.stop();
-        }
-        self.spawn();
-    }
-
-    /// Starts it again with `args` in place of the test's own extra flags (`--network-policy`
-    /// included).
-    pub fn restart_with(&mut self, args: &[&str]) {
-        if self.child.is_some() {
-            self.stop();
-        }
-        self.args = args.iter().map(|a| (*a).to_owned()).collect();
-        self.spawn();
-    }
-
-    /// `GET path` from the daemon's HTTP endpoint, over a connection made inside the host's
-    /// namespace.
-    pub fn http_get(&self, path: &str) -> String {
-        use std::io::{Read, Write};
-        let request = format!("GET {path} HTTP/1.1\r\nHost: flanneld\r\nConnection: close\r\n\r\n");
-        conformance::reach::in_netns(self.host.netns().path(), move || {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", HEALTHZ_PORT))?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            s.write_all(request.as_bytes())?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok::<_, std::io::Error>(body)
-        })
-        .unwrap()
-        .unwrap()
-    }
-
-    /// The value of one sample line of `/metrics` (`name{labels}` exactly as printed).
-    pub fn metric(&self, sample: &str) -> Option<f64> {
-        self.http_get("/metrics").lines().find_map(|l| {
-            l.strip_prefix(sample)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-        })
-    }
-
-    pub fn running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().unwrap().is_none())
-    }
-
-    pub fn conflist(&self) -> String {
-        kube_flannel_conflist("0.3.1", &self.path("subnet.env"), self.dir.path()).to_string()
-    }
-
-    /// `/status` as flannelctl prints it (`-o json`), when the daemon answers.
-    pub fn status(&self) -> Option<Value> {
-        let out = self
-            .host
-            .netns()
-            .command(flannelctl_bin())
-            .args([
-                "status",
-                "-o",
-                "json",
-                "--addr",
-                &format!("127.0.0.1:{HEALTHZ_PORT}"),
-            ])
-            .output()
-            .ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    /// The `network_policy` part of `/status`.
-    pub fn netpol_status(&self) -> Option<Value> {
-        self.status()
-            .map(|s| s["network_policy"].clone())
-            .filter(|v| !v.is_null())
-    }
-
-    /// The highest resourceVersion this node has enforced.
-    pub fn enforced_version(&self) -> u64 {
-        self.netpol_status()
-            .and_then(|s| s["resource_version"].as_u64())
-            .unwrap_or(0)
-    }
-
-    pub fn nft_table(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .host
-                .netns()
-                .exec(&["nft", "list", "table", "inet", "flannel-netpol"])
-                .stdout,
-        )
-        .into_owned()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- flanneld log ({}) ---\n{}", self.name, self.log());
-        }
-    }
-}
+#[allow(unused_imports)] // not every test crate uses each
+pub use conformance::netpol::{
+    namespace_object, pod_object, rv_of, KubeNode as Node, HEALTHZ_PORT,
+};
 
 /// One pod: its namespace, name, node, network namespace and servers.
 pub struct TestPod {
@@ -279,45 +87,6 @@ pub struct Cluster {
     pub probe_v6: bool,
     /// Policies created and not yet deleted, as `(namespace, name)`.
     policies: RefCell<BTreeSet<(String, String)>>,
-}
-
-/// The e2e model's container for one port and protocol.
-fn container(port: u16, proto: &str) -> Value {
-    json!({
-        "name": format!("cont-{port}-{}", proto.to_lowercase()),
-        "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",
-        "ports": [{"containerPort": port, "name": format!("serve-{port}-{}", proto.to_lowercase()), "protocol": proto}]
-    })
-}
-
-/// A Pod as the API server holds it once the kubelet reported its address.
-pub fn pod_object(ns: &str, name: &str, node: &str, ips: &[IpAddr], labels: Value) -> Value {
-    let pod_ips: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
-    json!({
-        "metadata": {"name": name, "namespace": ns, "labels": labels,
-                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
-        "spec": {"nodeName": node, "containers": [
-            container(80, "TCP"), container(81, "TCP"), container(80, "UDP"), container(81, "UDP")
-        ]},
-        "status": {"phase": "Running", "podIP": ips[0].to_string(), "podIPs": pod_ips,
-                   "conditions": [{"type": "Ready", "status": "True"}]}
-    })
-}
-
-pub fn namespace_object(ns: &str, extra: &[(&str, &str)]) -> Value {
-    let mut labels = json!({"kubernetes.io/metadata.name": ns, "ns": ns});
-    for (k, v) in extra {
-        labels[*k] = json!(v);
-    }
-    json!({"metadata": {"name": ns, "labels": labels}, "spec": {"finalizers": ["kubernetes"]},
-           "status": {"phase": "Active"}})
-}
-
-pub fn rv_of(obj: &Value) -> u64 {
-    obj["metadata"]["resourceVersion"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("stored objects carry a resourceVersion")
 }
 
 impl Cluster {
@@ -372,34 +141,19 @@ impl Cluster {
                 node_obj["spec"]["podCIDRs"] = json!([cidr, format!("fd10:0:0:{}::/64", i + 1)]);
             }
             api.put("nodes", node_obj);
-            let dir = tempfile::Builder::new()
-                .prefix("fr-netpol-")
-                .tempdir()
-                .unwrap();
-            api.write_kubeconfig(&dir.path().join("kubeconfig"))
-                .unwrap();
             let mut net_conf = json!({"Network": NETWORK, "Backend": {"Type": backend}});
             if dual {
                 net_conf["EnableIPv6"] = json!(true);
                 net_conf["IPv6Network"] = json!("fd10::/56");
             }
-            std::fs::write(dir.path().join("net-conf.json"), net_conf.to_string()).unwrap();
-            let mut node = Node {
-                name,
-                host,
-                dir,
-                child: None,
-                starts: 0,
-                args: std::iter::once("--network-policy")
-                    .chain(extra_args.iter().copied())
-                    .map(str::to_owned)
-                    .collect(),
-            };
-            node.spawn();
+            let args: Vec<&str> = std::iter::once("--network-policy")
+                .chain(extra_args.iter().copied())
+                .collect();
+            let node = Node::start(&api, host, &name, &net_conf, &args).unwrap();
             nodes.push(node);
         }
         for n in &mut nodes {
-            n.wait_ready();
+            n.wait_ready(Duration::from_secs(90)).unwrap();
         }
         let driver = Driver::new(PluginDir::ours().unwrap_or_else(|e| panic!("our plugins: {e}")));
         let mut c = Cluster {
@@ -708,6 +462,16 @@ impl Cluster {
             Ok(())
         } else {
             Err(report)
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for n in &self.nodes {
+                eprintln!("--- flanneld log ({}) ---\n{}", n.name, n.log());
+            }
         }
     }
 }
