@@ -34,17 +34,24 @@ fn prepare_node(config: &NetworkConfig) -> Result<(), DaemonError> {
         ))
     })?;
     for key in bridge_sysctls(config) {
-        match netops::sysctl::set(key, "1") {
-            Ok(true) => log::info!(
-                "network policy: set {} = 1 (traffic between pods of this node must pass the inet hooks)",
-                key.replace('/', ".")
-            ),
-            Ok(false) => {}
+        let dotted = key.replace('/', ".");
+        match netops::sysctl::get(key) {
             Err(e) => {
                 return Err(DaemonError::Netpol(format!(
-                    "{e}; NetworkPolicy between pods of one node needs the br_netfilter module (modprobe br_netfilter)"
+                    "{e}: NetworkPolicy between pods of one node needs the br_netfilter module (modprobe br_netfilter)"
                 )))
             }
+            Ok(v) if v.trim() == "1" => {}
+            Ok(_) => match netops::sysctl::set(key, "1") {
+                Ok(_) => log::info!(
+                    "network policy: set {dotted} = 1 (traffic between pods of this node must pass the inet hooks)"
+                ),
+                Err(e) => {
+                    return Err(DaemonError::Netpol(format!(
+                        "{dotted} is 0 and cannot be set ({e}): set it to 1 on the node (kubeadm's preflight requires it too)"
+                    )))
+                }
+            },
         }
     }
     Ok(())

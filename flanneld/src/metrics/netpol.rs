@@ -5,7 +5,8 @@
 //! - `flannel_netpol_sync_seconds`: from a Namespace/Pod/NetworkPolicy change arriving from the
 //!   API server to the table holding it;
 //! - `flannel_netpol_errors_total{kind}`: policies that fail closed (`policy`, once per policy
-//!   and reason), failed table writes (`apply`), failed API reads (`api`);
+//!   and reason) and failed table writes (`apply`); failed API reads are counted with the
+//!   subnet manager's in `flannel_store_errors_total{store="kube"}`;
 //! - `flannel_netpol_denied_packets_total{direction}`: packets dropped because no policy allowed
 //!   them, from the table's named counters (read every resync interval; a whole-table rewrite
 //!   restarts them, which Prometheus treats as a counter reset).
@@ -27,17 +28,15 @@ use prometheus_client::registry::Registry;
 pub enum NetpolError {
     Policy,
     Apply,
-    Api,
 }
 
 impl NetpolError {
-    pub const ALL: [NetpolError; 3] = [NetpolError::Policy, NetpolError::Apply, NetpolError::Api];
+    pub const ALL: [NetpolError; 2] = [NetpolError::Policy, NetpolError::Apply];
 
     pub fn as_str(self) -> &'static str {
         match self {
             NetpolError::Policy => "policy",
             NetpolError::Apply => "apply",
-            NetpolError::Api => "api",
         }
     }
 }
@@ -105,7 +104,7 @@ impl NetpolMetrics {
         );
         r.register(
             "flannel_netpol_errors",
-            "NetworkPolicy enforcement errors: policies failing closed, failed table writes, failed API reads",
+            "NetworkPolicy enforcement errors: policies failing closed, failed table writes",
             m.errors.clone(),
         );
         r.register_collector(Box::new(DeniedCollector(m.denied.clone())));

@@ -1,8 +1,9 @@
 //! Keeping the table in step with the API server.
 //!
-//! Three kube-rs watchers (Namespaces, Pods, NetworkPolicies; list + watch, relisting on
-//! their own after a 410 or a lost connection) run as async tasks and hand converted changes
-//! to one dedicated OS thread, the enforcer. It owns the [`Cluster`], compiles, and writes the
+//! Three list + watch loops ([`crate::k8s::ListWatch`]: Namespaces, Pods, NetworkPolicies;
+//! resuming after a watch ends, relisting after a 410, riding out an unreachable API server
+//! with one log line per outage) run as async tasks and hand converted changes to one
+//! dedicated OS thread, the enforcer. It owns the [`Cluster`], compiles, and writes the
 //! table with `nft`, which blocks — so none of it runs on the async runtime's threads. Changes
 //! that arrive while a write is under way are taken together in the next one.
 //!
@@ -18,9 +19,6 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_util::StreamExt;
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -33,6 +31,7 @@ use super::report::{FailedPolicy, NetpolReport, PodPolicies};
 use super::ruleset::{DENIED_EGRESS, DENIED_INGRESS, TABLE};
 use super::selector::Labels;
 use super::table::Table;
+use crate::k8s::{ListWatch, Update as Listed};
 use crate::metrics::{NetpolError, NetpolMetrics, Repair};
 use crate::state::State;
 
@@ -57,8 +56,6 @@ enum Change {
     Namespaces(Update<String, Labels>),
     Pods(Update<(String, String), PodInfo>),
     Policies(Update<PolicyKey, Policy>),
-    /// A watch failed (it retries on its own).
-    ApiError(String),
 }
 
 struct Msg {
@@ -130,6 +127,7 @@ pub fn start(
         .spawn(move || enforcer.run(rx))?;
     tokio::spawn(follow(
         Api::<PolicyNamespace>::all(client.clone()),
+        "network policy: namespace watch",
         |o: &PolicyNamespace| (o.metadata.name.clone().unwrap_or_default(), o.labels()),
         Change::Namespaces,
         tx.clone(),
@@ -137,6 +135,7 @@ pub fn start(
     ));
     tokio::spawn(follow(
         Api::<PolicyPod>::all(client.clone()),
+        "network policy: pod watch",
         |o: &PolicyPod| (key_of(&o.metadata), o.info()),
         Change::Pods,
         tx.clone(),
@@ -144,6 +143,7 @@ pub fn start(
     ));
     tokio::spawn(follow(
         Api::<PolicyObject>::all(client),
+        "network policy: NetworkPolicy watch",
         |o: &PolicyObject| (o.key(), o.policy()),
         Change::Policies,
         tx,
@@ -155,6 +155,7 @@ pub fn start(
 /// Follows one kind until the daemon stops, handing every change to the enforcer.
 async fn follow<T, K, V>(
     api: Api<T>,
+    label: &'static str,
     convert: fn(&T) -> (K, V),
     wrap: fn(Update<K, V>) -> Change,
     tx: Sender<Msg>,
@@ -162,42 +163,22 @@ async fn follow<T, K, V>(
 ) where
     T: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let kind = T::kind(&()).into_owned();
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
-    let mut listing: Option<Vec<(K, V)>> = None;
-    let mut listed_version: Option<u64> = None;
+    let mut lw = ListWatch::new(api, label);
     loop {
-        let item = tokio::select! {
-            item = stream.next() => item,
+        let update = tokio::select! {
+            u = lw.next() => u,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let (change, version) = match item {
-            None => return,
-            Some(Err(e)) => {
-                log::warn!("network policy: {kind} watch: {e} (retrying; the last rules stay)");
-                crate::metrics::store_error(crate::metrics::Store::Kube);
-                (Change::ApiError(format!("{kind} watch: {e}")), None)
-            }
-            Some(Ok(Event::Init)) => {
-                listing = Some(Vec::new());
-                listed_version = None;
-                continue;
-            }
-            Some(Ok(Event::InitApply(obj))) => {
-                listed_version = listed_version.max(resource_version(obj.meta()));
-                listing.get_or_insert_with(Vec::new).push(convert(&obj));
-                continue;
-            }
-            Some(Ok(Event::InitDone)) => (
-                wrap(Update::Listed(listing.take().unwrap_or_default())),
-                listed_version,
+        let (change, version) = match update {
+            Listed::Listed(items) => (
+                wrap(Update::Listed(items.iter().map(convert).collect())),
+                lw.resource_version().and_then(|v| v.parse().ok()),
             ),
-            Some(Ok(Event::Apply(obj))) => {
+            Listed::Applied(obj) => {
                 let (k, v) = convert(&obj);
                 (wrap(Update::Put(k, v)), resource_version(obj.meta()))
             }
-            Some(Ok(Event::Delete(obj))) => {
+            Listed::Deleted(obj) => {
                 let (k, _) = convert(&obj);
                 (wrap(Update::Delete(k)), resource_version(obj.meta()))
             }
@@ -295,12 +276,6 @@ impl Enforcer {
                 self.listed[2] |= matches!(u, Update::Listed(_));
                 apply(&mut c.policies, u);
             }
-            Change::ApiError(e) => {
-                self.metrics.error(NetpolError::Api);
-                self.last_error = Some(e);
-                self.publish(None);
-                return;
-            }
         }
         self.seen_version = self.seen_version.max(msg.resource_version);
         self.pending.push(msg.at);
@@ -352,7 +327,7 @@ impl Enforcer {
                 }
             }
         }
-        self.publish(Some((&local_pods, &errors)));
+        self.publish(&local_pods, &errors);
     }
 
     /// Logs and counts each policy that fails closed (once per reason), and says when one is
@@ -406,15 +381,11 @@ impl Enforcer {
         }
     }
 
-    /// Publishes the status document; `compiled` (this node's pods and the failing
-    /// policies) is `None` when only the error changed.
-    fn publish(&self, compiled: Option<(&[LocalPod], &[(PolicyKey, String)])>) {
+    /// Publishes the status document: this node's pods and the failing policies.
+    fn publish(&self, local_pods: &[LocalPod], errors: &[(PolicyKey, String)]) {
         let mut st = self.state.lock();
         let report = st.netpol.get_or_insert_with(NetpolReport::default);
         report.last_error = self.last_error.clone();
-        let Some((local_pods, errors)) = compiled else {
-            return;
-        };
         report.synced = self.last_sync.is_some();
         report.policies = self.cluster.policies.len();
         report.pods = self.cluster.pod_count();

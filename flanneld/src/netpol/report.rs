@@ -27,7 +27,8 @@ pub struct NetpolReport {
     pub failed_policies: Vec<FailedPolicy>,
     /// This node's pods that take part in policy, with the policies selecting them.
     pub local_pods: Vec<PodPolicies>,
-    /// The last failure to read the API or write the table, while it lasts.
+    /// The last failure to write the table, until a write succeeds (API outages are logged
+    /// and counted by the list + watch loops; the last rules stay meanwhile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
