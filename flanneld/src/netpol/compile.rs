@@ -16,9 +16,11 @@
 //! Chain `ingress` holds, per policy, rule and port entry, `ip daddr @t… ip saddr @s… <port>
 //! return`, and finally `ip daddr @iso-in drop`; `egress` mirrors it with source and
 //! destination swapped. `forward` (pod traffic, same-node traffic included through
-//! br_netfilter) accepts established flows and runs `egress` then `ingress`; `input` (pod to
-//! this node) runs `egress`. A `return` ends a direction's check as allowed, so a connection
-//! passes when some policy allows it on each side that is isolated.
+//! br_netfilter) accepts established flows and runs `egress` for sources in `iso-eg`, then
+//! `ingress` for destinations in `iso-in`; `input` (pod to this node) runs `egress` likewise.
+//! A `return` ends a direction's check as allowed, so a connection passes when some policy
+//! allows it on each side that is isolated; traffic of pods no policy isolates costs one set
+//! lookup per direction.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
@@ -515,11 +517,23 @@ pub fn compile(cluster: &Cluster, node: &str, families: Families) -> Compiled {
                 .to_owned(),
         );
     }
+    // Only this node's isolated pods are judged: everything else (pods no policy isolates,
+    // and on `input` the overlay's own packets, which conntrack sees as new for as long as
+    // the flow is one-way) leaves after one set lookup instead of walking every rule.
+    let mut egress_jumps = Vec::new();
+    let mut ingress_jumps = Vec::new();
+    for f in &families {
+        let (ip, sfx) = (f.ip(), f.suffix());
+        egress_jumps.push(format!("{ip} saddr @{ISOLATED_EGRESS}-{sfx} jump {EGRESS}"));
+        ingress_jumps.push(format!(
+            "{ip} daddr @{ISOLATED_INGRESS}-{sfx} jump {INGRESS}"
+        ));
+    }
     let mut forward = front.clone();
-    forward.push(format!("jump {EGRESS}"));
-    forward.push(format!("jump {INGRESS}"));
+    forward.extend(egress_jumps.iter().cloned());
+    forward.extend(ingress_jumps);
     let mut input = front;
-    input.push(format!("jump {EGRESS}"));
+    input.extend(egress_jumps);
 
     let mut ruleset = Ruleset {
         sets: std::mem::take(&mut b.sets),

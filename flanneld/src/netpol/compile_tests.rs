@@ -312,8 +312,10 @@ fn no_policy_compiles_to_the_hooks_and_empty_isolation() {
         [
             "ct state established,related accept",
             "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } accept",
-            "jump egress",
-            "jump ingress"
+            "ip saddr @iso-eg-4 jump egress",
+            "ip6 saddr @iso-eg-6 jump egress",
+            "ip daddr @iso-in-4 jump ingress",
+            "ip6 daddr @iso-in-6 jump ingress"
         ]
     );
     assert_eq!(
@@ -323,7 +325,13 @@ fn no_policy_compiles_to_the_hooks_and_empty_isolation() {
             "ip6 daddr @iso-in-6 counter name \"denied-ingress\" drop"
         ]
     );
-    assert_eq!(out.ruleset.rules(INPUT).last().unwrap(), "jump egress");
+    assert_eq!(
+        out.ruleset.rules(INPUT)[2..],
+        [
+            "ip saddr @iso-eg-4 jump egress",
+            "ip6 saddr @iso-eg-6 jump egress"
+        ]
+    );
     assert_eq!(out.ruleset.element_count(), 0);
     // Four pods of nine live on n1.
     assert_eq!(out.local_pods.len(), 4);
