@@ -125,6 +125,7 @@ pub fn start(
     std::thread::Builder::new()
         .name("netpol".into())
         .spawn(move || enforcer.run(rx))?;
+    log::info!("network policy: listing Namespaces, Pods and NetworkPolicies; the node is ready once they are enforced");
     tokio::spawn(follow(
         Api::<PolicyNamespace>::all(client.clone()),
         "network policy: namespace watch",
