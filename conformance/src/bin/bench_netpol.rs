@@ -90,7 +90,7 @@ fn model_policy(i: usize) -> Value {
             "ports": [{"port": 8000 + i as u64}, {"port": "serve-80-tcp"}]
         }]
     });
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         spec["policyTypes"] = json!(["Ingress", "Egress"]);
         spec["egress"] = json!([{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": [format!("10.244.{}.0/24", i % 4)]}}],
                                  "ports": [{"port": 53, "protocol": "UDP"}]}]);

@@ -516,7 +516,7 @@ fn model_id(i: usize) -> (&'static str, &'static str) {
 impl Peer {
     fn matches(&self, i: usize) -> bool {
         let (ns, pod) = model_id(i);
-        self.ns.map_or(true, |n| n == ns) && self.pod.map_or(true, |p| p == pod)
+        self.ns.is_none_or(|n| n == ns) && self.pod.is_none_or(|p| p == pod)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use netconf::flannel::NetworkConfig;
 
-use super::{blocking, stopped, DaemonError, Manager, Stop};
+use super::{blocking, DaemonError, Manager, Stop};
 use crate::options::Options;
 use crate::state::State;
 
@@ -137,7 +137,7 @@ pub(super) async fn wait_first_sync(
         let timeout = crate::subnet::kube::SYNC_TIMEOUT;
         let first = tokio::select! {
             r = tokio::time::timeout(timeout, h.first_sync()) => r,
-            _ = stopped(stop) => return Ok(false),
+            _ = super::stopped(stop) => return Ok(false),
         };
         return match first {
             Ok(Ok(())) => Ok(true),

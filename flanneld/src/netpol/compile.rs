@@ -80,6 +80,9 @@ pub struct Compiled {
     pub errors: Vec<(PolicyKey, String)>,
 }
 
+/// This node's pods `(namespace, name)` → the policies isolating them for (ingress, egress).
+type Selection<'a> = BTreeMap<(&'a str, &'a str), (Vec<PolicyKey>, Vec<PolicyKey>)>;
+
 /// Which pods a rule's port entry is about, for named ports.
 #[derive(Clone, Copy)]
 enum Direction {
@@ -444,7 +447,7 @@ pub fn compile(cluster: &Cluster, node: &str, families: Families) -> Compiled {
     let mut egress_rules = Vec::new();
     let mut isolated_in: Vec<&PodInfo> = Vec::new();
     let mut isolated_eg: Vec<&PodInfo> = Vec::new();
-    let mut selection: BTreeMap<(&str, &str), (Vec<PolicyKey>, Vec<PolicyKey>)> = BTreeMap::new();
+    let mut selection: Selection<'_> = BTreeMap::new();
     let mut errors = Vec::new();
     for policy in cluster.policies.values() {
         if let Some(e) = &policy.error {
@@ -552,11 +555,7 @@ pub fn compile(cluster: &Cluster, node: &str, families: Families) -> Compiled {
     }
 }
 
-fn local_pods<'a>(
-    cluster: &'a Cluster,
-    node: &str,
-    mut selection: BTreeMap<(&'a str, &'a str), (Vec<PolicyKey>, Vec<PolicyKey>)>,
-) -> Vec<LocalPod> {
+fn local_pods<'a>(cluster: &'a Cluster, node: &str, mut selection: Selection<'a>) -> Vec<LocalPod> {
     cluster
         .pods
         .iter()
