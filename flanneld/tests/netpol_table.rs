@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use conformance::Netns;
-use flanneld::netpol::cluster::NamedPort;
 use flanneld::netpol::ruleset::{diff_script, TABLE};
 use flanneld::netpol::table::{remove_leftover, Table};
 use flanneld::netpol::{compile, Cluster, Families, PodInfo, Policy, PolicyKey, Protocol};
@@ -22,28 +21,15 @@ fn in_ns<R>(ns: &Netns, f: impl FnOnce() -> R) -> R {
 }
 
 fn pod(node: &str, name: &str, n: u8) -> PodInfo {
+    let ips: Vec<IpAddr> = vec![
+        format!("10.244.{}.{n}", n % 2 + 1).parse().unwrap(),
+        format!("fd00:{}::{n}", n % 2 + 1).parse().unwrap(),
+    ];
     let ports = [
         ("serve-80-tcp", Protocol::Tcp, 80),
         ("serve-81-udp", Protocol::Udp, 81),
     ];
-    PodInfo {
-        labels: [("pod".to_owned(), name.to_owned())].into_iter().collect(),
-        node: node.to_owned(),
-        ips: vec![
-            format!("10.244.{}.{n}", n % 2 + 1).parse().unwrap(),
-            format!("fd00:{}::{n}", n % 2 + 1).parse().unwrap(),
-        ],
-        ports: ports
-            .iter()
-            .map(|(name, protocol, port)| NamedPort {
-                name: (*name).to_owned(),
-                protocol: *protocol,
-                port: *port,
-            })
-            .collect(),
-        host_network: false,
-        finished: false,
-    }
+    PodInfo::running(node, &[("pod", name)], &ips, &ports)
 }
 
 fn cluster() -> Cluster {
@@ -131,6 +117,14 @@ fn kernel_view(ns: &Netns) -> BTreeMap<String, Vec<String>> {
     view
 }
 
+/// Rules (`"chain"`) or set elements (`"set"`) in a kernel view.
+fn count(view: &BTreeMap<String, Vec<String>>, what: &str) -> usize {
+    view.iter()
+        .filter(|(k, _)| k.starts_with(what))
+        .map(|(_, v)| v.len())
+        .sum()
+}
+
 #[test]
 fn every_rule_form_is_accepted_and_matches_the_compiled_counts() {
     let ns = Netns::new("npt").unwrap();
@@ -145,18 +139,9 @@ fn every_rule_form_is_accepted_and_matches_the_compiled_counts() {
     let applied = in_ns(&ns, || table.apply(compiled.ruleset)).unwrap();
     assert!(applied.full && applied.changed);
     let view = kernel_view(&ns);
-    let kernel_rules: usize = view
-        .iter()
-        .filter(|(k, _)| k.starts_with("chain"))
-        .map(|(_, v)| v.len())
-        .sum();
-    assert_eq!(kernel_rules, rules);
+    assert_eq!(count(&view, "chain"), rules);
     // Interval sets may list a range as one element; every element made it either way.
-    let kernel_elements: usize = view
-        .iter()
-        .filter(|(k, _)| k.starts_with("set"))
-        .map(|(_, v)| v.len())
-        .sum();
+    let kernel_elements = count(&view, "set");
     assert!(
         kernel_elements > 0 && kernel_elements <= elements,
         "{kernel_elements} vs {elements}"
@@ -341,12 +326,7 @@ fn a_thousand_pods_and_two_hundred_policies_fit_one_transaction() {
     let mut table = Table::new();
     in_ns(&ns, || table.apply(compiled.ruleset)).unwrap();
     let view = kernel_view(&ns);
-    let kernel_rules: usize = view
-        .iter()
-        .filter(|(k, _)| k.starts_with("chain"))
-        .map(|(_, v)| v.len())
-        .sum();
-    assert_eq!(kernel_rules, rules);
+    assert_eq!(count(&view, "chain"), rules);
     // Two ingress rules per policy (one per port entry), plus the hooks and drops.
     assert!(rules <= 2 * 200 + 10, "{rules}");
 }

@@ -115,6 +115,38 @@ fn table_size(node: &KubeNode) -> Result<(usize, usize), BoxError> {
     Ok((rules, elements))
 }
 
+/// The probe client as the API server holds it, admitted by the servers' policy or not.
+fn client_object(ip: Ipv4Addr, admitted: bool) -> Value {
+    let allowed = if admitted { "yes" } else { "no" };
+    pod_object(
+        PROBE_NS,
+        "client",
+        "n1",
+        &[IpAddr::V4(ip)],
+        json!({"role": "client", "allowed": allowed}),
+    )
+}
+
+/// Waits until `node` enforced `rv`, then adds a row with the table's size and the wait.
+fn growth_row(
+    growth: &mut Table,
+    node: &KubeNode,
+    pods: usize,
+    policies: usize,
+    rv: u64,
+) -> Result<(), BoxError> {
+    let took = wait_enforced(node, rv)?;
+    let (rules, elements) = table_size(node)?;
+    growth.row([
+        pods.to_string(),
+        policies.to_string(),
+        rules.to_string(),
+        elements.to_string(),
+        fmt_secs(took.as_secs_f64()),
+    ]);
+    Ok(())
+}
+
 fn wait_enforced(node: &KubeNode, rv: u64) -> Result<Duration, BoxError> {
     let started = Instant::now();
     while node.enforced_version() < rv {
@@ -221,20 +253,19 @@ fn run() -> Result<i32, BoxError> {
         Servers::start(&server.netns, &[80])?,
         Servers::start(&remote.netns, &[80])?,
     ];
-    let probe = |name: &str, node: &str, ip: Ipv4Addr, labels: Value| {
+    api.put("pods", client_object(client.ip, true));
+    for (name, node, ip) in [("server", "n1", server.ip), ("remote", "n2", remote.ip)] {
         api.put(
             "pods",
-            pod_object(PROBE_NS, name, node, &[IpAddr::V4(ip)], labels),
-        )
-    };
-    probe(
-        "client",
-        "n1",
-        client.ip,
-        json!({"role": "client", "allowed": "yes"}),
-    );
-    probe("server", "n1", server.ip, json!({"role": "server"}));
-    probe("remote", "n2", remote.ip, json!({"role": "server"}));
+            pod_object(
+                PROBE_NS,
+                name,
+                node,
+                &[IpAddr::V4(ip)],
+                json!({"role": "server"}),
+            ),
+        );
+    }
     // Servers admit only pods labelled allowed=yes: they are isolated throughout.
     let rv = rv_of(&api.put(
         "networkpolicies",
@@ -303,32 +334,20 @@ fn run() -> Result<i32, BoxError> {
         ("change enforced in", Align::Right),
     ]);
     let quarter = pods_total / 4;
-    let started = Instant::now();
-    pods.extend(attach_batch(2, quarter)?);
-    eprintln!(
-        "bench_netpol: {} pods attached in {:.1?}",
-        pods.len(),
-        started.elapsed()
-    );
-    let last = api.put(
-        "pods",
-        pod_object(
-            PROBE_NS,
-            "client",
-            "n1",
-            &[IpAddr::V4(pods[0].ip)],
-            json!({"role": "client", "allowed": "yes"}),
-        ),
-    );
-    let took = wait_enforced(&nodes[0], rv.max(rv_of(&last)))?;
-    let (rules, elements) = table_size(&nodes[0])?;
-    growth.row([
-        pods.len().to_string(),
-        "1".into(),
-        rules.to_string(),
-        elements.to_string(),
-        fmt_secs(took.as_secs_f64()),
-    ]);
+    let client_ip = pods[0].ip;
+    let attached = |pods: &mut Vec<Pod>, to: usize| -> Result<u64, BoxError> {
+        let started = Instant::now();
+        pods.extend(attach_batch(pods.len(), to)?);
+        eprintln!(
+            "bench_netpol: {} pods attached in {:.1?}",
+            pods.len(),
+            started.elapsed()
+        );
+        // A write after the last pod, to wait for.
+        Ok(rv_of(&api.put("pods", client_object(client_ip, true))))
+    };
+    let last = attached(&mut pods, quarter)?;
+    growth_row(&mut growth, &nodes[0], pods.len(), 1, rv.max(last))?;
     let mut added = 0;
     for step in [policies_total / 4, policies_total / 2, policies_total] {
         let mut rv = 0;
@@ -336,42 +355,10 @@ fn run() -> Result<i32, BoxError> {
             rv = rv_of(&api.put("networkpolicies", model_policy(i)));
         }
         added = step;
-        let took = wait_enforced(&nodes[0], rv)?;
-        let (rules, elements) = table_size(&nodes[0])?;
-        growth.row([
-            pods.len().to_string(),
-            (step + 1).to_string(),
-            rules.to_string(),
-            elements.to_string(),
-            fmt_secs(took.as_secs_f64()),
-        ]);
+        growth_row(&mut growth, &nodes[0], pods.len(), step + 1, rv)?;
     }
-    let started = Instant::now();
-    pods.extend(attach_batch(quarter, pods_total)?);
-    eprintln!(
-        "bench_netpol: {} pods attached in {:.1?}",
-        pods.len(),
-        started.elapsed()
-    );
-    let last = api.put(
-        "pods",
-        pod_object(
-            PROBE_NS,
-            "client",
-            "n1",
-            &[IpAddr::V4(pods[0].ip)],
-            json!({"role": "client", "allowed": "yes"}),
-        ),
-    );
-    let took = wait_enforced(&nodes[0], rv_of(&last))?;
-    let (rules, elements) = table_size(&nodes[0])?;
-    growth.row([
-        pods.len().to_string(),
-        (policies_total + 1).to_string(),
-        rules.to_string(),
-        elements.to_string(),
-        fmt_secs(took.as_secs_f64()),
-    ]);
+    let last = attached(&mut pods, pods_total)?;
+    growth_row(&mut growth, &nodes[0], pods.len(), policies_total + 1, last)?;
     let (rss, _) = rss_kib(nodes[0].pid().ok_or("flanneld on n1 is not running")?)?;
 
     // API change -> enforced, measured by connections from the client pod.
@@ -382,18 +369,13 @@ fn run() -> Result<i32, BoxError> {
     let deny_policy = json!({"metadata": {"name": "client-egress-81-only", "namespace": PROBE_NS},
         "spec": {"podSelector": {"matchLabels": {"role": "client"}}, "policyTypes": ["Egress"],
                  "egress": [{"ports": [{"port": 81}]}]}});
-    let client_ip = pods[0].ip;
     in_netns(pods[0].netns.path(), || -> Result<(), String> {
         for k in 0..events {
             interrupt::check().map_err(|e| e.to_string())?;
             let (deny, by_label_event) = (k % 2 == 0, (k / 2) % 2 == 1);
             let took = if by_label_event {
-                let labels = json!({"role": "client", "allowed": if deny { "no" } else { "yes" }});
                 time_change(to_server, !deny, || {
-                    api.put(
-                        "pods",
-                        pod_object(PROBE_NS, "client", "n1", &[IpAddr::V4(client_ip)], labels),
-                    );
+                    api.put("pods", client_object(client_ip, !deny));
                 })
             } else if deny {
                 time_change(to_server, false, || {

@@ -34,6 +34,33 @@ pub struct PodInfo {
 }
 
 impl PodInfo {
+    /// A running pod on `node` with `labels`, addresses and named container ports.
+    pub fn running(
+        node: &str,
+        labels: &[(&str, &str)],
+        ips: &[IpAddr],
+        ports: &[(&str, Protocol, u16)],
+    ) -> PodInfo {
+        PodInfo {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            node: node.to_owned(),
+            ips: ips.to_vec(),
+            ports: ports
+                .iter()
+                .map(|&(name, protocol, port)| NamedPort {
+                    name: name.to_owned(),
+                    protocol,
+                    port,
+                })
+                .collect(),
+            host_network: false,
+            finished: false,
+        }
+    }
+
     /// Whether policies see this pod at all: never with the host network (its traffic is the
     /// node's), nor without an address, nor once it has finished.
     pub fn takes_part(&self) -> bool {

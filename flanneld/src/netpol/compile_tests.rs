@@ -9,7 +9,6 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::netpol::cluster::NamedPort;
 use crate::netpol::policy::Protocol;
 use crate::netpol::ruleset::{Ruleset, SetKind};
 
@@ -199,24 +198,8 @@ fn pod(
     ips: &[&str],
     ports: &[(&str, Protocol, u16)],
 ) -> PodInfo {
-    PodInfo {
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        node: node.to_owned(),
-        ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
-        ports: ports
-            .iter()
-            .map(|(name, protocol, port)| NamedPort {
-                name: (*name).to_owned(),
-                protocol: *protocol,
-                port: *port,
-            })
-            .collect(),
-        host_network: false,
-        finished: false,
-    }
+    let ips: Vec<IpAddr> = ips.iter().map(|s| s.parse().unwrap()).collect();
+    PodInfo::running(node, labels, &ips, ports)
 }
 
 /// The e2e model: namespaces x, y, z with pods a, b, c, spread over two nodes, serving
