@@ -11,7 +11,9 @@
 //! - [`inspect`]: kernel state inside a namespace as JSON;
 //! - [`tls`]: a throw-away CA (openssl) for etcd over TLS;
 //! - [`programs`]: tests run only programs that `scripts/setup.sh` installs;
-//! - [`wireguard_go`]: an independent WireGuard peer (wireguard-go configured by `wg`).
+//! - [`wireguard_go`]: an independent WireGuard peer (wireguard-go configured by `wg`);
+//! - [`reach`]: TCP/UDP servers in pod namespaces and parallel probes between them;
+//! - [`netpol`]: a kube-mode flanneld enforcing NetworkPolicy, and e2e's netpol model objects.
 //!
 //! The bed fails loudly instead of skipping: the suite runs as root in CI,
 //! and a missing tool is a broken machine, not a reason to pass.
@@ -23,7 +25,9 @@ pub mod etcd;
 pub mod inspect;
 pub mod kubeapi;
 pub mod netns;
+pub mod netpol;
 pub mod programs;
+pub mod reach;
 pub mod tls;
 pub mod topology;
 pub mod wireguard_go;

@@ -16,6 +16,7 @@ pub mod k8s;
 pub mod logger;
 pub mod masq;
 pub mod metrics;
+pub mod netpol;
 pub mod notify;
 pub mod options;
 pub mod state;

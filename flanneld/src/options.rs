@@ -94,6 +94,12 @@ const FLAGS: &[Flag] = &[
         "clear the NodeNetworkUnavailable condition once running (kube mode)",
     ),
     Flag::new(
+        "network-policy",
+        Kind::Bool,
+        "false",
+        "enforce Kubernetes NetworkPolicy for this node's pods in the nftables table inet flannel-netpol (kube subnet manager only)",
+    ),
+    Flag::new(
         "iface",
         Kind::List,
         "",
@@ -230,6 +236,8 @@ pub enum OptionsError {
     WireguardImpl(String),
     #[error("unexpected argument {0:?}: flanneld takes no positional arguments")]
     Positional(String),
+    #[error("--network-policy needs --kube-subnet-mgr: NetworkPolicies, Pods and Namespaces are read from the Kubernetes API server, which the etcd subnet manager does not use")]
+    NetworkPolicyWithoutKube,
 }
 
 /// What the command line asks for.
@@ -250,6 +258,7 @@ pub struct Options {
     pub kube_annotation_prefix: String,
     pub net_config_path: PathBuf,
     pub set_node_network_unavailable: bool,
+    pub network_policy: bool,
     pub ifaces: Vec<String>,
     pub iface_regexes: Vec<String>,
     pub iface_can_reach: Option<IpAddr>,
@@ -333,6 +342,9 @@ pub fn parse(
             _ => return Err(OptionsError::LeaseTtl(s)),
         },
     };
+    if v.bool("network-policy") && !v.bool("kube-subnet-mgr") {
+        return Err(OptionsError::NetworkPolicyWithoutKube);
+    }
     let etcd_api = v
         .string("etcd-api")
         .parse()
@@ -362,6 +374,7 @@ pub fn parse(
         kube_annotation_prefix: v.string("kube-annotation-prefix"),
         net_config_path: PathBuf::from(v.string("net-config-path")),
         set_node_network_unavailable: v.bool("set-node-network-unavailable"),
+        network_policy: v.bool("network-policy"),
         ifaces: v.list("iface"),
         iface_regexes: v.list("iface-regex"),
         iface_can_reach: ip_flag("iface-can-reach", v.string("iface-can-reach"), "IP")?,
@@ -446,6 +459,27 @@ mod tests {
         assert_eq!(o.kube_api_url, "http://10.0.0.1:6443");
         assert_eq!(o.net_config_path, PathBuf::from("/tmp/net-conf.json"));
         assert_eq!(o.kube_annotation_prefix, "example.com/x");
+    }
+
+    #[test]
+    fn network_policy_is_opt_in_and_kube_only() {
+        assert!(!run(&[], &[]).unwrap().network_policy);
+        assert!(
+            run(&["--kube-subnet-mgr", "--network-policy"], &[])
+                .unwrap()
+                .network_policy
+        );
+        let o = run(
+            &["--kube-subnet-mgr"],
+            &[("FLANNELD_NETWORK_POLICY", "true")],
+        )
+        .unwrap();
+        assert!(o.network_policy);
+        let err = run(&["--network-policy"], &[]).unwrap_err();
+        assert!(matches!(err, OptionsError::NetworkPolicyWithoutKube));
+        assert!(err
+            .to_string()
+            .starts_with("--network-policy needs --kube-subnet-mgr"));
     }
 
     #[test]

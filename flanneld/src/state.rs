@@ -62,6 +62,8 @@ pub struct Status {
     pub duplicates: Vec<DuplicatePublicIp>,
     /// The backend's own datapath, once it runs (udp's counters, WireGuard's peers).
     pub datapath: Option<DatapathSource>,
+    /// NetworkPolicy enforcement, when `--network-policy` is on.
+    pub netpol: Option<crate::netpol::report::NetpolReport>,
 }
 
 impl Status {

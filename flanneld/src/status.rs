@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::logger::rfc3339;
 use crate::metrics::backend_name;
 use crate::metrics::wireguard::WireguardSnapshot;
+use crate::netpol::report::NetpolReport;
 use crate::state::{DuplicatePublicIp, Status};
 use crate::subnet::{Lease, SharedLease};
 
@@ -42,6 +43,9 @@ pub struct StatusReport {
     /// The wireguard backend's devices and peers; absent for other backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wireguard: Option<WireguardReport>,
+    /// NetworkPolicy enforcement; absent when `--network-policy` is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetpolReport>,
 }
 
 /// What WireGuard runs and how each peer is doing.
@@ -293,6 +297,7 @@ pub fn report(
             })
             .collect(),
         wireguard: wireguard.map(WireguardReport::from_snapshot),
+        network_policy: status.netpol.clone(),
     }
 }
 

@@ -118,6 +118,7 @@ fn report_json_for_a_ready_node() {
         )),
         duplicates: Vec::new(),
         datapath: None,
+        netpol: None,
     };
     let kernel = KernelRoutes {
         routes: vec![route("10.244.3.0/24", Some("10.244.3.0"), 5)],
@@ -149,6 +150,41 @@ fn report_json_for_a_ready_node() {
     );
     let back: StatusReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
     assert_eq!(back, r, "flannelctl reads what the daemon writes");
+}
+
+#[test]
+fn network_policy_section_when_enforcing() {
+    use crate::netpol::report::{NetpolReport, PodPolicies};
+    let status = Status {
+        netpol: Some(NetpolReport {
+            synced: true,
+            policies: 1,
+            pods: 2,
+            rules: 9,
+            set_elements: 3,
+            last_sync: Some("2026-11-24T17:00:00Z".into()),
+            resource_version: Some(77),
+            failed_policies: vec![],
+            local_pods: vec![PodPolicies {
+                pod: "x/a".into(),
+                ips: vec!["10.244.1.2".parse().unwrap()],
+                ingress: vec!["x/deny".into()],
+                egress: vec![],
+            }],
+            last_error: None,
+        }),
+        ..Status::default()
+    };
+    let r = report(&status, Counts::default(), Err("x".into()), None);
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        v["network_policy"],
+        json!({"synced": true, "policies": 1, "pods": 2, "rules": 9, "set_elements": 3,
+               "last_sync": "2026-11-24T17:00:00Z", "resource_version": 77, "failed_policies": [],
+               "local_pods": [{"pod": "x/a", "ips": ["10.244.1.2"], "ingress": ["x/deny"], "egress": []}]})
+    );
+    let back: StatusReport = serde_json::from_value(v).unwrap();
+    assert_eq!(back, r);
 }
 
 #[test]

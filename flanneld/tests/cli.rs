@@ -55,6 +55,7 @@ fn help_lists_every_flag_and_exits_zero() {
         "kubeconfig-file",
         "kube-annotation-prefix",
         "net-config-path",
+        "network-policy",
         "healthz-ip",
         "healthz-port",
         "version",
@@ -119,4 +120,19 @@ fn kube_mode_outside_a_cluster_fails_like_upstream() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn network_policy_without_the_kube_subnet_manager_exits_1_saying_why() {
+    for (args, env) in [
+        (&["--network-policy"][..], &[][..]),
+        (&[][..], &[("FLANNELD_NETWORK_POLICY", "true")][..]),
+    ] {
+        let o = flanneld(args, env);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert_eq!(
+            stderr(&o).trim(),
+            "--network-policy needs --kube-subnet-mgr: NetworkPolicies, Pods and Namespaces are read from the Kubernetes API server, which the etcd subnet manager does not use"
+        );
+    }
 }

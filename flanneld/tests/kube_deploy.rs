@@ -81,28 +81,45 @@ fn manifest_has_kube_flannels_objects_and_rbac() {
     ] {
         assert!(kinds.contains(&k), "{k} missing: {kinds:?}");
     }
-    let rules: BTreeSet<(String, String)> = by_kind(&docs, "ClusterRole")["rules"]
+    let rules: BTreeSet<(String, String, String)> = by_kind(&docs, "ClusterRole")["rules"]
         .as_sequence()
         .unwrap()
         .iter()
         .flat_map(|r| {
             let verbs = strs(&r["verbs"]);
-            strs(&r["resources"])
-                .into_iter()
-                .flat_map(move |res| verbs.clone().into_iter().map(move |v| (res.clone(), v)))
+            let groups = strs(&r["apiGroups"]);
+            strs(&r["resources"]).into_iter().flat_map(move |res| {
+                let (verbs, groups) = (verbs.clone(), groups.clone());
+                groups.into_iter().flat_map(move |g| {
+                    let res = res.clone();
+                    verbs
+                        .clone()
+                        .into_iter()
+                        .map(move |v| (g.clone(), res.clone(), v))
+                })
+            })
         })
         .collect();
-    let want: BTreeSet<(String, String)> = [
-        ("pods", "get"),
-        ("nodes", "get"),
-        ("nodes", "list"),
-        ("nodes", "watch"),
-        ("nodes/status", "patch"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
-    assert_eq!(rules, want, "upstream's RBAC, nothing more");
+    // Upstream chart's RBAC: get/list/watch on pods, nodes and namespaces, nodes/status
+    // patch, and NetworkPolicies for --network-policy (get as well, for kubectl-like reads).
+    let mut want: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for res in ["pods", "nodes", "namespaces"] {
+        for verb in ["get", "list", "watch"] {
+            want.insert((String::new(), res.into(), verb.into()));
+        }
+    }
+    want.insert((String::new(), "nodes/status".into(), "patch".into()));
+    for verb in ["get", "list", "watch"] {
+        want.insert((
+            "networking.k8s.io".into(),
+            "networkpolicies".into(),
+            verb.into(),
+        ));
+    }
+    assert_eq!(
+        rules, want,
+        "upstream's RBAC with what --network-policy reads, nothing more"
+    );
 
     let binding = by_kind(&docs, "ClusterRoleBinding");
     let sa = by_kind(&docs, "ServiceAccount");

@@ -9,6 +9,7 @@
 mod address;
 mod config;
 mod manager;
+mod netpol;
 mod node;
 mod upkeep;
 mod worker;
@@ -63,6 +64,8 @@ pub enum DaemonError {
     Backend(#[from] WorkerError),
     #[error(transparent)]
     Rules(#[from] crate::masq::RulesError),
+    #[error("network policy: {0}")]
+    Netpol(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -196,6 +199,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     }
     let backend_cfg = config.backend_config()?;
     state.set_phase(Phase::SettingUp);
+    // Started before the backend so the listing runs while devices are set up.
+    let mut netpol = netpol::start(&opts, &mgr, &config, &state, &stop).await?;
 
     let hints = mgr.startup_hints().await;
     let req = IfaceRequest {
@@ -244,6 +249,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     else {
         return Ok(());
     };
+    if !netpol::wait_first_sync(&mut netpol, &mut stop).await? {
+        return Ok(());
+    }
     // What was published, which kube mode's public-ip-overwrite may have changed.
     let attrs = lease.attrs.clone();
     let node = node::Node::start(node::NodeSetup {

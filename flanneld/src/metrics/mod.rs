@@ -6,15 +6,17 @@
 //! daemon's status at scrape time, so they can never drift from what `/status` shows.
 
 pub mod datapath;
+mod netpol;
 mod store;
 pub mod wireguard;
 
 pub use datapath::{CounterSnapshot, CounterSource, DatapathCounters, DropReason, Tally};
+pub use netpol::{NetpolError, NetpolMetrics};
 pub use store::{count_etcd_error, store_error, store_errors, Store};
 pub use wireguard::{WireguardSnapshot, WireguardSource};
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::text::encode;
@@ -46,15 +48,26 @@ pub enum Repair {
     Iptables,
     SubnetFile,
     BlackholeRoute,
+    /// The `inet flannel-netpol` table, rewritten after it went missing.
+    Netpol,
 }
 
 impl Repair {
+    pub const ALL: [Repair; 5] = [
+        Repair::Backend,
+        Repair::Iptables,
+        Repair::SubnetFile,
+        Repair::BlackholeRoute,
+        Repair::Netpol,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Repair::Backend => "backend",
             Repair::Iptables => "iptables",
             Repair::SubnetFile => "subnet_file",
             Repair::BlackholeRoute => "blackhole_route",
+            Repair::Netpol => "netpol",
         }
     }
 }
@@ -100,6 +113,7 @@ pub struct Metrics {
     routes_programmed: Gauge,
     route_program_seconds: Histogram,
     repairs: Family<RepairLabels, Counter>,
+    netpol: OnceLock<Arc<NetpolMetrics>>,
 }
 
 impl Default for Metrics {
@@ -122,6 +136,7 @@ impl Metrics {
             // with a full reconcile of a large cluster can take seconds.
             route_program_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             repairs: Family::default(),
+            netpol: OnceLock::new(),
         };
         {
             let mut r = m.lock_registry();
@@ -177,12 +192,7 @@ impl Metrics {
             }));
         }
         // Zero-valued series from the start, so rate() and alerts see them before the first event.
-        for kind in [
-            Repair::Backend,
-            Repair::Iptables,
-            Repair::SubnetFile,
-            Repair::BlackholeRoute,
-        ] {
+        for kind in Repair::ALL {
             drop(m.repairs.get_or_create(&RepairLabels {
                 kind: kind.as_str(),
             }));
@@ -228,19 +238,21 @@ impl Metrics {
 
     /// Drift repairs of every kind so far.
     pub fn repairs_total(&self) -> u64 {
-        [
-            Repair::Backend,
-            Repair::Iptables,
-            Repair::SubnetFile,
-            Repair::BlackholeRoute,
-        ]
-        .iter()
-        .filter_map(|k| {
-            self.repairs
-                .get(&RepairLabels { kind: k.as_str() })
-                .map(|c| c.get())
-        })
-        .sum()
+        Repair::ALL
+            .iter()
+            .filter_map(|k| {
+                self.repairs
+                    .get(&RepairLabels { kind: k.as_str() })
+                    .map(|c| c.get())
+            })
+            .sum()
+    }
+
+    /// NetworkPolicy enforcement's metrics, registered with the first call.
+    pub fn netpol(&self) -> Arc<NetpolMetrics> {
+        self.netpol
+            .get_or_init(|| Arc::new(NetpolMetrics::register(&mut self.lock_registry())))
+            .clone()
     }
 
     /// Exposes a backend's own datapath from now on: the udp backend's packet counters, or

@@ -202,6 +202,38 @@ pub fn parse_listing(json: &str) -> Result<Table, NftError> {
     Ok(table)
 }
 
+/// A named counter of a table, as `nft -j list counters` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub name: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The named counters of `family table`.
+pub fn list_counters(family: Family, table: &str) -> Result<Vec<Counter>, NftError> {
+    let json = exec(
+        &["-j", "list", "counters", "table", family.as_str(), table],
+        None,
+    )?;
+    parse_counters(&json)
+}
+
+/// Parses the JSON nft prints for `nft -j list counters ...`.
+pub fn parse_counters(json: &str) -> Result<Vec<Counter>, NftError> {
+    Ok(items(json)?
+        .iter()
+        .filter_map(|i| i.get("counter"))
+        .filter_map(|c| {
+            Some(Counter {
+                name: c.get("name")?.as_str()?.to_owned(),
+                packets: c.get("packets")?.as_u64()?,
+                bytes: c.get("bytes")?.as_u64()?,
+            })
+        })
+        .collect())
+}
+
 /// Checks that nft can be used here; the error says whether the binary is missing
 /// ([`NftError::NotInstalled`]) or the kernel side is ([`NftError::KernelUnsupported`]).
 pub fn probe() -> Result<(), NftError> {
@@ -227,6 +259,21 @@ mod tests {
  {"chain": {"family": "bridge", "table": "nat", "name": "c1", "handle": 2}},
  {"rule": {"family": "bridge", "table": "nat", "chain": "PREROUTING", "handle": 7, "comment": "mine", "expr": []}},
  {"rule": {"family": "bridge", "table": "nat", "chain": "c1", "handle": 8, "expr": [{"drop": null}]}}]}"#;
+
+    #[test]
+    fn counters_are_read_from_the_json_listing() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+ {"counter": {"family": "inet", "name": "denied-ingress", "table": "t", "handle": 1, "packets": 7, "bytes": 420}}]}"#;
+        assert_eq!(
+            parse_counters(json).unwrap(),
+            [Counter {
+                name: "denied-ingress".into(),
+                packets: 7,
+                bytes: 420
+            }]
+        );
+        assert!(parse_counters("{}").is_err());
+    }
 
     #[test]
     fn listing_yields_chains_and_rules_in_order() {

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use flanneld::netpol::report::NetpolReport;
 use flanneld::status::{StatusReport, WireguardReport};
 
 /// `3h25m`, `42s`: how far away `to` is from `now` (both Unix seconds).
@@ -69,6 +70,9 @@ pub fn render(r: &StatusReport, now: u64) -> String {
     if let Some(wg) = &r.wireguard {
         wireguard(&mut out, wg, now);
     }
+    if let Some(np) = &r.network_policy {
+        network_policy(&mut out, np);
+    }
     out
 }
 
@@ -93,6 +97,65 @@ fn columns<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String;
     line(header);
     for r in rows {
         line(std::array::from_fn(|i| r[i].as_str()));
+    }
+}
+
+fn network_policy(out: &mut String, np: &NetpolReport) {
+    let state = if np.synced {
+        "enforced"
+    } else {
+        "NOT YET ENFORCED (waiting for the first list)"
+    };
+    let _ = writeln!(
+        out,
+        "\nNetwork policy: {state}; {} policies, {} pods in the cluster; table inet flannel-netpol: {} rules, {} set elements",
+        np.policies, np.pods, np.rules, np.set_elements
+    );
+    if let Some(t) = &np.last_sync {
+        let _ = writeln!(out, "  Last sync:   {t}");
+    }
+    if let Some(e) = &np.last_error {
+        let _ = writeln!(out, "  Last error:  {e}");
+    }
+    for f in &np.failed_policies {
+        let _ = writeln!(
+            out,
+            "  FAIL CLOSED: {}: {} (the pods it selects are isolated; it allows nothing)",
+            f.policy, f.reason
+        );
+    }
+    let _ = writeln!(out, "  Pods on this node ({}):", np.local_pods.len());
+    if np.local_pods.is_empty() {
+        return;
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(",")
+        }
+    };
+    let rows: Vec<[String; 4]> = np
+        .local_pods
+        .iter()
+        .map(|p| {
+            let ips: Vec<String> = p.ips.iter().map(ToString::to_string).collect();
+            [
+                p.pod.clone(),
+                ips.join(","),
+                list(&p.ingress),
+                list(&p.egress),
+            ]
+        })
+        .collect();
+    let mut table = String::new();
+    columns(
+        &mut table,
+        ["POD", "IPS", "INGRESS POLICIES", "EGRESS POLICIES"],
+        &rows,
+    );
+    for l in table.lines() {
+        let _ = writeln!(out, "  {l}");
     }
 }
 
@@ -190,6 +253,7 @@ fn wireguard(out: &mut String, wg: &WireguardReport, now: u64) {
     }
 }
 
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +295,7 @@ mod tests {
             lease_errors: 0,
             duplicate_public_ips: vec![],
             wireguard: None,
+            network_policy: None,
         }
     }
 
@@ -250,15 +315,49 @@ mod tests {
     }
 
     #[test]
-    fn a_reservation_says_so_instead_of_an_expiry() {
+    fn network_policy_lists_each_pod_with_its_policies() {
+        use flanneld::netpol::report::{FailedPolicy, PodPolicies};
         let mut r = report();
-        let lease = r.lease.as_mut().unwrap();
-        lease.reservation = true;
-        lease.expires = "never".into();
-        lease.expires_unix = 0;
-        assert!(render(&r, 10_000).contains(
-            "Lease:       10.244.1.0/24 public IP 10.10.1.2 backend vxlan, a reservation (no TTL, never renewed)\n"
-        ));
+        r.network_policy = Some(NetpolReport {
+            synced: true,
+            policies: 2,
+            pods: 9,
+            rules: 14,
+            set_elements: 21,
+            last_sync: Some("2026-11-24T17:00:00Z".into()),
+            resource_version: Some(120),
+            failed_policies: vec![FailedPolicy {
+                policy: "x/weird".into(),
+                reason: "spec.podSelector: unknown label selector operator \"Like\"".into(),
+            }],
+            local_pods: vec![
+                PodPolicies {
+                    pod: "x/a".into(),
+                    ips: vec!["10.244.1.2".parse().unwrap()],
+                    ingress: vec!["x/deny".into(), "x/weird".into()],
+                    egress: vec![],
+                },
+                PodPolicies {
+                    pod: "y/b".into(),
+                    ips: vec!["10.244.1.3".parse().unwrap(), "fd00::3".parse().unwrap()],
+                    ingress: vec![],
+                    egress: vec![],
+                },
+            ],
+            last_error: None,
+        });
+        let text = render(&r, 10_000);
+        let tail = &text[text.find("\nNetwork policy:").unwrap()..];
+        assert_eq!(
+            tail,
+            "\nNetwork policy: enforced; 2 policies, 9 pods in the cluster; table inet flannel-netpol: 14 rules, 21 set elements\n\
+             \x20 Last sync:   2026-11-24T17:00:00Z\n\
+             \x20 FAIL CLOSED: x/weird: spec.podSelector: unknown label selector operator \"Like\" (the pods it selects are isolated; it allows nothing)\n\
+             \x20 Pods on this node (2):\n\
+             \x20   POD IPS                INGRESS POLICIES EGRESS POLICIES\n\
+             \x20   x/a 10.244.1.2         x/deny,x/weird   -\n\
+             \x20   y/b 10.244.1.3,fd00::3 -                -\n"
+        );
     }
 
     #[test]
