@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A config value of the wrong JSON type or an unparsable address, worded like Go's
-    /// `encoding/json` (see [`crate::decode`]).
+    /// `encoding/json` (see [`netconf::gojson::Decoder`]).
     #[error("{0}")]
     Decode(String),
     #[error("IPAM config missing 'ipam' key")]

@@ -80,7 +80,7 @@ fn ip_config(a: &Allocated) -> Result<IpConfig, CniError> {
 
 /// Go's `omitempty` drops zero ints; `table` and `scope` are pointers there, so zero survives.
 fn route(r: &RouteSpec) -> Route {
-    let nonzero = |v: Option<i64>| v.filter(|v| *v != 0).and_then(|v| u32::try_from(v).ok());
+    let nonzero = |v: i64| u32::try_from(v).ok().filter(|v| *v != 0);
     Route {
         dst: r.dst,
         gw: r.gw,
