@@ -382,34 +382,10 @@ fn decode_route_fields(
     Ok(())
 }
 
-/// The attachments a GC request says are still in use: `cni.dev/valid-attachments` plus the
-/// legacy `cni.dev/attachments`, as `(containerID, ifname)` pairs.
+/// The attachments a GC request says are still in use (see [`netconf::conf::gc_attachments`]).
 pub fn valid_attachments(stdin: &[u8]) -> Result<Vec<(String, String)>, Error> {
     let value: Value = serde_json::from_slice(stdin).map_err(|e| Error::Decode(e.to_string()))?;
-    let mut d = Decoder::default();
-    let top = At::top();
-    let mut out = Vec::new();
-    if let Some(obj) = d.object(&top, &value, "GCArgs") {
-        for (field, v) in fields(obj, &["cni.dev/valid-attachments", "cni.dev/attachments"]) {
-            let at = top.field("GCArgs", field);
-            for item in d.array(&at, v, "[]types.GCAttachment").unwrap_or_default() {
-                if let Some(m) = d.object(&at, item, "types.GCAttachment") {
-                    let (mut id, mut ifname) = (String::new(), String::new());
-                    for (f, v) in fields(m, &["containerID", "ifname"]) {
-                        let field_at = at.field("GCAttachment", f);
-                        d.string(
-                            &field_at,
-                            v,
-                            if f == "ifname" { &mut ifname } else { &mut id },
-                        );
-                    }
-                    out.push((id, ifname));
-                }
-            }
-        }
-    }
-    d.finish().map_err(decode_error)?;
-    Ok(out)
+    netconf::conf::gc_attachments(&value).map_err(decode_error)
 }
 
 #[cfg(test)]
