@@ -105,8 +105,20 @@ fn invalid_values_are_upstream_errors() {
         ),
         "failed to parse config: Invalid protocol: \"tcp dport 1 accept\\nflush ruleset\""
     );
-    assert!(err(json!({"snat": "yes"}))
-        .starts_with("failed to parse config: failed to parse network configuration: "));
+    assert_eq!(
+        err(json!({"snat": "yes"})),
+        "failed to parse config: failed to parse network configuration: json: cannot unmarshal string into Go struct field PortMapConf.snat of type bool"
+    );
+    assert_eq!(
+        err(
+            json!({"runtimeConfig": {"portMappings": [{"hostPort": "80", "containerPort": 80}]}})
+        ),
+        "failed to parse config: failed to parse network configuration: json: cannot unmarshal string into Go struct field PortMapEntry.runtimeConfig.portMappings.hostPort of type int"
+    );
+    assert_eq!(
+        err(json!({"conditionsV4": "-s 1.2.3.4"})),
+        "failed to parse config: failed to parse network configuration: json: cannot unmarshal string into Go struct field PortMapConf.conditionsV4 of type []string"
+    );
 }
 
 #[test]
