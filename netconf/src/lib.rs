@@ -9,6 +9,7 @@ pub mod conf;
 pub mod env;
 pub mod error;
 pub mod flannel;
+pub mod goerror;
 pub mod gofmt;
 pub mod gojson;
 pub mod result;

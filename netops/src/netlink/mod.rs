@@ -22,7 +22,7 @@ mod tests;
 
 pub use addr::Addr;
 pub use bridge_vlan::PortVlan;
-pub use error::{errno_text, NetlinkError};
+pub use error::NetlinkError;
 pub use link::{
     BridgePort, BridgeSpec, LinkInfo, LinkKind, OperState, VethSpec, VxlanInfo, VxlanSpec,
 };

@@ -43,7 +43,7 @@ impl Store {
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
-            .map_err(|e| FlannelError::io("mkdir", &self.dir, &e))?;
+            .map_err(|e| FlannelError::io("mkdir", &self.dir, e))?;
         // A leading dot is never a valid container ID, so GC and lookups ignore temp files.
         let tmp = self
             .dir
@@ -55,10 +55,10 @@ impl Store {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)
-                .map_err(|e| FlannelError::io("open", &tmp, &e))?;
+                .map_err(|e| FlannelError::io("open", &tmp, e))?;
             f.write_all(bytes)
-                .map_err(|e| FlannelError::io("write", &tmp, &e))?;
-            fs::rename(&tmp, &path).map_err(|e| FlannelError::io("rename", &path, &e))
+                .map_err(|e| FlannelError::io("write", &tmp, e))?;
+            fs::rename(&tmp, &path).map_err(|e| FlannelError::io("rename", &path, e))
         };
         write().inspect_err(|_| {
             let _ = fs::remove_file(&tmp);
@@ -71,7 +71,7 @@ impl Store {
         match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(FlannelError::io("open", &path, &e)),
+            Err(e) => Err(FlannelError::io("open", &path, e)),
         }
     }
 
@@ -79,7 +79,7 @@ impl Store {
     pub fn remove(&self, container_id: &str) -> Result<(), FlannelError> {
         let path = self.path_for(container_id)?;
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(FlannelError::io("remove", &path, &e)),
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(FlannelError::io("remove", &path, e)),
             _ => Ok(()),
         }
     }
@@ -89,11 +89,11 @@ impl Store {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(FlannelError::io("open", &self.dir, &e)),
+            Err(e) => return Err(FlannelError::io("open", &self.dir, e)),
         };
         let mut ids = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| FlannelError::io("readdir", &self.dir, &e))?;
+            let entry = entry.map_err(|e| FlannelError::io("readdir", &self.dir, e))?;
             let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
             if let Some(name) = entry
                 .file_name()

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, OsError};
+use crate::error::{Error, PathError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DnsConfig {
@@ -15,7 +15,7 @@ pub struct DnsConfig {
 /// Reads `path`; only a missing or unreadable file is an error, unknown lines are skipped.
 pub fn read_resolv_conf(path: &Path) -> Result<DnsConfig, Error> {
     let bytes =
-        std::fs::read(path).map_err(|e| Error::ResolvConf(OsError::new("open", path, e)))?;
+        std::fs::read(path).map_err(|e| Error::ResolvConf(PathError::new("open", path, e)))?;
     Ok(parse_resolv_conf(&String::from_utf8_lossy(&bytes)))
 }
 
