@@ -15,6 +15,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use netops::file::{write_atomic, AtomicWrite};
+
 use crate::error::PathError;
 use crate::ip;
 
@@ -172,17 +174,14 @@ impl Locked<'_> {
         }
     }
 
-    /// Replaces `last_reserved_ip.<n>` atomically (write a temporary file, then rename).
+    /// Replaces `last_reserved_ip.<n>` atomically; any failure reads as upstream's
+    /// `open <path>: ...`.
     fn write_last_reserved(&self, set_index: usize, ip: &str) -> Result<(), PathError> {
-        let name = format!("{LAST_RESERVED_PREFIX}{set_index}");
-        let path = self.dir().join(&name);
-        let temp = self.dir().join(format!(".{name}{TEMP_SUFFIX}"));
-        let result =
-            write_file(&temp, ip.as_bytes(), false).and_then(|()| fs::rename(&temp, &path));
-        result.map_err(|e| {
-            let _ = fs::remove_file(&temp);
-            PathError::new("open", &path, e)
-        })
+        let path = self
+            .dir()
+            .join(format!("{LAST_RESERVED_PREFIX}{set_index}"));
+        write_atomic(&path, ip.as_bytes(), AtomicWrite::new(0o600))
+            .map_err(|e| PathError::new("open", &path, e.source))
     }
 
     /// Where set `set_index` last allocated; unreadable or garbled content counts as unknown.
