@@ -2,18 +2,12 @@
 
 use std::path::Path;
 
+use netconf::Dns;
+
 use crate::error::{Error, PathError};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DnsConfig {
-    pub nameservers: Vec<String>,
-    pub domain: Option<String>,
-    pub search: Vec<String>,
-    pub options: Vec<String>,
-}
-
 /// Reads `path`; only a missing or unreadable file is an error, unknown lines are skipped.
-pub fn read_resolv_conf(path: &Path) -> Result<DnsConfig, Error> {
+pub fn read_resolv_conf(path: &Path) -> Result<Dns, Error> {
     let bytes =
         std::fs::read(path).map_err(|e| Error::ResolvConf(PathError::new("open", path, e)))?;
     Ok(parse_resolv_conf(&String::from_utf8_lossy(&bytes)))
@@ -21,8 +15,8 @@ pub fn read_resolv_conf(path: &Path) -> Result<DnsConfig, Error> {
 
 /// `nameserver` and `search`/`options` accumulate, the last `domain` wins; comments start with
 /// `#` or `;`, and a keyword without a value is ignored.
-pub fn parse_resolv_conf(text: &str) -> DnsConfig {
-    let mut dns = DnsConfig::default();
+pub fn parse_resolv_conf(text: &str) -> Dns {
+    let mut dns = Dns::default();
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
