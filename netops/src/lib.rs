@@ -24,8 +24,11 @@
 //! namespace.
 
 pub mod conntrack;
+mod family;
 pub mod file;
 pub mod firewall;
 pub mod netlink;
 pub mod netns;
 pub mod sysctl;
+
+pub use family::Family;

@@ -11,7 +11,7 @@ use netconf::subnet_env::SubnetEnv;
 use netops::file::{write_atomic, AtomicWrite};
 use netops::netlink::{Handle, RouteSpec};
 
-use crate::masq::{self, Mode, Rules, Wanted};
+use crate::masq::{self, Rules, Wanted};
 use crate::subnet::Lease;
 
 /// subnet.env as flanneld writes it: 0644 whatever the umask, its directory created if
@@ -85,7 +85,7 @@ impl Upkeep {
             forward: flags.forward_rules,
             random_fully_disabled: flags.random_fully_disabled,
         };
-        let rules = Rules::build(Mode::from_config(config.enable_nftables), &wanted);
+        let rules = Rules::build(masq::backend_for(config.enable_nftables), &wanted);
         let blackholes = if flags.blackhole_route {
             pairs.iter().map(|(_, s)| *s).collect()
         } else {
@@ -212,7 +212,7 @@ pub struct CheckReport {
 mod tests {
     use super::*;
     use crate::subnet::LeaseAttrs;
-    use netops::firewall::iptables::Family;
+    use netops::Family;
 
     fn lease(v6: Option<&str>) -> Lease {
         Lease {

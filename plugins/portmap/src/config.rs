@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use netconf::gojson::{fields, At, Decoder, Step};
 use netconf::{CniResult, NetConf};
+use netops::firewall::Backend;
+use netops::Family;
 use serde_json::{Map, Value};
 
 use crate::error::PortmapError;
@@ -23,21 +25,6 @@ pub struct PortMapping {
     pub protocol: String,
     /// `None` when absent or empty.
     pub host_ip: Option<IpAddr>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    Iptables,
-    Nftables,
-}
-
-impl BackendKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendKind::Iptables => "iptables",
-            BackendKind::Nftables => "nftables",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -260,74 +247,63 @@ impl PortMapConf {
     }
 
     /// Upstream `ensureBackend`: an explicit backend, else iptables unless only nftables
-    /// works (`probe` answers "iptables usable?", "nftables usable?"); options that belong to
-    /// the other backend are an error.
+    /// works (`usable` answers for each; see [`Backend::choose_with`]); options that belong
+    /// to the other backend are an error.
     pub fn resolve_backend(
         &self,
-        probe: impl Fn(BackendKind) -> bool,
-    ) -> Result<BackendKind, PortmapError> {
-        let mut specific: [(BackendKind, Vec<&str>); 2] = [
-            (BackendKind::Iptables, vec![]),
-            (BackendKind::Nftables, vec![]),
-        ];
-        let mut note = |kind: BackendKind, opt: &'static str| {
+        usable: impl Fn(Backend) -> bool,
+    ) -> Result<Backend, PortmapError> {
+        let mut specific: [(Backend, Vec<&str>); 2] =
+            [(Backend::Iptables, vec![]), (Backend::Nftables, vec![])];
+        let mut note = |backend: Backend, opt: &'static str| {
             specific
                 .iter_mut()
-                .find(|(k, _)| *k == kind)
-                .expect("both kinds listed")
+                .find(|(b, _)| *b == backend)
+                .expect("both backends listed")
                 .1
                 .push(opt);
         };
         if self.external_set_mark_chain.is_some() {
-            note(BackendKind::Iptables, "externalSetMarkChain");
+            note(Backend::Iptables, "externalSetMarkChain");
         }
         for (conds, key) in [
             (&self.conditions_v4, "conditionsV4"),
             (&self.conditions_v6, "conditionsV6"),
         ] {
             if let Some(first) = conds.first() {
-                let kind = if first.starts_with(['-', '!']) {
-                    BackendKind::Iptables
+                let backend = if first.starts_with(['-', '!']) {
+                    Backend::Iptables
                 } else {
-                    BackendKind::Nftables
+                    Backend::Nftables
                 };
-                note(kind, key);
+                note(backend, key);
             }
         }
-        let chosen = match self.backend.as_deref() {
-            None if !probe(BackendKind::Iptables) && probe(BackendKind::Nftables) => {
-                BackendKind::Nftables
-            }
-            None | Some("iptables") => BackendKind::Iptables,
-            Some("nftables") => BackendKind::Nftables,
-            Some(other) => {
-                return Err(PortmapError::Backend(format!(
-                    "unrecognized backend {}",
-                    netconf::gofmt::quote(other)
-                )))
-            }
-        };
+        let chosen = Backend::choose_with(self.backend.as_deref(), usable).map_err(|e| {
+            PortmapError::Backend(format!(
+                "unrecognized backend {}",
+                netconf::gofmt::quote(&e.0)
+            ))
+        })?;
         let wrong = specific
             .iter()
-            .find(|(k, _)| *k != chosen)
-            .expect("two kinds");
+            .find(|(b, _)| *b != chosen)
+            .expect("two backends");
         if !wrong.1.is_empty() {
             return Err(PortmapError::Backend(format!(
-                "{} backend was requested but configuration contains {}-specific options [{}]",
-                chosen.as_str(),
-                wrong.0.as_str(),
+                "{chosen} backend was requested but configuration contains {}-specific options [{}]",
+                wrong.0,
                 wrong.1.join(" ")
             )));
         }
         Ok(chosen)
     }
 
-    /// The conditions for `v6` or v4 rules.
-    pub fn conditions(&self, v6: bool) -> &[String] {
-        if v6 {
-            &self.conditions_v6
-        } else {
-            &self.conditions_v4
+    /// The conditions for `family`'s rules.
+    pub fn conditions(&self, family: Family) -> &[String] {
+        match family {
+            Family::V4 => &self.conditions_v4,
+            Family::V6 => &self.conditions_v6,
         }
     }
 

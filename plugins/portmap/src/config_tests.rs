@@ -1,4 +1,5 @@
 use super::*;
+use netops::firewall::Backend;
 use serde_json::json;
 
 fn netconf(v: serde_json::Value) -> NetConf {
@@ -130,21 +131,21 @@ fn backend_selection_follows_ensure_backend() {
         }
         PortMapConf::parse(&netconf(v), "eth0").unwrap()
     };
-    let both = |_: BackendKind| true;
-    let only_nft = |k: BackendKind| k == BackendKind::Nftables;
+    let both = |_: Backend| true;
+    let only_nft = |b: Backend| b == Backend::Nftables;
     assert_eq!(
         parse(json!({})).resolve_backend(both).unwrap(),
-        BackendKind::Iptables
+        Backend::Iptables
     );
     assert_eq!(
         parse(json!({})).resolve_backend(only_nft).unwrap(),
-        BackendKind::Nftables
+        Backend::Nftables
     );
     assert_eq!(
         parse(json!({"backend": "nftables"}))
             .resolve_backend(both)
             .unwrap(),
-        BackendKind::Nftables
+        Backend::Nftables
     );
     assert_eq!(
         parse(json!({"backend": "ebpf"}))
