@@ -12,10 +12,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use netops::file::{write_atomic, AtomicWrite};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::PathError;
 use crate::ip;
@@ -35,6 +36,7 @@ pub struct Store {
 #[derive(Debug)]
 pub struct Locked<'a> {
     store: &'a Store,
+    _lock: Flock<File>,
 }
 
 impl Store {
@@ -61,25 +63,23 @@ impl Store {
         &self.dir
     }
 
-    /// Blocks until the exclusive lock is held.
+    /// Blocks until the exclusive lock is held. The guard holds a duplicate descriptor of the
+    /// lock file: a flock belongs to the open file, which both share.
     pub fn lock(&self) -> Result<Locked<'_>, PathError> {
+        let error = |e: io::Error| PathError::new("flock", self.dir.join("lock"), e);
+        let mut file = self.lock.try_clone().map_err(error)?;
         loop {
-            // SAFETY: flock only reads the descriptor, which `self.lock` keeps open.
-            if unsafe { libc::flock(self.lock.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(Locked { store: self });
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(PathError::new("flock", self.dir.join("lock"), e));
+            match Flock::lock(file, FlockArg::LockExclusive) {
+                Ok(lock) => {
+                    return Ok(Locked {
+                        store: self,
+                        _lock: lock,
+                    })
+                }
+                Err((f, Errno::EINTR)) => file = f,
+                Err((_, errno)) => return Err(error(io::Error::from(errno))),
             }
         }
-    }
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        // SAFETY: as in `Store::lock`. Failure leaves the lock to be dropped with the descriptor.
-        unsafe { libc::flock(self.store.lock.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
