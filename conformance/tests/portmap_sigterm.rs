@@ -7,7 +7,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use conformance::cni::our_bin_dir;
@@ -31,9 +31,8 @@ fn slow_restore(dir: &Path) {
 }
 
 fn start(host: &Netns, verb: &str, wrapper_dir: &Path) -> Child {
-    let mut child = host
-        .command(our_bin_dir().join("portmap"))
-        .env_clear()
+    let mut cmd = host.command(our_bin_dir().join("portmap"));
+    cmd.env_clear()
         .envs([
             ("CNI_COMMAND", verb),
             ("CNI_CONTAINERID", "pmterm-1"),
@@ -44,20 +43,8 @@ fn start(host: &Netns, verb: &str, wrapper_dir: &Path) -> Child {
         .env(
             "PATH",
             format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", wrapper_dir.display()),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(CONF.as_bytes())
-        .unwrap();
-    child
+        );
+    cmd::spawn_with_stdin(&mut cmd, CONF.as_bytes()).unwrap()
 }
 
 /// Runs `verb`, sends SIGTERM while its `iptables-restore` is running, and requires that the
