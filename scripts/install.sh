@@ -6,6 +6,9 @@
 # Everything is placed under $DESTDIR (empty by default), so packaging, the DaemonSet's init
 # container (DESTDIR=/host) and tests (DESTDIR=<tempdir>) never touch the running system.
 #
+#   CNI_PLUGINS       the CNI plugins to install (default: "flannel bridge host-local portmap");
+#                     each one listed replaces the file of that name in $CNI_BIN_DIR, the others
+#                     are left alone
 #   SRC_DIR           where the built binaries are (default: target/release next to this script)
 #   DESTDIR           root to install under (default: none)
 #   CNI_BIN_DIR       default /opt/cni/bin
@@ -29,7 +32,8 @@ CNI_CONF_DIR=${CNI_CONF_DIR:-/etc/cni/net.d}
 CNI_CONF_NAME=${CNI_CONF_NAME:-10-flannel.conflist}
 UNIT_SRC=${UNIT_SRC:-$here/../deploy/flanneld.service}
 
-PLUGINS="flannel bridge host-local portmap"
+KNOWN_PLUGINS="flannel bridge host-local portmap"
+PLUGINS=${CNI_PLUGINS-$KNOWN_PLUGINS}
 # The one executable behind every plugin name.
 CNI_EXE=flannel-rs-cni
 
@@ -53,8 +57,16 @@ place() {
 }
 
 # Check everything first so a missing binary leaves nothing half-installed.
-[ -f "$SRC_DIR/$CNI_EXE" ] || die "missing $SRC_DIR/$CNI_EXE (build with: cargo build --release)"
-[ -f "$here/link-plugins.sh" ] || die "missing $here/link-plugins.sh"
+for p in $PLUGINS; do
+    case " $KNOWN_PLUGINS " in
+    *" $p "*) ;;
+    *) die "CNI_PLUGINS names $p, which flannel-rs does not build (it builds: $KNOWN_PLUGINS)" ;;
+    esac
+done
+if [ -n "$PLUGINS" ]; then
+    [ -f "$SRC_DIR/$CNI_EXE" ] || die "missing $SRC_DIR/$CNI_EXE (build with: cargo build --release)"
+    [ -f "$here/link-plugins.sh" ] || die "missing $here/link-plugins.sh"
+fi
 if [ "$INSTALL_FLANNELD" != false ]; then
     [ -f "$SRC_DIR/flanneld" ] || die "missing $SRC_DIR/flanneld (build with: cargo build --release)"
 fi
@@ -64,13 +76,16 @@ fi
 
 # One copy of the executable, linked under each plugin name and renamed into place name by
 # name; the copy's own name goes again, so the directory holds only the plugin names.
-mkdir -p "$DESTDIR$CNI_BIN_DIR"
-exe_tmp="$DESTDIR$CNI_BIN_DIR/.$CNI_EXE.tmp.$$"
-cp "$SRC_DIR/$CNI_EXE" "$exe_tmp"
-chmod 0755 "$exe_tmp"
-PLUGINS=$PLUGINS LINK_PLUGINS_VERBOSE=1 sh "$here/link-plugins.sh" "$exe_tmp" "$DESTDIR$CNI_BIN_DIR" ||
-    { rm -f "$exe_tmp"; die "linking the plugins failed"; }
-rm -f "$exe_tmp"
+# Only the names in $PLUGINS are touched; the node's other plugins stay as they are.
+if [ -n "$PLUGINS" ]; then
+    mkdir -p "$DESTDIR$CNI_BIN_DIR"
+    exe_tmp="$DESTDIR$CNI_BIN_DIR/.$CNI_EXE.tmp.$$"
+    cp "$SRC_DIR/$CNI_EXE" "$exe_tmp"
+    chmod 0755 "$exe_tmp"
+    PLUGINS=$PLUGINS LINK_PLUGINS_VERBOSE=1 sh "$here/link-plugins.sh" "$exe_tmp" "$DESTDIR$CNI_BIN_DIR" ||
+        { rm -f "$exe_tmp"; die "linking the plugins failed"; }
+    rm -f "$exe_tmp"
+fi
 if [ "$INSTALL_FLANNELD" != false ]; then
     place "$SRC_DIR/flanneld" "$DESTDIR$BIN_DIR/flanneld" 0755
     # The companion tools go with the daemon when they were built.

@@ -14,7 +14,7 @@ die() { log "error: $*"; exit 1; }
 packages=(
   etcd-server etcd-client iptables nftables iproute2 iputils-ping iperf3
   protobuf-compiler libprotobuf-dev golang-go golang-github-appc-cni-dev containernetworking-plugins
-  jq kmod procps openssl socat strace
+  jq kmod procps openssl socat strace util-linux ethtool
 )
 
 systemd_running() { [[ -d /run/systemd/system ]]; }

@@ -2,210 +2,16 @@
 //! API server (conformance::kubeapi) listening on the router: each host is a Node with a
 //! podCIDR; pods added through libcni with the kube-flannel conflist reach each other over
 //! vxlan; the annotations flanneld writes have upstream's keys and value shapes; a restart
-//! keeps the VTEP MAC; a deleted Node's routes go; a Node without a podCIDR is fatal.
+//! keeps the VTEP MAC; a deleted Node's routes go; a Node without a podCIDR is fatal; the
+//! DaemonSet's privileges (NET_ADMIN and NET_RAW) are enough.
 
 mod flanneld_support;
 
-use std::fs::File;
-use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use conformance::kubeapi::{fixture_node, KubeApi};
-use conformance::{kube_flannel_conflist, Host, Netns, Segment, Underlay};
-use flanneld_support::{eventually, flanneld_bin, our_driver, pings, Pod};
-use serde_json::{json, Value};
-
-const NETWORK: &str = "10.244.0.0/16";
-const PREFIX: &str = "flannel.alpha.coreos.com/";
-
-/// The underlay with the API server on the router's segment-A address.
-struct KubeCluster {
-    underlay: Underlay,
-    api: KubeApi,
-}
-
-impl KubeCluster {
-    fn new() -> KubeCluster {
-        let underlay = Underlay::new().unwrap();
-        let ip = IpAddr::V4(Segment::A.router_ip());
-        let api = KubeApi::start_in(underlay.router(), ip).unwrap();
-        KubeCluster { underlay, api }
-    }
-
-    /// A host and its Node object (with `pod_cidr`, if any).
-    fn node(&self, seg: Segment, name: &str, pod_cidr: Option<&str>) -> Host {
-        let host = self.underlay.add_host(seg, name).unwrap();
-        self.api.put_node(fixture_node(name, pod_cidr, host.ip()));
-        host
-    }
-}
-
-/// One kube-mode flanneld.
-struct KubeFlanneld {
-    name: String,
-    host: Host,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    starts: usize,
-}
-
-impl KubeFlanneld {
-    fn start(cluster: &KubeCluster, host: Host, name: &str) -> KubeFlanneld {
-        let dir = tempfile::Builder::new()
-            .prefix("fr-kube-")
-            .tempdir()
-            .unwrap();
-        cluster
-            .api
-            .write_kubeconfig(&dir.path().join("kubeconfig"))
-            .unwrap();
-        let net_conf = json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}});
-        std::fs::write(dir.path().join("net-conf.json"), net_conf.to_string()).unwrap();
-        let mut f = KubeFlanneld {
-            name: name.to_owned(),
-            host,
-            dir,
-            child: None,
-            starts: 0,
-        };
-        f.spawn();
-        f
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
-    }
-
-    fn spawn(&mut self) {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.path("flanneld.log"))
-            .unwrap();
-        let mut cmd = self.host.netns().command(flanneld_bin());
-        cmd.args([
-            "--kube-subnet-mgr".to_owned(),
-            format!("--kubeconfig-file={}", self.path("kubeconfig").display()),
-            format!("--net-config-path={}", self.path("net-conf.json").display()),
-            format!("--subnet-file={}", self.path("subnet.env").display()),
-            "--iface=eth0".to_owned(),
-            "--ip-masq".to_owned(),
-        ])
-        .env("NODE_NAME", &self.name)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-        self.child = Some(cmd.spawn().unwrap());
-        self.starts += 1;
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("flanneld.log")).unwrap_or_default()
-    }
-
-    fn wait_ready(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if self.log().matches("Wrote subnet file").count() >= self.starts {
-                return std::fs::read_to_string(self.path("subnet.env")).unwrap();
-            }
-            if let Some(s) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("flanneld on {} exited ({s}):\n{}", self.name, self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready:\n{}",
-                self.name,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits for the process to exit on its own.
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let child = self.child.as_mut().expect("running");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                self.child = None;
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} still running:\n{}",
-                self.name,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stop(&mut self) -> ExitStatus {
-        let pid = self.child.as_ref().expect("running").id();
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-        self.wait_exit(Duration::from_secs(10))
-    }
-
-    fn conflist(&self) -> String {
-        kube_flannel_conflist("0.3.1", &self.path("subnet.env"), self.dir.path()).to_string()
-    }
-
-    fn add_pod(&self, id: &str) -> Pod {
-        let netns = Netns::new("pod").unwrap();
-        netns.set_loopback_up().unwrap();
-        let result = our_driver()
-            .add(
-                &self.conflist(),
-                self.host.netns(),
-                &netns,
-                "eth0",
-                id,
-                None,
-            )
-            .unwrap_or_else(|e| panic!("ADD {id}: {e:?}"));
-        let cidr = result["ips"][0]["address"].as_str().unwrap();
-        let ip = cidr.split('/').next().unwrap().to_owned();
-        Pod { netns, ip }
-    }
-
-    fn route_to(&self, dst: &str) -> String {
-        let out = self.host.netns().exec(&["ip", "-4", "route", "show", dst]);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn vtep_mac(&self) -> String {
-        let out = self
-            .host
-            .netns()
-            .exec_ok(&["ip", "-j", "link", "show", "flannel.1"])
-            .unwrap();
-        let links: Value = serde_json::from_str(&out).unwrap();
-        links[0]["address"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for KubeFlanneld {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- flanneld log ({}) ---\n{}", self.name, self.log());
-        }
-    }
-}
-
-fn annotation(node: &Value, key: &str) -> String {
-    node["metadata"]["annotations"][format!("{PREFIX}{key}")]
-        .as_str()
-        .unwrap_or_else(|| panic!("annotation {key} missing: {}", node["metadata"]))
-        .to_owned()
-}
+use conformance::Segment;
+use flanneld_support::kube::{annotation, KubeCluster, KubeFlanneld, NETWORK, PREFIX};
+use flanneld_support::{eventually, pings};
 
 #[test]
 fn kube_mode_vxlan_mesh_annotations_restart_and_node_deletion() {
@@ -338,4 +144,78 @@ fn a_node_without_a_pod_cidr_is_fatal_like_upstream() {
         f.log()
     );
     assert!(!f.path("subnet.env").exists());
+}
+
+/// The capabilities a process runs with (`CapEff` in /proc/<pid>/status).
+fn effective_caps(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+/// deploy/kube-flannel.yml runs flanneld as root with NET_ADMIN and NET_RAW only (upstream's
+/// privileges). Here it runs so, through `setpriv` with the bounding set cut to those two:
+/// the vxlan device, routes, neighbours, FDB entries, masquerade rules and subnet.env must
+/// all work, and pods on two nodes reach each other.
+#[test]
+fn kernel_backends_need_only_net_admin_and_net_raw() {
+    const CAP_NET_ADMIN: u64 = 1 << 12;
+    const CAP_NET_RAW: u64 = 1 << 13;
+    let cluster = KubeCluster::new();
+    let wrapper = [
+        "setpriv",
+        "--bounding-set=-all,+net_admin,+net_raw",
+        "--inh-caps=-all",
+        "--no-new-privs",
+        "--",
+    ];
+    let h1 = cluster.node(Segment::A, "c1", Some("10.244.1.0/24"));
+    let h2 = cluster.node(Segment::B, "c2", Some("10.244.2.0/24"));
+    let mut nodes = [
+        KubeFlanneld::start_through(&cluster, h1, "c1", &wrapper),
+        KubeFlanneld::start_through(&cluster, h2, "c2", &wrapper),
+    ];
+    for n in &mut nodes {
+        n.wait_ready();
+        // `ip netns exec` execs setpriv, which execs flanneld: the child's pid is flanneld's.
+        let pid = n.child.as_ref().unwrap().id();
+        assert_eq!(
+            effective_caps(pid),
+            CAP_NET_ADMIN | CAP_NET_RAW,
+            "{}",
+            n.log()
+        );
+    }
+    let pods = [nodes[0].add_pod("cap-1"), nodes[1].add_pod("cap-2")];
+    for (a, b) in [(&pods[0], &pods[1]), (&pods[1], &pods[0])] {
+        assert!(
+            eventually(Duration::from_secs(20), || pings(&a.netns, &b.ip)),
+            "{} cannot reach {}",
+            a.ip,
+            b.ip
+        );
+    }
+    let rules = nodes[0]
+        .host
+        .netns()
+        .exec_ok(&["iptables-save", "-t", "nat"])
+        .unwrap();
+    assert!(rules.contains("-A FLANNEL-POSTRTG"), "{rules}");
+    // Nothing failed for want of a privilege.
+    for n in &nodes {
+        assert!(
+            !n.log()
+                .lines()
+                .any(|l| l.starts_with('E') || l.starts_with('W')),
+            "{}",
+            n.log()
+        );
+    }
+    for n in &mut nodes {
+        assert!(n.stop().success());
+    }
 }

@@ -1,7 +1,8 @@
 //! Our flanneld on an underlay of three hosts (two segments), etcd on the router, pods made
 //! through libcni with the kube-flannel conflist and our plugins: every pod reaches every
 //! other pod with vxlan, vxlan + DirectRouting and host-gw; a restart keeps the subnet; a
-//! stopped node's lease expires and its routes disappear elsewhere.
+//! stopped node's lease expires and its routes disappear elsewhere; `DisableTxChecksumOffload`
+//! turns the VTEP's checksum offload off as `ethtool -K` would, and keeps it off.
 
 mod flanneld_support;
 
@@ -134,6 +135,8 @@ fn vxlan_direct_routing_routes_same_segment_peers_directly() {
     let _pods = pods_in_full_mesh(&driver, &nodes, "ctr");
 
     let (h1, h2, h3) = (&nodes[0], &nodes[1], &nodes[2]);
+    // Without DisableTxChecksumOffload the kernel's default stays, as upstream.
+    assert_eq!(tx_checksum(h1).as_deref(), Some("on"));
     let direct = h1.route_to(h2.subnet());
     assert!(
         direct.contains(&format!("via {} dev eth0", h2.host.ip())),
@@ -179,5 +182,58 @@ fn host_gw_mesh_on_one_segment() {
             .route_to(nodes[1].subnet())
             .is_empty()),
         "deleted route not restored"
+    );
+}
+
+/// `tx-checksum-ip-generic` of a host's flannel.1 as `ethtool -k` reports it; `None` while
+/// the device does not exist.
+fn tx_checksum(node: &Flanneld) -> Option<String> {
+    let out = node.host.netns().exec(&["ethtool", "-k", "flannel.1"]);
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tx-checksum-ip-generic: "))
+        .map(str::to_owned)
+}
+
+/// Upstream's troubleshooting guide works around bad VXLAN UDP checksums (flannel#1279,
+/// #2152) with a udev rule running `ethtool -K flannel.1 tx-checksum-ip-generic off`.
+/// `DisableTxChecksumOffload` has flanneld do it over SIOCETHTOOL whenever it creates or
+/// adopts the device, including after the device was deleted under it.
+#[test]
+fn vxlan_disable_tx_checksum_offload_holds_across_device_recreation() {
+    let cluster = Cluster::new(&json!({
+        "Network": NETWORK,
+        "Backend": {"Type": "vxlan", "DisableTxChecksumOffload": true}
+    }));
+    let nodes = cluster.start_nodes(&[(Segment::A, "ck1"), (Segment::B, "ck2")], &[], None);
+    for n in &nodes {
+        assert_eq!(tx_checksum(n).as_deref(), Some("off"), "{}", n.log());
+        assert!(n
+            .log()
+            .contains("turned tx-checksum-ip-generic off on \"flannel.1\""));
+    }
+    let driver = our_driver();
+    let pods = pods_in_full_mesh(&driver, &nodes, "ck");
+
+    nodes[0]
+        .host
+        .netns()
+        .exec_ok(&["ip", "link", "del", "flannel.1"])
+        .unwrap();
+    // Re-created by the next reconcile (every 10 s), and the offload turned off with it.
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            tx_checksum(&nodes[0]).as_deref() == Some("off")
+        }),
+        "flannel.1 not re-created with the offload off ({:?}):\n{}",
+        tx_checksum(&nodes[0]),
+        nodes[0].log()
+    );
+    assert_full_mesh(
+        &pods.iter().collect::<Vec<_>>(),
+        &nodes.iter().collect::<Vec<_>>(),
     );
 }

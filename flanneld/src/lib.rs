@@ -11,6 +11,8 @@ pub mod docker_opts;
 pub mod goflag;
 pub mod health;
 pub mod iface;
+#[cfg(feature = "kube")]
+pub mod k8s;
 pub mod logger;
 pub mod masq;
 pub mod metrics;

@@ -63,11 +63,14 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 impl log::Log for StderrLogger {
     fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
-        // Dependencies (tonic, h2, ...) only speak at -v 3 and above.
+        // Dependencies (tonic, h2, ...) only speak at -v 3 and above, except for their
+        // warnings and errors. kube-client's warnings are about watch streams ending
+        // ("eof in poll"), which flanneld's own list + watch loop reports in its words.
+        let target = meta.target();
         meta.level() <= self.max
-            && (meta.target().starts_with("flanneld")
+            && (target.starts_with("flanneld")
                 || self.max >= log::LevelFilter::Trace
-                || meta.level() <= log::Level::Warn)
+                || (meta.level() <= log::Level::Warn && !target.starts_with("kube_client")))
     }
 
     fn log(&self, record: &log::Record<'_>) {

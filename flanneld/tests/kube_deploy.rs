@@ -166,7 +166,20 @@ fn daemonset_uses_only_existing_flags_volumes_and_image_paths() {
         let name = flag_name(a).unwrap_or_else(|| panic!("{a:?} is not a flag"));
         assert!(flags.contains(name), "--{name} is not a flanneld flag");
     }
-    assert_eq!(main["securityContext"]["privileged"].as_bool(), Some(true));
+    // Upstream's privileges: NET_ADMIN and NET_RAW, not privileged (the TUN backends'
+    // overlay is checked below); the init container needs none.
+    let sc = &main["securityContext"];
+    assert_eq!(sc["privileged"].as_bool(), Some(false), "{sc:?}");
+    let caps: BTreeSet<String> = strs(&sc["capabilities"]["add"]).into_iter().collect();
+    assert_eq!(
+        caps,
+        ["NET_ADMIN", "NET_RAW"].map(String::from).into(),
+        "{sc:?}"
+    );
+    assert!(sc["allowPrivilegeEscalation"].as_bool() != Some(true));
+    for init in spec["initContainers"].as_sequence().unwrap() {
+        assert!(init["securityContext"].is_null(), "{init:?}");
+    }
     let env: Vec<String> = main["env"]
         .as_sequence()
         .unwrap()
@@ -439,4 +452,136 @@ fn installer_cni_only_mode_and_missing_binaries() {
         0,
         "nothing is half-installed"
     );
+}
+
+/// The DaemonSet with the TUN overlay applied as `kubectl patch --type strategic` does:
+/// containers and volumes merge by name.
+fn patched_daemonset() -> serde_json::Value {
+    const KEYS: &[(&[&str], &str)] = &[
+        (&["spec", "template", "spec", "containers"], "name"),
+        (&["spec", "template", "spec", "initContainers"], "name"),
+        (&["spec", "template", "spec", "volumes"], "name"),
+    ];
+    let docs = manifest();
+    let mut ds = serde_json::to_value(by_kind(&docs, "DaemonSet")).unwrap();
+    let text = read("deploy/kube-flannel-tun.patch.yaml");
+    let patch: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    conformance::kubeapi::strategic_merge_patch_with(&mut ds, &patch, KEYS);
+    ds
+}
+
+#[test]
+fn tun_backends_get_a_documented_overlay_of_the_same_daemonset() {
+    let text = read("deploy/kube-flannel-tun.patch.yaml");
+    let docs = manifest();
+    let ds = by_kind(&docs, "DaemonSet");
+    // The command in its header names the manifest's DaemonSet and the file itself.
+    let cmd = format!(
+        "kubectl -n {} patch daemonset {} --type strategic",
+        ds["metadata"]["namespace"].as_str().unwrap(),
+        ds["metadata"]["name"].as_str().unwrap()
+    );
+    assert!(text.contains(&cmd), "{text}");
+    assert!(text.contains("--patch-file deploy/kube-flannel-tun.patch.yaml"));
+    for why in ["/dev/net/tun", "device cgroup", "udp", "crash-loops"] {
+        assert!(text.contains(why), "the overlay says why ({why}): {text}");
+    }
+
+    let patched = patched_daemonset();
+    let before = serde_json::to_value(ds).unwrap();
+    let containers = patched["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 1, "merged into the container, not added");
+    let main = &containers[0];
+    assert_eq!(main["securityContext"]["privileged"], true);
+    // Nothing else changes: same image, command, args, env, mounts, init containers.
+    let base = &before["spec"]["template"]["spec"]["containers"][0];
+    for field in [
+        "image",
+        "command",
+        "args",
+        "env",
+        "volumeMounts",
+        "resources",
+    ] {
+        assert_eq!(main[field], base[field], "{field}");
+    }
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["initContainers"],
+        before["spec"]["template"]["spec"]["initContainers"]
+    );
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["volumes"],
+        before["spec"]["template"]["spec"]["volumes"]
+    );
+}
+
+#[test]
+fn the_cni_plugins_installed_are_a_manifest_setting() {
+    let docs = manifest();
+    let init = &by_kind(&docs, "DaemonSet")["spec"]["template"]["spec"]["initContainers"][0];
+    let setting = init["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"].as_str() == Some("CNI_PLUGINS"))
+        .expect("the init container's CNI_PLUGINS setting")["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Every name is one the image's multicall executable is linked under.
+    assert!(image_files().contains("/opt/flannel-rs/bin/flannel-rs-cni"));
+    let links = read("scripts/link-plugins.sh");
+    let served = links
+        .lines()
+        .find_map(|l| l.strip_prefix("PLUGINS=${PLUGINS:-"))
+        .and_then(|l| l.strip_suffix('}'))
+        .expect("link-plugins.sh's default plugin list");
+    for p in setting.split_whitespace() {
+        assert!(
+            served.split_whitespace().any(|s| s == p),
+            "{p} is not a plugin the image has: {served}"
+        );
+    }
+    assert!(setting.split_whitespace().any(|p| p == "flannel"));
+
+    // The installer installs exactly what the setting names and leaves the node's other
+    // plugins alone.
+    let src = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    fake_build(src.path());
+    let bin = dest.path().join("opt/cni/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("bridge"), "the node's own bridge").unwrap();
+    let out = install(
+        src.path(),
+        dest.path(),
+        &[("CNI_PLUGINS", "flannel"), ("INSTALL_FLANNELD", "false")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(bin.join("flannel")).unwrap(),
+        "#!/bin/sh\necho flannel-rs-cni\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bin.join("bridge")).unwrap(),
+        "the node's own bridge"
+    );
+    assert!(!bin.join("host-local").exists() && !bin.join("portmap").exists());
+
+    // A name flannel-rs does not build is refused before anything is copied.
+    let empty = tempfile::tempdir().unwrap();
+    let out = install(
+        src.path(),
+        empty.path(),
+        &[("CNI_PLUGINS", "flannel macvlan")],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("macvlan"));
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
 }

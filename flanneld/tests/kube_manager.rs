@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use conformance::kubeapi::{fixture_node, fixture_pod, KubeApi};
+use conformance::kubeapi::{fixture_node, fixture_pod, Fault, KubeApi, Reply, Verb};
 use flanneld::subnet::etcd::WatchMsg;
 use flanneld::subnet::kube::{KubeError, KubeManager, KubeOptions};
 use flanneld::subnet::peers::Change;
@@ -178,7 +178,14 @@ async fn acquire_publishes_upstreams_annotations_and_follows_peers() {
         .unwrap();
     assert_eq!(patches(&bed.api), 1);
 
-    kube.set_network_available().await.unwrap();
+    // Two failures first: the report keeps trying until the API server takes it.
+    bed.api.inject(
+        Fault::new(Reply::Internal)
+            .on(&[Verb::Patch], "nodes")
+            .times(2),
+    );
+    kube.report_network_available().await;
+    assert_eq!(bed.api.faults_pending(), 0);
     let node = bed.api.node("node-a").unwrap();
     let conditions = node["status"]["conditions"].as_array().unwrap();
     assert_eq!(conditions.len(), 5, "merged by type: {conditions:?}");

@@ -9,6 +9,7 @@
 //!   fake transport ([`netlink::fake::FakeClient`]) so message construction is testable
 //!   without root.
 //! - [`sysctl`]: read/write `/proc/sys` of the current thread's namespace.
+//! - [`ethtool`]: device features (offloads) over the `SIOCETHTOOL` ioctl.
 //! - [`firewall`]: `iptables-restore` batches, `iptables-save` parsing, and `nft`
 //!   transactions and table listings.
 //! - [`conntrack`]: deleting connection-tracking entries over ctnetlink.
@@ -24,6 +25,7 @@
 //! namespace.
 
 pub mod conntrack;
+pub mod ethtool;
 mod family;
 pub mod file;
 pub mod firewall;

@@ -20,12 +20,17 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
+/// The first value of query parameter `name`.
+pub fn query_param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 impl Request {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        query_param(&self.query, name)
     }
 }
 
@@ -124,22 +129,40 @@ fn reason(code: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
         410 => "Gone",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Internal Server Error",
     }
 }
 
-pub fn respond(mut stream: &TcpStream, code: u16, body: &Value) -> io::Result<()> {
+pub fn respond(stream: &TcpStream, code: u16, body: &Value) -> io::Result<()> {
     let body = serde_json::to_vec(body).expect("JSON values serialize");
+    respond_with(stream, code, "application/json", None, &body)
+}
+
+/// A response with a `Retry-After` header when `retry_after` is set.
+pub fn respond_with(
+    mut stream: &TcpStream,
+    code: u16,
+    content_type: &str,
+    retry_after: Option<u32>,
+    body: &[u8],
+) -> io::Result<()> {
+    let retry = retry_after
+        .map(|s| format!("Retry-After: {s}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\n{retry}Content-Length: {}\r\nConnection: close\r\n\r\n",
         reason(code),
         body.len()
     )?;
-    stream.write_all(&body)?;
+    stream.write_all(body)?;
     stream.flush()
 }
 

@@ -1,35 +1,35 @@
-//! The two patch flavours clients send to a Node: JSON merge patch (RFC 7386) and the
-//! strategic merge patch, which differs in that some lists merge item by item on a key
-//! instead of being replaced.
+//! The two patch flavours clients send: JSON merge patch (RFC 7386) and the strategic merge
+//! patch, which differs in that some lists merge item by item on a key instead of being
+//! replaced. Which lists those are is a property of the kind (see [`super::kinds`]).
 
 use serde_json::{Map, Value};
 
-/// Lists of a Node that strategic merge patches merge by key (`patchMergeKey` in the API
-/// types); every other list is replaced.
-const MERGE_KEYS: &[(&[&str], &str)] = &[
-    (&["status", "conditions"], "type"),
-    (&["status", "addresses"], "type"),
-    (&["spec", "taints"], "key"),
-];
+/// Lists merged by key: paths from the object root and the key field.
+pub type MergeKeys = [(&'static [&'static str], &'static str)];
 
 /// RFC 7386: objects merge recursively, `null` removes a key, anything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
-    strategic_at(target, patch, &mut Vec::new(), false);
+    strategic_at(target, patch, &mut Vec::new(), &[]);
 }
 
 /// Strategic merge patch, with the merge keys of the Node type.
 pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
-    strategic_at(target, patch, &mut Vec::new(), true);
+    let node = super::kinds::by_resource("nodes").expect("nodes are served");
+    strategic_merge_patch_with(target, patch, node.merge_keys);
 }
 
-fn merge_key(path: &[String]) -> Option<&'static str> {
-    MERGE_KEYS
-        .iter()
+/// Strategic merge patch with the merge keys of any kind.
+pub fn strategic_merge_patch_with(target: &mut Value, patch: &Value, keys: &MergeKeys) {
+    strategic_at(target, patch, &mut Vec::new(), keys);
+}
+
+fn merge_key(path: &[String], keys: &MergeKeys) -> Option<&'static str> {
+    keys.iter()
         .find(|(p, _)| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a == b))
         .map(|(_, k)| *k)
 }
 
-fn strategic_at(target: &mut Value, patch: &Value, path: &mut Vec<String>, strategic: bool) {
+fn strategic_at(target: &mut Value, patch: &Value, path: &mut Vec<String>, keys: &MergeKeys) {
     let Value::Object(patch_map) = patch else {
         *target = patch.clone();
         return;
@@ -44,7 +44,7 @@ fn strategic_at(target: &mut Value, patch: &Value, path: &mut Vec<String>, strat
             continue;
         }
         path.push(key.clone());
-        let key_field = if strategic { merge_key(path) } else { None };
+        let key_field = merge_key(path, keys);
         match (key_field, value) {
             (Some(field), Value::Array(items)) => {
                 let list = obj
@@ -54,7 +54,7 @@ fn strategic_at(target: &mut Value, patch: &Value, path: &mut Vec<String>, strat
             }
             _ => {
                 let slot = obj.entry(key.clone()).or_insert(Value::Null);
-                strategic_at(slot, value, path, strategic);
+                strategic_at(slot, value, path, keys);
             }
         }
         path.pop();

@@ -53,8 +53,10 @@ impl Pinger {
                 "-q",
                 "-i",
                 "0.2",
+                // The last reply may take seconds on a loaded machine; a dropped packet never
+                // answers, so a long wait hides no loss.
                 "-W",
-                "1",
+                "5",
                 "-c",
                 &count.to_string(),
                 to,

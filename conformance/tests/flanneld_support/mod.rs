@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod kube;
+
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -279,17 +281,15 @@ pub fn our_driver() -> Driver {
 }
 
 pub fn add_pod(driver: &Driver, node: &Flanneld, id: &str) -> Pod {
+    attach_pod(driver, &node.conflist(), &node.host, id)
+}
+
+/// A new pod namespace attached through libcni with `conflist` on `host`.
+pub fn attach_pod(driver: &Driver, conflist: &str, host: &Host, id: &str) -> Pod {
     let netns = Netns::new("pod").unwrap();
     netns.set_loopback_up().unwrap();
     let result = driver
-        .add(
-            &node.conflist(),
-            node.host.netns(),
-            &netns,
-            "eth0",
-            id,
-            None,
-        )
+        .add(conflist, host.netns(), &netns, "eth0", id, None)
         .unwrap_or_else(|e| panic!("ADD {id}: {e:?}"));
     let cidr = result["ips"][0]["address"]
         .as_str()

@@ -117,13 +117,13 @@ impl Manager {
     }
 
     /// After the node is ready (upstream `CompleteLease`): kube mode reports the network as
-    /// available on the Node.
-    pub async fn complete(&self) {
+    /// available on the Node, in the background (it retries until the API server takes it,
+    /// and the node loop must not wait for that).
+    pub fn complete(&self) {
         #[cfg(feature = "kube")]
         if let Manager::Kube(kube) = self {
-            if let Err(e) = kube.set_network_available().await {
-                log::error!("{e}");
-            }
+            let kube = kube.clone();
+            tokio::spawn(async move { kube.report_network_available().await });
         }
     }
 }

@@ -141,7 +141,7 @@ impl Node {
                 node.opts.subnet_file.display()
             ),
         }
-        node.mgr.complete().await;
+        node.mgr.complete();
         Ok(node)
     }
 

@@ -49,6 +49,12 @@ pub struct VxlanOptions {
     pub learning: bool,
     #[serde(rename = "DirectRouting")]
     pub direct_routing: bool,
+    /// Turn off `tx-checksum-ip-generic` on the VTEPs whenever flanneld creates or adopts
+    /// them: the workaround upstream documents (troubleshooting, "NAT") for kernels that send
+    /// VXLAN packets with bad UDP checksums (flannel#1279, #2152). Off by default, as upstream
+    /// leaves the kernel's offload alone; a flannel-rs key, ignored by upstream flanneld.
+    #[serde(rename = "DisableTxChecksumOffload")]
+    pub disable_tx_checksum_offload: bool,
 }
 
 impl Default for VxlanOptions {
@@ -60,6 +66,7 @@ impl Default for VxlanOptions {
             gbp: false,
             learning: false,
             direct_routing: false,
+            disable_tx_checksum_offload: false,
         }
     }
 }

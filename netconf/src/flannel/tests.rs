@@ -27,7 +27,7 @@ fn kube_flannel_default_config() {
 #[test]
 fn go_json_semantics() {
     let c = NetworkConfig::parse(
-        br#"{"network":"10.1.2.3/16","enableipv6":true,"IPV6NETWORK":"fd00:1:2::5/56","backend":{"type":"VXLAN","vni":42,"Directrouting":true,"port":4789,"mtu":1400,"gbp":true,"learning":true},"Unknown":1}"#,
+        br#"{"network":"10.1.2.3/16","enableipv6":true,"IPV6NETWORK":"fd00:1:2::5/56","backend":{"type":"VXLAN","vni":42,"Directrouting":true,"port":4789,"mtu":1400,"gbp":true,"learning":true,"disabletxchecksumoffload":true},"Unknown":1}"#,
     )
     .unwrap();
     assert_eq!(
@@ -46,7 +46,8 @@ fn go_json_semantics() {
             mtu: 1400,
             gbp: true,
             learning: true,
-            direct_routing: true
+            direct_routing: true,
+            disable_tx_checksum_offload: true,
         })
     );
     let c = NetworkConfig::parse(br#"{"EnableIPv4":false}"#).unwrap();

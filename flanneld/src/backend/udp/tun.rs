@@ -65,12 +65,14 @@ fn attach(name: &str, flags: libc::c_short) -> io::Result<OwnedFd> {
 fn open_error(name: &str, e: io::Error) -> UdpError {
     let advice = match e.raw_os_error() {
         Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => {
-            "the TUN driver is not available here: load the tun module on the host, and in a \
-             container mount the host's /dev/net/tun (or create it with `mknod /dev/net/tun c 10 200`)"
+            "the TUN driver is not available here: load the tun module on the host; in a \
+             container /dev/net/tun must exist (mount the host's, or `mknod /dev/net/tun c 10 200`) \
+             and be allowed by its device cgroup, which on Kubernetes takes a privileged pod \
+             (deploy/kube-flannel-tun.patch.yaml)"
         }
         Some(libc::EPERM | libc::EACCES) => {
             "creating a TUN device needs CAP_NET_ADMIN and access to /dev/net/tun: run flanneld \
-             as root or as a privileged container"
+             as root or as a privileged container (on Kubernetes: deploy/kube-flannel-tun.patch.yaml)"
         }
         Some(libc::EBUSY) => "the device exists already: is another flanneld running on this node?",
         _ => "",

@@ -22,6 +22,33 @@ pub(super) struct DeviceConfig {
     pub local: IpAddr,
     /// Used when the device has to be created; an existing device keeps its MAC.
     pub mac: Option<MacAddr>,
+    /// `DisableTxChecksumOffload`: turn `tx-checksum-ip-generic` off on the device.
+    pub no_tx_checksum: bool,
+}
+
+/// The feature upstream's troubleshooting guide turns off with `ethtool -K`.
+const TX_CHECKSUM: &str = "tx-checksum-ip-generic";
+
+/// Applies `DisableTxChecksumOffload` to a device just created or adopted. Left alone when
+/// the option is off, as upstream does (a udev rule may be managing it).
+fn apply_offloads(cfg: &DeviceConfig) -> Result<(), BackendError> {
+    if !cfg.no_tx_checksum {
+        return Ok(());
+    }
+    let fail = |e: netops::ethtool::EthtoolError| BackendError::Device {
+        name: cfg.name.clone(),
+        reason: format!("DisableTxChecksumOffload: {e}"),
+    };
+    let changed = netops::ethtool::Ethtool::open()
+        .and_then(|et| et.set_feature(&cfg.name, TX_CHECKSUM, false))
+        .map_err(fail)?;
+    if changed {
+        log::info!(
+            "turned {TX_CHECKSUM} off on {:?} (DisableTxChecksumOffload)",
+            cfg.name
+        );
+    }
+    Ok(())
 }
 
 /// A device as created or found.
@@ -116,6 +143,7 @@ fn reuse(nl: &mut Handle, link: &LinkInfo, cfg: &DeviceConfig) -> Result<Vtep, B
         }
     };
     log::info!("reusing existing VXLAN device {:?} (MAC {mac})", cfg.name);
+    apply_offloads(cfg)?;
     Ok(Vtep {
         index: link.index,
         mac,
@@ -158,6 +186,7 @@ fn create(nl: &mut Handle, cfg: &DeviceConfig) -> Result<Vtep, BackendError> {
     };
     log::info!("created VXLAN device {:?} (MAC {mac})", cfg.name);
     disable_accept_ra(&cfg.name);
+    apply_offloads(cfg)?;
     Ok(Vtep {
         index: link.index,
         mac,
@@ -168,8 +197,16 @@ fn create(nl: &mut Handle, cfg: &DeviceConfig) -> Result<Vtep, BackendError> {
 /// upstream: the key is absent when IPv6 is disabled, and then there is nothing to accept.
 pub(super) fn disable_accept_ra(name: &str) {
     let key = format!("net/ipv6/conf/{name}/accept_ra");
-    if let Err(e) = netops::sysctl::set(&key, "0") {
-        log::warn!("{e}");
+    match netops::sysctl::set(&key, "0") {
+        Ok(_) => {}
+        // An unprivileged container (the kube-flannel DaemonSet, as upstream's) sees
+        // /proc/sys read-only; upstream ignores this failure altogether.
+        Err(netops::sysctl::SysctlError::Write { ref source, .. })
+            if source.raw_os_error() == Some(libc::EROFS) =>
+        {
+            log::debug!("{key} left as it is: /proc/sys is read-only in this container")
+        }
+        Err(e) => log::warn!("{e}"),
     }
 }
 
@@ -253,6 +290,7 @@ mod tests {
             underlay: 2,
             local: "192.168.1.11".parse().unwrap(),
             mac: None,
+            no_tx_checksum: false,
         }
     }
 

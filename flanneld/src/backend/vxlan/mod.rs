@@ -91,6 +91,7 @@ impl VxlanBackend {
             underlay: ext.index,
             local,
             mac,
+            no_tx_checksum: opts.disable_tx_checksum_offload,
         };
         let v4 = v4.map(|net| Side {
             cfg: device(

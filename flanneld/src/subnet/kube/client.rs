@@ -1,33 +1,18 @@
-//! API client configuration and this node's name.
+//! The API client and this node's name.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 
 use super::KubeError;
 
-/// `clientcmd.BuildConfigFromFlags(api_url, kubeconfig)`: a kubeconfig file (its server
-/// replaced by `api_url` when both are given), or just a server URL, or — with neither —
-/// the in-cluster service account.
+/// The API client (see [`crate::k8s::client`]).
 pub async fn build_client(api_url: &str, kubeconfig: &str) -> Result<Client, KubeError> {
-    let config_err = |e: &dyn std::fmt::Display| KubeError::Config(e.to_string());
-    let mut config = if kubeconfig.is_empty() {
-        if api_url.is_empty() {
-            log::warn!("Neither --kubeconfig-file nor --kube-api-url was specified. Using the inClusterConfig.");
-            Config::incluster().map_err(|e| config_err(&e))?
-        } else {
-            Config::new(api_url.parse().map_err(|e| config_err(&e))?)
-        }
-    } else {
-        let file = Kubeconfig::read_from(kubeconfig).map_err(|e| config_err(&e))?;
-        Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| config_err(&e))?
-    };
-    if !kubeconfig.is_empty() && !api_url.is_empty() {
-        config.cluster_url = api_url.parse().map_err(|e| config_err(&e))?;
-    }
-    Client::try_from(config).map_err(KubeError::Client)
+    crate::k8s::build_client(api_url, kubeconfig)
+        .await
+        .map_err(|e| match e {
+            crate::k8s::ClientError::Config(text) => KubeError::Config(text),
+            crate::k8s::ClientError::Client(e) => KubeError::Client(e),
+        })
 }
 
 /// `NODE_NAME`, or the node of the pod `POD_NAMESPACE/POD_NAME` (the DaemonSet passes both

@@ -130,8 +130,40 @@ impl KubeManager {
     }
 
     /// Sets the node condition `NetworkUnavailable=False` (reason `FlannelIsUp`), unless
-    /// `--set-node-network-unavailable=false`.
-    pub async fn set_network_available(&self) -> Result<(), KubeError> {
+    /// `--set-node-network-unavailable=false`, retrying until the API server takes it.
+    /// Upstream tries for 30 s and then leaves the condition (and the
+    /// `node.kubernetes.io/network-unavailable` taint it brings) in place for good; a node
+    /// whose network works must not stay unschedulable because the API server was
+    /// throttling or restarting just then.
+    pub async fn report_network_available(&self) {
+        let mut delay = Duration::from_secs(1);
+        let mut last = String::new();
+        loop {
+            match self.network_available_once().await {
+                Ok(()) => {
+                    if !last.is_empty() {
+                        log::info!("node {:?}: NetworkUnavailable=False is set", self.node_name);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let text = crate::k8s::describe(&e);
+                    if text != last {
+                        log::warn!(
+                            "node {:?}: setting NetworkUnavailable=False failed: {text} (retrying until it works)",
+                            self.node_name
+                        );
+                        last = text;
+                    }
+                    crate::metrics::store_error(crate::metrics::Store::Kube);
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(POLL_TIMEOUT);
+        }
+    }
+
+    async fn network_available_once(&self) -> Result<(), kube::Error> {
         if !self.set_node_network_unavailable {
             return Ok(());
         }
@@ -144,8 +176,15 @@ impl KubeManager {
             "reason": "FlannelIsUp",
             "message": "Flannel is running on this node",
         });
-        self.patch_status(json!({"status": {"conditions": [condition]}}))
+        let body = json!({"status": {"conditions": [condition]}});
+        self.nodes
+            .patch_status(
+                &self.node_name,
+                &PatchParams::default(),
+                &Patch::Strategic(&body),
+            )
             .await
+            .map(|_| ())
     }
 
     async fn patch_status(&self, body: Value) -> Result<(), KubeError> {
@@ -164,7 +203,12 @@ impl KubeManager {
                         source: e,
                     })
                 }
-                Err(e) => log::warn!("failed to patch node {:?} (retrying): {e}", self.node_name),
+                Err(e) => log::warn!(
+                    "failed to patch node {:?}: {} (retrying in {}s)",
+                    self.node_name,
+                    crate::k8s::describe(&e),
+                    POLL_INTERVAL.as_secs()
+                ),
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }

@@ -1,20 +1,19 @@
 //! Following all Nodes and turning them into the same snapshot/change messages the etcd
 //! watch produces, so the node loop and the peer set need not know where leases come from.
 //!
-//! kube-rs's watcher lists, watches from the list's resourceVersion, and relists on its own
-//! when the version has expired (410); each (re)list arrives here as Init … InitDone and
-//! becomes one [`WatchMsg::Snapshot`], which the peer set diffs against what it had.
+//! [`ListWatch`] lists, watches from the list's resourceVersion, and lists again when the
+//! version has expired (410); each (re)list becomes one [`WatchMsg::Snapshot`], which the
+//! peer set diffs against what it had, so routes of nodes that still exist are never
+//! touched by a relist.
 
 use std::collections::HashMap;
 
-use futures_util::StreamExt;
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Api;
 use tokio::sync::{mpsc, watch as signal};
 
 use super::annotations::Annotations;
 use super::node::FlannelNode;
+use crate::k8s::{ListWatch, Update};
 use crate::subnet::etcd::WatchMsg;
 use crate::subnet::peers::Change;
 use crate::subnet::Lease;
@@ -26,7 +25,6 @@ pub(crate) struct NodeLeases {
     ipv4: bool,
     ipv6: bool,
     known: HashMap<String, Lease>,
-    listing: Option<HashMap<String, Lease>>,
 }
 
 fn delete_of(l: &Lease) -> Change {
@@ -43,7 +41,6 @@ impl NodeLeases {
             ipv4,
             ipv6,
             known: HashMap::new(),
-            listing: None,
         }
     }
 
@@ -58,25 +55,17 @@ impl NodeLeases {
             .ok()
     }
 
-    /// Feeds one watcher event; returns the message to deliver, if any.
-    pub(crate) fn apply(&mut self, ev: Event<FlannelNode>) -> Option<WatchMsg> {
-        match ev {
-            Event::Init => {
-                self.listing = Some(HashMap::new());
-                None
-            }
-            Event::InitApply(node) => {
-                let lease = self.lease_of(&node);
-                if let (Some(listing), Some(lease)) = (self.listing.as_mut(), lease) {
-                    listing.insert(node.name().to_owned(), lease);
-                }
-                None
-            }
-            Event::InitDone => {
-                self.known = self.listing.take().unwrap_or_default();
+    /// Feeds one update; returns the message to deliver, if any.
+    pub(crate) fn apply(&mut self, update: Update<FlannelNode>) -> Option<WatchMsg> {
+        match update {
+            Update::Listed(nodes) => {
+                self.known = nodes
+                    .iter()
+                    .filter_map(|n| Some((n.name().to_owned(), self.lease_of(n)?)))
+                    .collect();
                 Some(WatchMsg::Snapshot(self.known.values().cloned().collect()))
             }
-            Event::Apply(node) => {
+            Update::Applied(node) => {
                 let name = node.name().to_owned();
                 let mut changes = Vec::new();
                 let old = self.known.remove(&name);
@@ -92,7 +81,7 @@ impl NodeLeases {
                 }
                 (!changes.is_empty()).then_some(WatchMsg::Changes(changes))
             }
-            Event::Delete(node) => self
+            Update::Deleted(node) => self
                 .known
                 .remove(node.name())
                 .map(|old| WatchMsg::Changes(vec![delete_of(&old)])),
@@ -111,24 +100,14 @@ pub async fn follow_nodes(
     mut stop: signal::Receiver<bool>,
 ) {
     let mut leases = NodeLeases::new(annotations, families);
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
+    let mut nodes = ListWatch::new(api, "node watch");
     loop {
-        let item = tokio::select! {
-            item = stream.next() => item,
+        let update = tokio::select! {
+            u = nodes.next() => u,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let ev = match item {
-            Some(Ok(ev)) => ev,
-            Some(Err(e)) => {
-                log::warn!("node watch: {e} (retrying)");
-                crate::metrics::store_error(crate::metrics::Store::Kube);
-                continue;
-            }
-            None => return,
-        };
-        let snapshot = matches!(ev, Event::InitDone);
-        if let Some(msg) = leases.apply(ev) {
+        let snapshot = matches!(update, Update::Listed(_));
+        if let Some(msg) = leases.apply(update) {
             if tx.send(msg).await.is_err() {
                 return;
             }
@@ -190,51 +169,66 @@ mod tests {
     #[test]
     fn a_listing_becomes_one_snapshot_of_managed_nodes() {
         let mut l = leases();
-        assert!(l.apply(Event::Init).is_none());
-        assert!(l
-            .apply(Event::InitApply(node(
-                "a",
-                "10.244.1.0/24",
-                "10.0.0.1",
-                true
-            )))
-            .is_none());
-        assert!(l
-            .apply(Event::InitApply(node(
-                "b",
-                "10.244.2.0/24",
-                "10.0.0.2",
-                false
-            )))
-            .is_none());
-        assert!(l
-            .apply(Event::InitApply(node("c", "10.244.3.0/24", "bogus", true)))
-            .is_none());
-        let snap = l.apply(Event::InitDone).unwrap();
+        let snap = l
+            .apply(Update::Listed(vec![
+                node("a", "10.244.1.0/24", "10.0.0.1", true),
+                node("b", "10.244.2.0/24", "10.0.0.2", false),
+                node("c", "10.244.3.0/24", "bogus", true),
+            ]))
+            .unwrap();
         assert_eq!(keys(&snap), ["10.244.1.0-24"]);
     }
 
     #[test]
     fn updates_and_deletes_name_the_slot_that_goes_away() {
         let mut l = leases();
-        l.apply(Event::Init);
-        l.apply(Event::InitDone);
-        let put = l.apply(Event::Apply(node("a", "10.244.1.0/24", "10.0.0.1", true)));
+        l.apply(Update::Listed(Vec::new()));
+        let put = l.apply(Update::Applied(node(
+            "a",
+            "10.244.1.0/24",
+            "10.0.0.1",
+            true,
+        )));
         assert_eq!(keys(&put.unwrap()), ["put 10.244.1.0-24"]);
         // The pod CIDR moved: the old slot is deleted before the new one is written.
-        let moved = l.apply(Event::Apply(node("a", "10.244.9.0/24", "10.0.0.1", true)));
+        let moved = l.apply(Update::Applied(node(
+            "a",
+            "10.244.9.0/24",
+            "10.0.0.1",
+            true,
+        )));
         assert_eq!(
             keys(&moved.unwrap()),
             ["del 10.244.1.0-24", "put 10.244.9.0-24"]
         );
         // No longer managed by flannel: gone.
-        let unmanaged = l.apply(Event::Apply(node("a", "10.244.9.0/24", "10.0.0.1", false)));
+        let unmanaged = l.apply(Update::Applied(node(
+            "a",
+            "10.244.9.0/24",
+            "10.0.0.1",
+            false,
+        )));
         assert_eq!(keys(&unmanaged.unwrap()), ["del 10.244.9.0-24"]);
         assert!(l
-            .apply(Event::Delete(node("a", "10.244.9.0/24", "10.0.0.1", false)))
+            .apply(Update::Deleted(node(
+                "a",
+                "10.244.9.0/24",
+                "10.0.0.1",
+                false
+            )))
             .is_none());
-        l.apply(Event::Apply(node("b", "10.244.2.0/24", "10.0.0.2", true)));
-        let del = l.apply(Event::Delete(node("b", "10.244.2.0/24", "10.0.0.2", true)));
+        l.apply(Update::Applied(node(
+            "b",
+            "10.244.2.0/24",
+            "10.0.0.2",
+            true,
+        )));
+        let del = l.apply(Update::Deleted(node(
+            "b",
+            "10.244.2.0/24",
+            "10.0.0.2",
+            true,
+        )));
         assert_eq!(keys(&del.unwrap()), ["del 10.244.2.0-24"]);
     }
 }
