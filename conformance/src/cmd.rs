@@ -89,27 +89,34 @@ pub fn output(cmd: &mut Command) -> Result<Output, CmdError> {
     })
 }
 
-/// Runs `cmd` with `stdin` written to its standard input (as a runtime feeds a CNI plugin its
-/// config) and returns its output whatever the exit status. Panics like [`output`] for a
-/// program setup.sh does not install.
-pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Result<Output, CmdError> {
+/// Starts `cmd` with `stdin` written to its standard input (as a runtime feeds a CNI plugin
+/// its config) and closed, stdout and stderr piped. Panics like [`output`] for a program
+/// setup.sh does not install.
+pub fn spawn_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Result<Child, CmdError> {
     crate::programs::require(cmd.get_program());
-    let spawn_error = |cmd: &Command, source| CmdError::Spawn {
-        cmd: describe(cmd),
-        source,
-    };
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| spawn_error(cmd, e))?;
+        .map_err(|source| CmdError::Spawn {
+            cmd: describe(cmd),
+            source,
+        })?;
     let mut pipe = child.stdin.take().expect("stdin is piped");
     // A plugin reads all of stdin before writing much; a write error only means it exited
     // early, which its exit status reports.
     let _ = pipe.write_all(stdin);
-    drop(pipe);
-    child.wait_with_output().map_err(|e| spawn_error(cmd, e))
+    Ok(child)
+}
+
+/// [`spawn_with_stdin`], then waits: the output whatever the exit status.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Result<Output, CmdError> {
+    let child = spawn_with_stdin(cmd, stdin)?;
+    child.wait_with_output().map_err(|source| CmdError::Spawn {
+        cmd: describe(cmd),
+        source,
+    })
 }
 
 /// Runs `cmd` and requires exit status 0.

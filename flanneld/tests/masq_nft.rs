@@ -4,7 +4,8 @@
 //! nothing of the other behind.
 
 use conformance::Netns;
-use flanneld::masq::{Mode, Rules, Wanted};
+use flanneld::masq::{Rules, Wanted};
+use netops::firewall::Backend;
 
 fn in_ns<R>(ns: &Netns, f: impl FnOnce() -> R) -> R {
     netops::netns::run_in(ns.path(), f).expect("enter test namespace")
@@ -25,7 +26,7 @@ fn wanted(subnet_v4: &str, ip_masq: bool) -> Wanted {
     }
 }
 
-fn build(ns: &Netns, mode: Mode, w: &Wanted) -> Rules {
+fn build(ns: &Netns, mode: Backend, w: &Wanted) -> Rules {
     in_ns(ns, || Rules::build(mode, w))
 }
 
@@ -101,7 +102,7 @@ fn assert_golden(ns: &Netns) {
 #[test]
 fn tables_are_upstreams_and_every_drift_is_repaired() {
     let ns = Netns::new("mnft").unwrap();
-    let rules = build(&ns, Mode::Nftables, &wanted("10.244.1.0/24", true));
+    let rules = build(&ns, Backend::Nftables, &wanted("10.244.1.0/24", true));
     assert_eq!(ensure(&ns, &rules), 1, "first run writes");
     assert_golden(&ns);
     assert_eq!(ensure(&ns, &rules), 0, "in place: nothing written");
@@ -144,11 +145,11 @@ fn tables_are_upstreams_and_every_drift_is_repaired() {
     assert_eq!(ensure(&ns, &rules.clone()), 0);
 
     // A new subnet, then masquerading switched off: each run leaves exactly its own rules.
-    let moved = build(&ns, Mode::Nftables, &wanted("10.244.7.0/24", true));
+    let moved = build(&ns, Backend::Nftables, &wanted("10.244.7.0/24", true));
     assert_eq!(ensure(&ns, &moved), 1);
     let v4 = list(&ns, "ip", "flannel-ipv4");
     assert_eq!(v4, GOLDEN_V4.replace("10.244.1.0/24", "10.244.7.0/24"));
-    let forward_only = build(&ns, Mode::Nftables, &wanted("10.244.7.0/24", false));
+    let forward_only = build(&ns, Backend::Nftables, &wanted("10.244.7.0/24", false));
     assert_eq!(ensure(&ns, &forward_only), 1);
     let v4 = list(&ns, "ip", "flannel-ipv4");
     assert!(
@@ -162,7 +163,7 @@ fn fully_random_can_be_turned_off() {
     let ns = Netns::new("mnftr").unwrap();
     let mut w = wanted("10.244.1.0/24", true);
     w.random_fully_disabled = true;
-    ensure(&ns, &build(&ns, Mode::Nftables, &w));
+    ensure(&ns, &build(&ns, Backend::Nftables, &w));
     let v4 = list(&ns, "ip", "flannel-ipv4");
     assert!(!v4.contains("fully-random"), "{v4}");
     assert!(v4.contains("ip daddr != 224.0.0.0/4 masquerade\n"), "{v4}");
@@ -195,8 +196,8 @@ fn flannel_iptables_lines(ns: &Netns) -> Vec<String> {
 fn switching_iptables_nftables_iptables_leaves_nothing_of_the_other() {
     let ns = Netns::new("mnfts").unwrap();
     let w = wanted("10.244.1.0/24", true);
-    let ipt = build(&ns, Mode::Iptables, &w);
-    let nft = build(&ns, Mode::Nftables, &w);
+    let ipt = build(&ns, Backend::Iptables, &w);
+    let nft = build(&ns, Backend::Nftables, &w);
 
     assert_eq!(
         install(&ns, &ipt),

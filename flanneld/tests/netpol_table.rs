@@ -163,7 +163,7 @@ fn every_rule_form_is_accepted_and_matches_the_compiled_counts() {
     let again = in_ns(&ns, || table.apply(compile(&c, "n1", BOTH).ruleset)).unwrap();
     assert!(!again.changed);
     let counters = in_ns(&ns, || {
-        netops::firewall::nft::list_counters(netops::firewall::nft::Family::Inet, TABLE)
+        netops::firewall::nft::list_counters(netops::firewall::nft::TableFamily::Inet, TABLE)
     })
     .unwrap();
     let names: Vec<&str> = counters.iter().map(|c| c.name.as_str()).collect();

@@ -1,6 +1,6 @@
 //! CNI protocol types and the file formats flannel shares between its daemon and its CNI plugin.
 //!
-//! Everything here is pure (no I/O) except [`subnet_env::write_atomic`]. Output that upstream
+//! Everything here is pure (no I/O). Output that upstream
 //! produces with Go's `encoding/json` is reproduced byte for byte ([`gojson::encode`]); input is
 //! decoded with Go's case-insensitive key matching ([`gojson::from_slice`]).
 
@@ -9,6 +9,7 @@ pub mod conf;
 pub mod env;
 pub mod error;
 pub mod flannel;
+pub mod goerror;
 pub mod gofmt;
 pub mod gojson;
 pub mod result;

@@ -21,6 +21,8 @@ use netlink_packet_netfilter::{
 use netlink_sys::protocols::NETLINK_NETFILTER;
 use netlink_sys::{Socket, SocketAddr};
 
+use crate::Family;
+
 pub use netlink_packet_netfilter::conntrack::Protocol;
 
 /// CTA_ID and CTA_ZONE: with the tuple, what identifies one entry.
@@ -47,18 +49,17 @@ fn io_err(what: &'static str) -> impl Fn(io::Error) -> ConntrackError {
     move |source| ConntrackError::Io { what, source }
 }
 
-/// Deletes the entries of `protocol` whose original destination port is `port`, in the IPv6
-/// table when `v6`, else the IPv4 one (`conntrack -D -p udp --dport PORT -f ipv4`). Returns
-/// how many were deleted (an entry that went away meanwhile counts, as upstream's).
+/// Deletes the entries of `protocol` whose original destination port is `port`, in the
+/// table of `family` (`conntrack -D -p udp --dport PORT -f ipv4`). Returns how many were
+/// deleted (an entry that went away meanwhile counts, as upstream's).
 pub fn delete_by_dst_port(
-    v6: bool,
+    family: Family,
     protocol: Protocol,
     port: u16,
 ) -> Result<usize, ConntrackError> {
-    let family = if v6 {
-        NetfilterProtoFamily::IPv6
-    } else {
-        NetfilterProtoFamily::IPv4
+    let family = match family {
+        Family::V4 => NetfilterProtoFamily::IPv4,
+        Family::V6 => NetfilterProtoFamily::IPv6,
     };
     let mut socket = Socket::new(NETLINK_NETFILTER).map_err(io_err("conntrack socket"))?;
     socket.bind_auto().map_err(io_err("conntrack socket"))?;

@@ -13,6 +13,8 @@
 //! - [`firewall`]: `iptables-restore` batches, `iptables-save` parsing, and `nft`
 //!   transactions and table listings.
 //! - [`conntrack`]: deleting connection-tracking entries over ctnetlink.
+//! - [`file`]: replacing a file atomically (temporary file + rename), for files other
+//!   processes read while they are rewritten.
 //!
 //! Threading rule: namespace membership is a property of an OS *thread*. Only call
 //! [`netns::NetnsGuard::enter`] (or anything using it) on a thread you own for the whole
@@ -24,8 +26,12 @@
 
 pub mod conntrack;
 pub mod ethtool;
+mod family;
+pub mod file;
 pub mod firewall;
 pub mod netlink;
 pub mod netns;
 pub mod sysctl;
 pub mod wireguard;
+
+pub use family::Family;

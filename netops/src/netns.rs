@@ -19,7 +19,7 @@ pub enum NetnsError {
     /// The path exists but is neither an nsfs bind mount nor a /proc file.
     #[error("unknown FS magic on {path:?}: {magic:x}")]
     NotNetns { path: PathBuf, magic: i64 },
-    #[error("failed to Statfs {path:?}: {}", crate::netlink::errno_text(*.errno))]
+    #[error("failed to Statfs {path:?}: {}", netconf::goerror::errno_text(*.errno as i32))]
     Statfs { path: PathBuf, errno: Errno },
     #[error("failed to open {path:?}: {source}")]
     Open {
@@ -28,7 +28,7 @@ pub enum NetnsError {
     },
     #[error("failed to save the current network namespace: {0}")]
     SaveCurrent(std::io::Error),
-    #[error("failed to enter network namespace: {}", crate::netlink::errno_text(*.0))]
+    #[error("failed to enter network namespace: {}", netconf::goerror::errno_text(*.0 as i32))]
     Setns(Errno),
 }
 
@@ -119,7 +119,7 @@ impl Drop for NetnsGuard {
             // may already be unwinding, and a caught panic keeps the thread alive), so abort.
             eprintln!(
                 "netops: fatal: cannot restore the thread's network namespace: {}",
-                crate::netlink::errno_text(errno)
+                netconf::goerror::errno_text(errno as i32)
             );
             std::process::abort();
         }

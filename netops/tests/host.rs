@@ -5,10 +5,11 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 
 use common::TestNetns;
-use netops::firewall::iptables::{self, Batch, Family, IptablesError};
+use netops::firewall::iptables::{self, Batch, IptablesError};
 use netops::firewall::nft::{self, NftError};
 use netops::netns::{run_in, NetnsGuard};
 use netops::sysctl;
+use netops::Family;
 
 fn current_netns_inode() -> u64 {
     std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
@@ -207,7 +208,10 @@ fn nft_scripts_apply_atomically_and_tables_list_back() {
     let ns = TestNetns::new();
     run_in(ns.path(), || {
         nft::probe().unwrap();
-        assert_eq!(nft::list_table(nft::Family::Inet, "frtest").unwrap(), None);
+        assert_eq!(
+            nft::list_table(nft::TableFamily::Inet, "frtest").unwrap(),
+            None
+        );
         nft::apply(
             "add table inet frtest\n\
              add chain inet frtest c1\n\
@@ -215,7 +219,7 @@ fn nft_scripts_apply_atomically_and_tables_list_back() {
              add rule inet frtest c1 accept\n",
         )
         .unwrap();
-        let table = nft::list_table(nft::Family::Inet, "frtest")
+        let table = nft::list_table(nft::TableFamily::Inet, "frtest")
             .unwrap()
             .expect("table exists");
         assert_eq!(table.chains, ["c1"]);
@@ -233,39 +237,43 @@ fn nft_scripts_apply_atomically_and_tables_list_back() {
             err.to_string().contains("No such file or directory"),
             "{err}"
         );
-        let table = nft::list_table(nft::Family::Inet, "frtest")
+        let table = nft::list_table(nft::TableFamily::Inet, "frtest")
             .unwrap()
             .unwrap();
         assert!(!table.has_chain("c2"), "failed transaction left c2 behind");
         // Same name, other family: still absent.
-        assert_eq!(nft::list_table(nft::Family::Ip, "frtest").unwrap(), None);
+        assert_eq!(
+            nft::list_table(nft::TableFamily::Ip, "frtest").unwrap(),
+            None
+        );
     })
     .unwrap();
 }
 
 #[test]
 fn nfquery_sees_nft_tables_and_iptables_nft_chains_without_a_process() {
-    use netops::firewall::nfquery::{self, IptablesVariant, NfFamily};
+    use netops::firewall::nfquery::{self, IptablesVariant};
+    use netops::firewall::nft::TableFamily;
     let ns = TestNetns::new();
     run_in(ns.path(), || {
-        assert!(!nfquery::table_exists(NfFamily::Inet, "nfq").unwrap());
-        assert!(!nfquery::chain_exists(NfFamily::Inet, "nfq", "c1").unwrap());
+        assert!(!nfquery::table_exists(TableFamily::Inet, "nfq").unwrap());
+        assert!(!nfquery::chain_exists(TableFamily::Inet, "nfq", "c1").unwrap());
         nft::apply("add table inet nfq\nadd chain inet nfq c1\n").unwrap();
-        assert!(nfquery::table_exists(NfFamily::Inet, "nfq").unwrap());
+        assert!(nfquery::table_exists(TableFamily::Inet, "nfq").unwrap());
         assert!(
-            !nfquery::table_exists(NfFamily::Ip, "nfq").unwrap(),
+            !nfquery::table_exists(TableFamily::Ip, "nfq").unwrap(),
             "other family"
         );
-        assert!(nfquery::chain_exists(NfFamily::Inet, "nfq", "c1").unwrap());
-        assert!(!nfquery::chain_exists(NfFamily::Inet, "nfq", "c2").unwrap());
+        assert!(nfquery::chain_exists(TableFamily::Inet, "nfq", "c1").unwrap());
+        assert!(!nfquery::chain_exists(TableFamily::Inet, "nfq", "c2").unwrap());
 
         // iptables-nft chains are nf_tables chains of table `ip nat`.
         if nfquery::iptables_variant("iptables-restore") == IptablesVariant::Nft {
             let mut b = Batch::load(Family::V4, "nat").unwrap();
             b.ensure_chain("CNI-NFQ").unwrap();
             b.apply().unwrap();
-            assert!(nfquery::chain_exists(NfFamily::Ip, "nat", "CNI-NFQ").unwrap());
-            assert!(!nfquery::chain_exists(NfFamily::Ip6, "nat", "CNI-NFQ").unwrap());
+            assert!(nfquery::chain_exists(TableFamily::Ip, "nat", "CNI-NFQ").unwrap());
+            assert!(!nfquery::chain_exists(TableFamily::Ip6, "nat", "CNI-NFQ").unwrap());
         }
     })
     .unwrap();

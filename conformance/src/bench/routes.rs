@@ -6,26 +6,22 @@
 //! table dumps every millisecond in between, so a notification lost to a
 //! full socket buffer only costs a millisecond, never the measurement.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
+use netlink_packet_core::{
+    NetlinkBuffer, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::protocols::NETLINK_ROUTE;
+use netlink_sys::{Socket, SocketAddr};
 
 use super::in_netns;
 
-const NLMSG_HDR: usize = 16;
-const RTMSG_LEN: usize = 12;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const RTM_GETROUTE: u16 = 26;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
-const RTA_DST: u16 = 1;
-const RTA_TABLE: u16 = 15;
-const RT_TABLE_MAIN: u32 = 254;
+const RT_TABLE_MAIN: u32 = RouteHeader::RT_TABLE_MAIN as u32;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
 const POLL_EVERY: Duration = Duration::from_millis(1);
 
@@ -73,8 +69,8 @@ impl Goal<'_> {
 }
 
 pub struct RouteWatch {
-    events: OwnedFd,
-    dumps: OwnedFd,
+    events: Socket,
+    dumps: Socket,
     seq: u32,
 }
 
@@ -155,7 +151,7 @@ impl RouteWatch {
         let at = Instant::now();
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            match recv(&self.events, &mut buf, libc::MSG_DONTWAIT) {
+            match self.events.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
                 Ok(0) => return Ok(None),
                 Ok(len) => {
                     let hit = parse_routes(&buf[..len])
@@ -176,16 +172,11 @@ impl RouteWatch {
 
     fn dump(&mut self) -> std::io::Result<Vec<RouteMsg>> {
         self.seq = self.seq.wrapping_add(1);
-        let req = dump_request(self.seq);
-        // SAFETY: sending a fully initialised buffer on our own socket.
-        let rc = unsafe { libc::send(self.dumps.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        self.dumps.send(&dump_request(self.seq), 0)?;
         let mut routes = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let len = recv(&self.dumps, &mut buf, 0)?;
+            let len = self.dumps.recv(&mut &mut buf[..], 0)?;
             let chunk = &buf[..len];
             routes.extend(parse_routes(chunk));
             match terminator(chunk) {
@@ -200,171 +191,127 @@ impl RouteWatch {
 /// A NETLINK_ROUTE socket in the calling thread's namespace, subscribed to `groups`; with
 /// `rcvbuf`, its receive buffer is forced to that size (root only), so bursts of
 /// notifications are queued instead of overflowing.
-pub(crate) fn netlink_socket(groups: u32, rcvbuf: Option<libc::c_int>) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain socket/setsockopt/bind calls; the fd is owned right after creation.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        );
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let owned = OwnedFd::from_raw_fd(fd);
-        if let Some(size) = rcvbuf {
-            let rc = libc::setsockopt(
-                fd,
+pub(crate) fn netlink_socket(groups: u32, rcvbuf: Option<libc::c_int>) -> std::io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    if let Some(size) = rcvbuf {
+        // netlink-sys only offers SO_RCVBUF, which the kernel caps at net.core.rmem_max.
+        // SAFETY: setsockopt reads `size` for the length given; the fd is the socket's.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_RCVBUFFORCE,
                 (&size as *const libc::c_int).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        addr.nl_groups = groups;
-        let rc = libc::bind(
-            fd,
-            (&addr as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        );
+            )
+        };
         if rc != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(owned)
     }
+    socket.bind(&SocketAddr::new(0, groups))?;
+    Ok(socket)
 }
 
-fn recv(fd: &OwnedFd, buf: &mut [u8], flags: libc::c_int) -> std::io::Result<usize> {
-    // SAFETY: the buffer is valid for `buf.len()` bytes.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
-    if n < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
+/// An RTM_GETROUTE dump request for the IPv4 tables.
 fn dump_request(seq: u32) -> Vec<u8> {
-    let len = NLMSG_HDR + RTMSG_LEN;
-    let mut b = Vec::with_capacity(len);
-    b.extend_from_slice(&(len as u32).to_ne_bytes());
-    b.extend_from_slice(&RTM_GETROUTE.to_ne_bytes());
-    b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    b.extend_from_slice(&seq.to_ne_bytes());
-    b.extend_from_slice(&0u32.to_ne_bytes());
-    let mut rtmsg = [0u8; RTMSG_LEN];
-    rtmsg[0] = libc::AF_INET as u8;
-    b.extend_from_slice(&rtmsg);
-    b
+    let mut route = RouteMessage::default();
+    route.header.address_family = AddressFamily::Inet;
+    let mut msg = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(route));
+    msg.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    msg.header.sequence_number = seq;
+    msg.finalize();
+    let mut buf = vec![0; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    buf
 }
 
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-/// The netlink messages in one datagram as `(type, payload)`.
-fn messages(buf: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + NLMSG_HDR <= buf.len() {
-        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
-        if len < NLMSG_HDR || at + len > buf.len() {
-            break;
+/// The netlink messages in one datagram, each decoded on its own; a truncated or
+/// undecodable message is skipped, a truncated tail ends the datagram.
+fn messages(buf: &[u8]) -> impl Iterator<Item = NetlinkPayload<RouteNetlinkMessage>> + '_ {
+    let mut offset = 0;
+    std::iter::from_fn(move || loop {
+        let rest = buf.get(offset..)?;
+        let len = NetlinkBuffer::new_checked(rest).ok()?.length() as usize;
+        offset += (len + 3) & !3;
+        if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len]) {
+            return Some(m.payload);
         }
-        out.push((kind, &buf[at + NLMSG_HDR..at + len]));
-        at += align4(len);
-    }
-    out
+    })
 }
 
-/// `Some(Ok)` at NLMSG_DONE, `Some(Err(errno))` at an error, `None` while a dump continues.
+/// `Some(Ok)` at the end of a dump, `Some(Err(errno))` at an error, `None` while it goes on.
 fn terminator(buf: &[u8]) -> Option<Result<(), i32>> {
-    messages(buf)
-        .into_iter()
-        .find_map(|(kind, payload)| match kind {
-            NLMSG_DONE => Some(Ok(())),
-            NLMSG_ERROR => {
-                let code = payload
-                    .get(..4)
-                    .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
-                    .unwrap_or(-libc::EIO);
-                Some(if code == 0 { Ok(()) } else { Err(-code) })
-            }
-            _ => None,
-        })
+    messages(buf).find_map(|payload| match payload {
+        NetlinkPayload::Done(done) if done.code < 0 => Some(Err(-done.code)),
+        NetlinkPayload::Done(_) => Some(Ok(())),
+        NetlinkPayload::Error(e) => Some(e.code.map_or(Ok(()), |c| Err(-c.get()))),
+        _ => None,
+    })
 }
 
 /// IPv4 route messages in one datagram (default routes have a /0 dst).
 pub(crate) fn parse_routes(buf: &[u8]) -> Vec<RouteMsg> {
-    let mut out = Vec::new();
-    for (kind, payload) in messages(buf) {
-        let added = match kind {
-            RTM_NEWROUTE => true,
-            RTM_DELROUTE => false,
-            _ => continue,
-        };
-        if payload.len() < RTMSG_LEN || payload[0] != libc::AF_INET as u8 {
-            continue;
-        }
-        let prefix = payload[1];
-        let mut table = u32::from(payload[4]);
-        let mut addr = [0u8; 4];
-        let mut at = RTMSG_LEN;
-        while at + 4 <= payload.len() {
-            let len = u16::from_ne_bytes([payload[at], payload[at + 1]]) as usize;
-            let kind = u16::from_ne_bytes([payload[at + 2], payload[at + 3]]);
-            if len < 4 || at + len > payload.len() {
-                break;
+    messages(buf)
+        .filter_map(|payload| {
+            let (added, route) = match payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => (true, r),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => (false, r),
+                _ => return None,
+            };
+            if route.header.address_family != AddressFamily::Inet {
+                return None;
             }
-            let data = &payload[at + 4..at + len];
-            match kind {
-                RTA_DST if data.len() == 4 => addr.copy_from_slice(data),
-                RTA_TABLE if data.len() == 4 => {
-                    table = u32::from_ne_bytes(data.try_into().expect("4 bytes"))
+            let mut table = u32::from(route.header.table);
+            let mut addr = std::net::Ipv4Addr::UNSPECIFIED;
+            for attr in &route.attributes {
+                match attr {
+                    RouteAttribute::Destination(RouteAddress::Inet(a)) => addr = *a,
+                    RouteAttribute::Table(t) => table = *t,
+                    _ => {}
                 }
-                _ => {}
             }
-            at += align4(len);
-        }
-        if let Ok(dst) = Ipv4Net::new(addr.into(), prefix) {
-            out.push(RouteMsg { added, dst, table });
-        }
-    }
-    out
+            let dst = Ipv4Net::new(addr, route.header.destination_prefix_length).ok()?;
+            Some(RouteMsg { added, dst, table })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn route_msg(kind: u16, dst: [u8; 4], prefix: u8, table: u32) -> Vec<u8> {
-        let mut payload = vec![libc::AF_INET as u8, prefix, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0];
-        payload.extend_from_slice(&8u16.to_ne_bytes());
-        payload.extend_from_slice(&RTA_DST.to_ne_bytes());
-        payload.extend_from_slice(&dst);
-        payload.extend_from_slice(&8u16.to_ne_bytes());
-        payload.extend_from_slice(&RTA_TABLE.to_ne_bytes());
-        payload.extend_from_slice(&table.to_ne_bytes());
-        let len = NLMSG_HDR + payload.len();
-        let mut m = (len as u32).to_ne_bytes().to_vec();
-        m.extend_from_slice(&kind.to_ne_bytes());
-        m.extend_from_slice(&[0; 10]);
-        m.extend_from_slice(&payload);
-        m
+    fn emit(payload: NetlinkPayload<RouteNetlinkMessage>) -> Vec<u8> {
+        let mut msg = NetlinkMessage::new(Default::default(), payload);
+        msg.finalize();
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        buf
+    }
+
+    fn route_msg(added: bool, dst: [u8; 4], prefix: u8, table: u32) -> Vec<u8> {
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet;
+        r.header.destination_prefix_length = prefix;
+        r.header.table = RouteHeader::RT_TABLE_MAIN;
+        r.attributes = vec![
+            RouteAttribute::Destination(RouteAddress::Inet(dst.into())),
+            RouteAttribute::Table(table),
+        ];
+        let m = if added {
+            RouteNetlinkMessage::NewRoute(r)
+        } else {
+            RouteNetlinkMessage::DelRoute(r)
+        };
+        emit(NetlinkPayload::InnerMessage(m))
     }
 
     #[test]
     fn parses_destination_prefix_and_table_of_each_message() {
-        let mut buf = route_msg(RTM_NEWROUTE, [10, 244, 3, 0], 24, 254);
-        buf.extend(route_msg(RTM_DELROUTE, [10, 244, 4, 0], 24, 100));
+        let mut buf = route_msg(true, [10, 244, 3, 0], 24, 254);
+        buf.extend(route_msg(false, [10, 244, 4, 0], 24, 100));
         // A truncated trailing message (a short read) is ignored, not misparsed.
-        buf.extend(route_msg(RTM_NEWROUTE, [10, 244, 5, 0], 24, 254)[..20].to_vec());
+        buf.extend(route_msg(true, [10, 244, 5, 0], 24, 254)[..20].to_vec());
         let routes = parse_routes(&buf);
         assert_eq!(
             routes,
@@ -386,15 +333,16 @@ mod tests {
 
     #[test]
     fn done_and_error_end_a_dump() {
-        let mut done = (NLMSG_HDR as u32 + 4).to_ne_bytes().to_vec();
-        done.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
-        done.extend_from_slice(&[0; 14]);
+        let done = emit(NetlinkPayload::Done(Default::default()));
         assert_eq!(terminator(&done), Some(Ok(())));
-        let mut err = (NLMSG_HDR as u32 + 4).to_ne_bytes().to_vec();
-        err.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
-        err.extend_from_slice(&[0; 10]);
-        err.extend_from_slice(&(-libc::EPERM).to_ne_bytes());
+        let mut e = netlink_packet_core::ErrorMessage::default();
+        e.code = std::num::NonZeroI32::new(-libc::EPERM);
+        let err = emit(NetlinkPayload::Error(e));
         assert_eq!(terminator(&err), Some(Err(libc::EPERM)));
+        let mut r = route_msg(true, [10, 0, 0, 0], 8, 254);
+        assert_eq!(terminator(&r), None, "a route message does not end a dump");
+        r.extend(done);
+        assert_eq!(terminator(&r), Some(Ok(())));
     }
 
     #[test]
@@ -434,7 +382,7 @@ mod tests {
 
     #[test]
     fn truncated_messages_are_ignored() {
-        let buf = route_msg(RTM_NEWROUTE, [10, 0, 0, 0], 8, 254);
+        let buf = route_msg(true, [10, 0, 0, 0], 8, 254);
         assert!(parse_routes(&buf[..buf.len() - 5]).is_empty());
     }
 

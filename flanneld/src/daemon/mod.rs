@@ -189,12 +189,12 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     if !config.enable_ipv4 && !config.enable_ipv6 {
         return Err(DaemonError::NoStack);
     }
-    let mode = crate::masq::Mode::from_config(config.enable_nftables);
+    let mode = crate::masq::backend_for(config.enable_nftables);
     log::info!("Starting flannel in {mode} mode...");
     // Before any lease is taken: a node that cannot run nftables says so and what to do.
-    blocking(move || mode.check_available()).await??;
+    blocking(move || crate::masq::check_available(mode)).await??;
     // Upstream skips this in nftables mode, which reads no bridge-nf-call-* setting.
-    if mode == crate::masq::Mode::Iptables {
+    if mode == netops::firewall::Backend::Iptables {
         check_br_netfilter(&config)?;
     }
     let backend_cfg = config.backend_config()?;

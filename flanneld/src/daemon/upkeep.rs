@@ -7,11 +7,16 @@ use std::path::{Path, PathBuf};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netconf::flannel::NetworkConfig;
-use netconf::subnet_env::{write_atomic, SubnetEnv};
+use netconf::subnet_env::SubnetEnv;
+use netops::file::{write_atomic, AtomicWrite};
 use netops::netlink::{Handle, RouteSpec};
 
-use crate::masq::{self, Mode, Rules, Wanted};
+use crate::masq::{self, Rules, Wanted};
 use crate::subnet::Lease;
+
+/// subnet.env as flanneld writes it: 0644 whatever the umask, its directory created if
+/// missing, synced, since plugins on this node read it after a reboot.
+const SUBNET_FILE: AtomicWrite = AtomicWrite::new(0o644).create_dirs(0o755).durable();
 
 /// What this node must look like for its current lease.
 #[derive(Debug, Clone)]
@@ -80,7 +85,7 @@ impl Upkeep {
             forward: flags.forward_rules,
             random_fully_disabled: flags.random_fully_disabled,
         };
-        let rules = Rules::build(Mode::from_config(config.enable_nftables), &wanted);
+        let rules = Rules::build(masq::backend_for(config.enable_nftables), &wanted);
         let blackholes = if flags.blackhole_route {
             pairs.iter().map(|(_, s)| *s).collect()
         } else {
@@ -118,7 +123,9 @@ impl Upkeep {
     pub fn ensure_subnet_file(&self) -> std::io::Result<bool> {
         match std::fs::read_to_string(&self.subnet_file) {
             Ok(text) if text == self.subnet_env => Ok(false),
-            _ => write_atomic(&self.subnet_file, self.subnet_env.as_bytes()).map(|()| true),
+            _ => write_atomic(&self.subnet_file, self.subnet_env.as_bytes(), SUBNET_FILE)
+                .map(|()| true)
+                .map_err(|e| e.source),
         }
     }
 
@@ -205,7 +212,7 @@ pub struct CheckReport {
 mod tests {
     use super::*;
     use crate::subnet::LeaseAttrs;
-    use netops::firewall::iptables::Family;
+    use netops::Family;
 
     fn lease(v6: Option<&str>) -> Lease {
         Lease {

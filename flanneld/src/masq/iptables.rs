@@ -10,7 +10,8 @@
 //! the periodic check that restores rules someone flushed.
 
 use ipnet::IpNet;
-use netops::firewall::iptables::{save, Batch, Family, IptablesError, SavedTable};
+use netops::firewall::iptables::{save, Batch, IptablesError, SavedTable};
+use netops::Family;
 
 pub const MASQ_CHAIN: &str = "FLANNEL-POSTRTG";
 pub const FORWARD_CHAIN: &str = "FLANNEL-FWD";
@@ -35,13 +36,6 @@ fn args(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn family_of(net: &IpNet) -> Family {
-    match net {
-        IpNet::V4(_) => Family::V4,
-        IpNet::V6(_) => Family::V6,
-    }
-}
-
 /// The masquerade rules for flannel network `network` (C) and this node's subnet `subnet` (P):
 /// nothing inside the flannel network is NATed, traffic leaving it is (multicast excepted), and
 /// host-to-pod traffic from outside the network is, so replies come back through this node.
@@ -61,7 +55,7 @@ pub fn masq_rules(network: IpNet, subnet: IpNet, random_fully: bool) -> RuleSet 
     }
     let masq = |head: &[&str]| -> Vec<String> { args(&[head, &comment, &masquerade].concat()) };
     RuleSet {
-        family: family_of(&network),
+        family: Family::of_net(&network),
         table: "nat",
         hook: "POSTROUTING",
         chain: MASQ_CHAIN,
@@ -82,7 +76,7 @@ pub fn forward_rules(network: IpNet) -> RuleSet {
     let c = network.trunc().to_string();
     let comment = ["-m", "comment", "--comment", FORWARD_COMMENT];
     RuleSet {
-        family: family_of(&network),
+        family: Family::of_net(&network),
         table: "filter",
         hook: "FORWARD",
         chain: FORWARD_CHAIN,
@@ -143,7 +137,7 @@ pub fn supports_random_fully(version_output: &str) -> bool {
 
 /// Probes the installed iptables for `--random-fully`.
 pub fn probe_random_fully(family: Family) -> bool {
-    let out = std::process::Command::new(family.name())
+    let out = std::process::Command::new(family.iptables_name())
         .arg("--version")
         .output();
     match out {

@@ -15,8 +15,10 @@ pub use iptables::{
 };
 
 use ipnet::IpNet;
-use netops::firewall::iptables::{Family, IptablesError};
-use netops::firewall::nft::{self, NftError};
+use netops::firewall::iptables::IptablesError;
+use netops::firewall::nft::{self, NftError, TableFamily};
+use netops::firewall::Backend;
+use netops::Family;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
@@ -38,7 +40,7 @@ pub enum RulesError {
     NftKernel(String),
     #[error("failed to set up the nftables tables ip flannel-ipv4 and ip6 flannel-ipv6: {0}")]
     Nftables(NftError),
-    #[error("failed to remove the {} chains left by iptables mode: {source}", family.name())]
+    #[error("failed to remove the {} chains left by iptables mode: {source}", family.iptables_name())]
     IptablesCleanup {
         family: Family,
         source: IptablesError,
@@ -47,40 +49,23 @@ pub enum RulesError {
     NftablesCleanup(NftError),
 }
 
-/// Which packet filter carries the rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Iptables,
-    Nftables,
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Mode::Iptables => "iptables",
-            Mode::Nftables => "nftables",
-        })
+/// The packet filter net-conf.json's `EnableNFTables` asks for (flanneld never chooses one
+/// by probing, unlike the plugins).
+pub fn backend_for(enable_nftables: bool) -> Backend {
+    if enable_nftables {
+        Backend::Nftables
+    } else {
+        Backend::Iptables
     }
 }
 
-impl Mode {
-    /// From net-conf.json's `EnableNFTables`.
-    pub fn from_config(enable_nftables: bool) -> Mode {
-        if enable_nftables {
-            Mode::Nftables
-        } else {
-            Mode::Iptables
-        }
-    }
-
-    /// Fails early, with what is missing and what to do, when this mode cannot work here.
-    /// iptables is not checked: its first use reports a missing binary clearly enough.
-    /// Blocking; runs in the calling thread's namespace.
-    pub fn check_available(self) -> Result<(), RulesError> {
-        if self == Mode::Iptables {
-            return Ok(());
-        }
-        nft::probe().map_err(unavailable)
+/// Fails early, with what is missing and what to do, when `backend` cannot work here.
+/// iptables is not checked: its first use reports a missing binary clearly enough.
+/// Blocking; runs in the calling thread's namespace.
+pub fn check_available(backend: Backend) -> Result<(), RulesError> {
+    match backend {
+        Backend::Iptables => Ok(()),
+        Backend::Nftables => nft::probe().map_err(unavailable),
     }
 }
 
@@ -102,10 +87,6 @@ pub struct Wanted {
     pub random_fully_disabled: bool,
 }
 
-fn is_v6(net: &IpNet) -> bool {
-    matches!(net, IpNet::V6(_))
-}
-
 /// The rules of one mode.
 #[derive(Debug, Clone)]
 pub enum Rules {
@@ -120,10 +101,10 @@ pub enum Rules {
 
 impl Rules {
     /// Builds the rules, probing (blocking) whether masquerading can be fully random.
-    pub fn build(mode: Mode, wanted: &Wanted) -> Rules {
-        match mode {
-            Mode::Iptables => Rules::Iptables(iptables_sets(wanted)),
-            Mode::Nftables => Rules::Nftables {
+    pub fn build(backend: Backend, wanted: &Wanted) -> Rules {
+        match backend {
+            Backend::Iptables => Rules::Iptables(iptables_sets(wanted)),
+            Backend::Nftables => Rules::Nftables {
                 tables: nftables::Tables::new(nftables::tables(
                     &wanted.networks,
                     wanted.ip_masq,
@@ -133,16 +114,16 @@ impl Rules {
                 families: wanted
                     .networks
                     .iter()
-                    .map(|(n, _)| if is_v6(n) { Family::V6 } else { Family::V4 })
+                    .map(|(n, _)| Family::of_net(n))
                     .collect(),
             },
         }
     }
 
-    pub fn mode(&self) -> Mode {
+    pub fn mode(&self) -> Backend {
         match self {
-            Rules::Iptables(_) => Mode::Iptables,
-            Rules::Nftables { .. } => Mode::Nftables,
+            Rules::Iptables(_) => Backend::Iptables,
+            Rules::Nftables { .. } => Backend::Nftables,
         }
     }
 
@@ -175,11 +156,13 @@ impl Rules {
             Rules::Iptables(_) => nftables::remove_tables().map_err(RulesError::NftablesCleanup),
             Rules::Nftables { families, .. } => {
                 let mut removed = Vec::new();
-                for family in [Family::V4, Family::V6] {
+                for family in Family::ALL {
                     match iptables::remove_chains(family) {
-                        Ok(chains) => {
-                            removed.extend(chains.iter().map(|c| format!("{} {c}", family.name())))
-                        }
+                        Ok(chains) => removed.extend(
+                            chains
+                                .iter()
+                                .map(|c| format!("{} {c}", family.iptables_name())),
+                        ),
                         // No iptables at all: nothing can have made iptables rules here.
                         Err(IptablesError::Spawn { source, .. })
                             if source.kind() == std::io::ErrorKind::NotFound => {}
@@ -188,7 +171,7 @@ impl Rules {
                         }
                         Err(e) => log::warn!(
                             "could not check for {} chains of iptables mode: {e}",
-                            family.name()
+                            family.iptables_name()
                         ),
                     }
                 }
@@ -201,11 +184,7 @@ impl Rules {
 fn iptables_sets(wanted: &Wanted) -> Vec<RuleSet> {
     let mut sets = Vec::new();
     for &(network, subnet) in &wanted.networks {
-        let family = if is_v6(&network) {
-            Family::V6
-        } else {
-            Family::V4
-        };
+        let family = Family::of_net(&network);
         if wanted.ip_masq {
             let random = !wanted.random_fully_disabled && probe_random_fully(family);
             sets.push(masq_rules(network, subnet, random));
@@ -221,10 +200,10 @@ fn nft_fully_random(wanted: &Wanted) -> bool {
     if !wanted.ip_masq || wanted.random_fully_disabled || wanted.networks.is_empty() {
         return false;
     }
-    let families: Vec<nft::Family> = wanted
+    let families: Vec<TableFamily> = wanted
         .networks
         .iter()
-        .map(|(n, _)| nft::Family::of_ip(is_v6(n)))
+        .map(|(n, _)| Family::of_net(n).into())
         .collect();
     match nftables::probe_fully_random(&families) {
         Ok(()) => true,
@@ -261,14 +240,14 @@ mod tests {
 
     #[test]
     fn enable_nftables_picks_the_mode() {
-        assert_eq!(Mode::from_config(true), Mode::Nftables);
-        assert_eq!(Mode::from_config(false).to_string(), "iptables");
-        assert_eq!(Mode::Iptables.check_available().ok(), Some(()));
+        assert_eq!(backend_for(true), Backend::Nftables);
+        assert_eq!(backend_for(false).to_string(), "iptables");
+        assert_eq!(check_available(Backend::Iptables).ok(), Some(()));
     }
 
     #[test]
     fn build_follows_mode_and_families() {
-        let ipt = Rules::build(Mode::Iptables, &wanted(true));
+        let ipt = Rules::build(Backend::Iptables, &wanted(true));
         let Rules::Iptables(sets) = &ipt else {
             panic!("{ipt:?}")
         };
@@ -277,8 +256,8 @@ mod tests {
             .iter()
             .all(|s| !s.rules.concat().contains(&"--random-fully".to_owned())));
 
-        let nft = Rules::build(Mode::Nftables, &wanted(false));
-        assert_eq!(nft.mode(), Mode::Nftables);
+        let nft = Rules::build(Backend::Nftables, &wanted(false));
+        assert_eq!(nft.mode(), Backend::Nftables);
         let Rules::Nftables { tables, families } = &nft else {
             panic!("{nft:?}")
         };

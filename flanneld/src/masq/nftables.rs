@@ -18,7 +18,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ipnet::IpNet;
-use netops::firewall::nft::{self, Family, NftError};
+use netops::firewall::nft::{self, NftError, TableFamily};
+use netops::Family;
 
 pub const V4_TABLE: &str = "flannel-ipv4";
 pub const V6_TABLE: &str = "flannel-ipv6";
@@ -33,7 +34,8 @@ const KUBE_PROXY_MARK_TEST: &str = "meta mark & 0x00004000 == 0x00004000";
 const PROBE_TABLE: &str = "flannel-probe";
 
 /// Both of our tables, in the order they are written.
-pub const TABLES: [(Family, &str); 2] = [(Family::Ip, V4_TABLE), (Family::Ip6, V6_TABLE)];
+pub const TABLES: [(TableFamily, &str); 2] =
+    [(TableFamily::Ip, V4_TABLE), (TableFamily::Ip6, V6_TABLE)];
 
 /// One base chain of ours and its rules, each in the form `nft list` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +52,7 @@ pub struct Chain {
 /// One of our tables and the chains it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
-    pub family: Family,
+    pub family: TableFamily,
     pub name: &'static str,
     pub chains: Vec<Chain>,
 }
@@ -126,7 +128,7 @@ pub fn tables(
             let mut chains = Vec::new();
             let own = networks
                 .iter()
-                .filter(|(net, _)| Family::of_ip(matches!(net, IpNet::V6(_))) == family);
+                .filter(|(net, _)| TableFamily::from(Family::of_net(net)) == family);
             for &(network, subnet) in own {
                 if forward {
                     chains.push(forward_chain(network));
@@ -236,7 +238,7 @@ impl Tables {
 /// Whether the kernel and nft here accept `masquerade fully-random`, asked by a transaction
 /// that builds a scratch nat chain for each family and deletes it again, so nothing is ever
 /// visible. `Err` carries nft's reason.
-pub fn probe_fully_random(families: &[Family]) -> Result<(), NftError> {
+pub fn probe_fully_random(families: &[TableFamily]) -> Result<(), NftError> {
     let mut s = String::new();
     for family in families {
         let _ = writeln!(s, "add table {family} {PROBE_TABLE}");

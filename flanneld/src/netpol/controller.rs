@@ -369,7 +369,7 @@ impl Enforcer {
             self.dirty = true;
         }
         if let Ok(counters) =
-            netops::firewall::nft::list_counters(netops::firewall::nft::Family::Inet, TABLE)
+            netops::firewall::nft::list_counters(netops::firewall::nft::TableFamily::Inet, TABLE)
         {
             let get = |name: &str| {
                 counters

@@ -7,7 +7,8 @@
 //! replacement again, as is the first one after the table or one of its hooks went missing
 //! (`nft flush ruleset`, a firewalld reload).
 
-use netops::firewall::nfquery::{self, NfFamily};
+use netops::firewall::nfquery;
+use netops::firewall::nft::TableFamily;
 use netops::firewall::nft::{self, NftError};
 
 use super::ruleset::{self, Ruleset, FORWARD, INPUT, TABLE};
@@ -66,9 +67,9 @@ impl Table {
     /// Whether the table and its two hooked chains are still in the kernel. When they are
     /// not, the next [`Table::apply`] writes everything again.
     pub fn present(&mut self) -> std::io::Result<bool> {
-        let there = nfquery::table_exists(NfFamily::Inet, TABLE)?
-            && nfquery::chain_exists(NfFamily::Inet, TABLE, FORWARD)?
-            && nfquery::chain_exists(NfFamily::Inet, TABLE, INPUT)?;
+        let there = nfquery::table_exists(TableFamily::Inet, TABLE)?
+            && nfquery::chain_exists(TableFamily::Inet, TABLE, FORWARD)?
+            && nfquery::chain_exists(TableFamily::Inet, TABLE, INPUT)?;
         if !there {
             self.installed = None;
         }
@@ -78,7 +79,7 @@ impl Table {
 
 /// Removes a table an earlier run with `--network-policy` left; true when there was one.
 pub fn remove_leftover() -> Result<bool, NftError> {
-    match nfquery::table_exists(NfFamily::Inet, TABLE) {
+    match nfquery::table_exists(TableFamily::Inet, TABLE) {
         Ok(false) => Ok(false),
         _ => nft::apply(&ruleset::delete_script()).map(|()| true),
     }

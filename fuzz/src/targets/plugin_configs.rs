@@ -130,8 +130,9 @@ fn portmap(b: &[u8]) -> Result<String, String> {
     };
     let parsed = PortMapConf::parse(&conf, "eth0");
     if let Ok(p) = &parsed {
-        let _ = p.conditions(false);
-        let _ = p.conditions(true);
+        for family in netops::Family::ALL {
+            let _ = p.conditions(family);
+        }
         let _ = p.mark();
     }
     Ok(label("ok", &parsed))

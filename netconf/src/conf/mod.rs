@@ -1,10 +1,12 @@
 //! Network configuration as a plugin receives it on stdin, and conflists as runtimes load them.
 
+mod gc;
 mod list;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+pub use gc::{gc_attachments, ATTACHMENT_KEYS};
 pub use list::NetConfList;
 
 use crate::env::is_valid_name;

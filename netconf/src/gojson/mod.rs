@@ -9,18 +9,24 @@
 //! Encoding ([`encode`]): Go's `json.Marshal` / `MarshalIndent` byte format, including its
 //! HTML-safe string escaping.
 //!
+//! Field by field ([`fields`], [`Decoder`], [`At`]): the plugin configs, whose type errors
+//! upstream prints verbatim, are walked key by key in document order with Go's rules for
+//! `null`, mismatches and error locations.
+//!
 //! Errors ([`TypeError`], [`kind`], [`syntax_error_text`]): Go's wording for JSON that does
-//! not parse or does not fit, for code that checks JSON kinds by hand.
+//! not parse or does not fit.
 
 mod decode;
 pub mod encode;
 mod errors;
+mod fields;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use decode::GoValue;
 pub use errors::{kind, syntax_error_text, TypeError};
+pub use fields::{fields, At, Decoder, Failure, Step};
 
 /// Decodes JSON bytes into `T` with Go's key matching.
 pub fn from_slice<T: DeserializeOwned>(b: &[u8]) -> Result<T, serde_json::Error> {

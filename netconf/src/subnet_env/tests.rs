@@ -1,5 +1,3 @@
-use std::os::unix::fs::PermissionsExt;
-
 use super::*;
 
 const FLANNELD: &str = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.2.1/24\nFLANNEL_IPV6_NETWORK=2001:cafe:42::/56\nFLANNEL_IPV6_SUBNET=2001:cafe:42::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
@@ -93,38 +91,4 @@ fn missing_keys_in_upstream_order() {
     );
     let v6_only = SubnetEnv::parse("FLANNEL_IPV6_NETWORK=fd00::/48\nFLANNEL_IPV6_SUBNET=fd00:0:0:1::1/64\nFLANNEL_IPMASQ=false").unwrap();
     assert_eq!(v6_only.missing(), vec!["FLANNEL_MTU"]);
-}
-
-#[test]
-fn write_atomic_creates_dirs_and_ignores_umask() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("run/flannel/subnet.env");
-    // A restrictive umask must not leak into the file mode (flanneld's renameio behaviour).
-    let old = set_umask(0o077);
-    let res = write_atomic(&path, FLANNELD.as_bytes());
-    set_umask(old);
-    res.unwrap();
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), FLANNELD);
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o644
-    );
-    write_atomic(&path, b"FLANNEL_MTU=1\n").unwrap();
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), "FLANNEL_MTU=1\n");
-    let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
-    assert_eq!(leftovers.len(), 1, "no temp files left behind");
-    assert!(
-        write_atomic(dir.path(), b"x").is_err(),
-        "a directory cannot be replaced by a file"
-    );
-}
-
-/// Sets the process umask (mode_t is u32 on Linux). Other tests in this binary only create
-/// files in their own temp dirs, where a briefly stricter umask changes nothing they check.
-fn set_umask(mask: u32) -> u32 {
-    extern "C" {
-        fn umask(mask: u32) -> u32;
-    }
-    // SAFETY: umask(2) has no memory-safety preconditions.
-    unsafe { umask(mask) }
 }

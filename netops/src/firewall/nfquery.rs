@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use netlink_sys::{Socket, SocketAddr};
 
+use super::nft::TableFamily;
+
 const NETLINK_NETFILTER: isize = 12;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_GETTABLE: u16 = 1;
@@ -27,23 +29,15 @@ const NLM_F_ACK: u16 = 4;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 
-/// nf_tables address families (`NFPROTO_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NfFamily {
-    Inet = 1,
-    Ip = 2,
-    Ip6 = 10,
-}
-
 /// Whether `table` exists in `family`.
-pub fn table_exists(family: NfFamily, table: &str) -> io::Result<bool> {
+pub fn table_exists(family: TableFamily, table: &str) -> io::Result<bool> {
     let mut attrs = Vec::new();
     put_str(&mut attrs, NFTA_TABLE_NAME, table);
     ask(family, NFT_MSG_GETTABLE, &attrs)
 }
 
 /// Whether `chain` exists in `table` of `family` (a missing table is "no").
-pub fn chain_exists(family: NfFamily, table: &str, chain: &str) -> io::Result<bool> {
+pub fn chain_exists(family: TableFamily, table: &str, chain: &str) -> io::Result<bool> {
     let mut attrs = Vec::new();
     put_str(&mut attrs, NFTA_CHAIN_TABLE, table);
     put_str(&mut attrs, NFTA_CHAIN_NAME, chain);
@@ -95,7 +89,7 @@ fn put_str(buf: &mut Vec<u8>, kind: u16, value: &str) {
 }
 
 /// The request: nlmsghdr, nfgenmsg (family, version 0, resource id 0), attributes.
-fn request(family: NfFamily, msg: u16, attrs: &[u8]) -> Vec<u8> {
+fn request(family: TableFamily, msg: u16, attrs: &[u8]) -> Vec<u8> {
     let len = 16 + 4 + attrs.len();
     let mut buf = Vec::with_capacity(len);
     buf.extend_from_slice(&(len as u32).to_ne_bytes());
@@ -103,7 +97,7 @@ fn request(family: NfFamily, msg: u16, attrs: &[u8]) -> Vec<u8> {
     buf.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
     buf.extend_from_slice(&1u32.to_ne_bytes()); // sequence
     buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
-    buf.push(family as u8);
+    buf.push(family.nfproto());
     buf.push(0); // NFNETLINK_V0
     buf.extend_from_slice(&0u16.to_be_bytes());
     buf.extend_from_slice(attrs);
@@ -158,7 +152,7 @@ fn interpret(buf: &[u8]) -> Reply {
     }
 }
 
-fn ask(family: NfFamily, msg: u16, attrs: &[u8]) -> io::Result<bool> {
+fn ask(family: TableFamily, msg: u16, attrs: &[u8]) -> io::Result<bool> {
     let mut socket = Socket::new(NETLINK_NETFILTER)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
@@ -204,7 +198,7 @@ mod tests {
         let mut attrs = Vec::new();
         put_str(&mut attrs, NFTA_TABLE_NAME, "nat");
         assert_eq!(attrs.len(), 8, "4 header + 'nat\\0'");
-        let r = request(NfFamily::Ip, NFT_MSG_GETTABLE, &attrs);
+        let r = request(TableFamily::Ip, NFT_MSG_GETTABLE, &attrs);
         assert_eq!(r.len(), 28);
         assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 28);
         assert_eq!(u16::from_ne_bytes(r[4..6].try_into().unwrap()), 0x0a01);

@@ -10,12 +10,14 @@ use std::process::ExitStatus;
 use serde_json::Value;
 
 use super::tool;
+use crate::Family;
 
 const PROGRAM: &str = "nft";
 
-/// An nftables address family, as nft names it on the command line and in scripts.
+/// The address family of an nftables table, as nft names it on the command line and in
+/// scripts (`ip`, `ip6`, `inet`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Family {
+pub enum TableFamily {
     Ip,
     Ip6,
     Inet,
@@ -24,39 +26,42 @@ pub enum Family {
     Netdev,
 }
 
-impl Family {
+impl TableFamily {
     pub fn as_str(self) -> &'static str {
         match self {
-            Family::Ip => "ip",
-            Family::Ip6 => "ip6",
-            Family::Inet => "inet",
-            Family::Bridge => "bridge",
-            Family::Arp => "arp",
-            Family::Netdev => "netdev",
+            TableFamily::Ip => "ip",
+            TableFamily::Ip6 => "ip6",
+            TableFamily::Inet => "inet",
+            TableFamily::Bridge => "bridge",
+            TableFamily::Arp => "arp",
+            TableFamily::Netdev => "netdev",
         }
     }
 
-    fn nf_family(self) -> Option<super::nfquery::NfFamily> {
-        use super::nfquery::NfFamily;
+    /// The kernel's `NFPROTO_*` number for the family.
+    pub(super) fn nfproto(self) -> u8 {
         match self {
-            Family::Ip => Some(NfFamily::Ip),
-            Family::Ip6 => Some(NfFamily::Ip6),
-            Family::Inet => Some(NfFamily::Inet),
-            _ => None,
-        }
-    }
-
-    /// `ip` or `ip6`, the family matching an address.
-    pub fn of_ip(v6: bool) -> Family {
-        if v6 {
-            Family::Ip6
-        } else {
-            Family::Ip
+            TableFamily::Inet => 1,
+            TableFamily::Ip => 2,
+            TableFamily::Arp => 3,
+            TableFamily::Netdev => 5,
+            TableFamily::Bridge => 7,
+            TableFamily::Ip6 => 10,
         }
     }
 }
 
-impl std::fmt::Display for Family {
+/// `ip` or `ip6`: the table family for one IP family's rules.
+impl From<Family> for TableFamily {
+    fn from(f: Family) -> TableFamily {
+        match f {
+            Family::V4 => TableFamily::Ip,
+            Family::V6 => TableFamily::Ip6,
+        }
+    }
+}
+
+impl std::fmt::Display for TableFamily {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -140,13 +145,11 @@ pub fn apply(script: &str) -> Result<(), NftError> {
 }
 
 /// The chains and rules of `family table`, or `None` when there is no such table.
-pub fn list_table(family: Family, table: &str) -> Result<Option<Table>, NftError> {
+pub fn list_table(family: TableFamily, table: &str) -> Result<Option<Table>, NftError> {
     // The common answer on DEL paths is "no such table": the kernel gives it without a
-    // process. Any doubt (an error, a family nfquery does not map) goes to nft itself.
-    if let Some(nf) = family.nf_family() {
-        if let Ok(false) = super::nfquery::table_exists(nf, table) {
-            return Ok(None);
-        }
+    // process. Any doubt (an error) goes to nft itself.
+    if let Ok(false) = super::nfquery::table_exists(family, table) {
+        return Ok(None);
     }
     match exec(&["-j", "list", "table", family.as_str(), table], None) {
         Ok(json) => parse_listing(&json).map(Some),
@@ -160,7 +163,7 @@ pub fn list_table(family: Family, table: &str) -> Result<Option<Table>, NftError
     }
 }
 
-fn table_exists(family: Family, table: &str) -> Result<bool, NftError> {
+fn table_exists(family: TableFamily, table: &str) -> Result<bool, NftError> {
     let json = exec(&["-j", "list", "tables", family.as_str()], None)?;
     Ok(items(&json)?
         .iter()
@@ -211,7 +214,7 @@ pub struct Counter {
 }
 
 /// The named counters of `family table`.
-pub fn list_counters(family: Family, table: &str) -> Result<Vec<Counter>, NftError> {
+pub fn list_counters(family: TableFamily, table: &str) -> Result<Vec<Counter>, NftError> {
     let json = exec(
         &["-j", "list", "counters", "table", family.as_str(), table],
         None,
@@ -339,8 +342,9 @@ mod tests {
 
     #[test]
     fn families_print_as_nft_spells_them() {
-        assert_eq!(Family::of_ip(false).to_string(), "ip");
-        assert_eq!(Family::of_ip(true).as_str(), "ip6");
-        assert_eq!(Family::Bridge.as_str(), "bridge");
+        assert_eq!(TableFamily::from(Family::V4).to_string(), "ip");
+        assert_eq!(TableFamily::from(Family::V6).as_str(), "ip6");
+        assert_eq!(TableFamily::Bridge.as_str(), "bridge");
+        assert_eq!(TableFamily::Ip6.nfproto(), 10);
     }
 }

@@ -1,31 +1,12 @@
+use netconf::goerror::errno_text;
 use nix::errno::Errno;
 
 use crate::netns::NetnsError;
 
-/// Errno text as Go's `syscall.Errno.Error()` prints it, so plugin error messages match
-/// upstream byte for byte (`file exists`). Go's table is generated from the C library's
-/// `strerror` with the first letter lowered, so derive it the same way (nix's own table
-/// diverges, e.g. for EOPNOTSUPP).
-pub fn errno_text(errno: Errno) -> String {
-    let full = std::io::Error::from_raw_os_error(errno as i32).to_string();
-    let desc = full
-        .rsplit_once(" (os error ")
-        .map_or(full.as_str(), |(d, _)| d);
-    let mut chars = desc.chars();
-    match (chars.next(), chars.next()) {
-        // Go keeps leading acronyms intact ("RFS specific error"); only plain words are lowered.
-        (Some(first), Some(second)) if !second.is_uppercase() => first
-            .to_lowercase()
-            .chain(desc[first.len_utf8()..].chars())
-            .collect(),
-        _ => desc.to_string(),
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
     /// The kernel rejected the request.
-    #[error("{op}: {}", errno_text(*errno))]
+    #[error("{op}: {}", errno_text(*errno as i32))]
     Kernel { op: String, errno: Errno },
     #[error("{op}: {source}")]
     Io { op: String, source: std::io::Error },
@@ -72,11 +53,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errno_text_matches_go_wording() {
-        assert_eq!(errno_text(Errno::EEXIST), "file exists");
-        assert_eq!(errno_text(Errno::ENODEV), "no such device");
-        assert_eq!(errno_text(Errno::ENETUNREACH), "network is unreachable");
-        assert_eq!(errno_text(Errno::EOPNOTSUPP), "operation not supported");
+    fn kernel_errors_read_like_go() {
         let e = NetlinkError::Kernel {
             op: "could not add \"cni0\"".into(),
             errno: Errno::EEXIST,

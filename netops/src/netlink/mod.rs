@@ -23,7 +23,7 @@ mod tests;
 
 pub use addr::Addr;
 pub use bridge_vlan::PortVlan;
-pub use error::{errno_text, NetlinkError};
+pub use error::NetlinkError;
 pub use link::{
     BridgePort, BridgeSpec, LinkInfo, LinkKind, OperState, VethSpec, VxlanInfo, VxlanSpec,
 };
@@ -35,22 +35,9 @@ pub use route::{RouteKind, RouteSpec};
 pub use socket::SocketClient;
 pub use transport::{Client, Handle};
 
-/// IP family selector for list operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Family {
-    V4,
-    V6,
-}
+pub use crate::Family;
 
 impl Family {
-    pub fn of(ip: &std::net::IpAddr) -> Family {
-        if ip.is_ipv4() {
-            Family::V4
-        } else {
-            Family::V6
-        }
-    }
-
     fn address_family(self) -> netlink_packet_route::AddressFamily {
         match self {
             Family::V4 => netlink_packet_route::AddressFamily::Inet,

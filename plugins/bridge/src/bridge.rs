@@ -5,8 +5,9 @@ use std::fs::File;
 use std::io::Read;
 
 use ipnet::IpNet;
-use netops::netlink::{Addr, BridgeSpec, Family, Handle, LinkInfo, LinkKind, MacAddr};
+use netops::netlink::{Addr, BridgeSpec, Handle, LinkInfo, LinkKind, MacAddr};
 use netops::sysctl;
+use netops::Family;
 
 use crate::config::BridgeConf;
 use crate::error::{cause, BridgeError};

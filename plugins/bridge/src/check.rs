@@ -11,8 +11,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use netconf::{CniResult, Interface};
-use netops::netlink::{Family, Handle, LinkInfo, LinkKind, RouteSpec};
+use netops::netlink::{Handle, LinkInfo, LinkKind, RouteSpec};
 use netops::netns::{open_netns, NetnsGuard};
+use netops::Family;
 use skel::Request;
 
 use crate::bridge::{lookup_bridge, mac_moved_by_kernel};

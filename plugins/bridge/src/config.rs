@@ -1,10 +1,9 @@
 //! The bridge plugin's configuration: every upstream key with its default, and upstream's
 //! validation (same checks, same order, same messages).
 
+use netconf::gojson::{fields, At, Decoder, Step};
 use netconf::{args, CniError, Dns, NetConf};
 use serde_json::{Map, Value};
-
-use crate::godecode::{field, At, Decoder};
 
 pub const DEFAULT_BRIDGE: &str = "cni0";
 const MAX_VLAN: i64 = 4094;
@@ -76,129 +75,189 @@ pub struct BridgeConf {
     pub mac: Option<String>,
 }
 
+/// Upstream's `NetConf` fields as Go decodes them, before validation; `new` holds the
+/// defaults upstream sets before `json.Unmarshal`.
+#[derive(Debug)]
+struct Raw {
+    bridge: String,
+    is_gateway: bool,
+    is_default_gateway: bool,
+    force_address: bool,
+    ip_masq: bool,
+    ip_masq_backend: Option<String>,
+    mtu: i64,
+    hairpin_mode: bool,
+    promisc_mode: bool,
+    vlan: i64,
+    /// `None` is Go's nil slice: `vlanTrunk` absent or `null`.
+    trunk: Option<Vec<TrunkItem>>,
+    preserve_default_vlan: bool,
+    mac_spoof_check: bool,
+    enable_dad: bool,
+    disable_container_interface: bool,
+    port_isolation: bool,
+    dns: Dns,
+    args_mac: String,
+    runtime_mac: String,
+}
+
+impl Raw {
+    fn new() -> Raw {
+        Raw {
+            bridge: DEFAULT_BRIDGE.to_owned(),
+            is_gateway: false,
+            is_default_gateway: false,
+            force_address: false,
+            ip_masq: false,
+            ip_masq_backend: None,
+            mtu: 0,
+            hairpin_mode: false,
+            promisc_mode: false,
+            vlan: 0,
+            trunk: None,
+            // Upstream defaults this to true so configs written before the option existed
+            // keep the kernel's default VLAN 1 on the port.
+            preserve_default_vlan: true,
+            mac_spoof_check: false,
+            enable_dad: false,
+            disable_container_interface: false,
+            port_isolation: false,
+            dns: Dns::default(),
+            args_mac: String::new(),
+            runtime_mac: String::new(),
+        }
+    }
+}
+
+const NETCONF_FIELDS: &[&str] = &[
+    "bridge",
+    "isGateway",
+    "isDefaultGateway",
+    "forceAddress",
+    "ipMasq",
+    "ipMasqBackend",
+    "mtu",
+    "hairpinMode",
+    "promiscMode",
+    "vlan",
+    "vlanTrunk",
+    "preserveDefaultVlan",
+    "macspoofchk",
+    "enabledad",
+    "disableContainerInterface",
+    "portIsolation",
+    "dns",
+    "args",
+    "runtimeConfig",
+];
+const ARGS_TYPE: &str = "struct { Cni main.BridgeArgs \"json:\\\"cni,omitempty\\\"\" }";
+const RUNTIME_TYPE: &str = "struct { Mac string \"json:\\\"mac,omitempty\\\"\" }";
+
+/// Upstream's `json.Unmarshal` into its `NetConf`.
+fn decode(obj: &Map<String, Value>) -> Step<Raw> {
+    let mut d = Decoder::default();
+    let mut raw = Raw::new();
+    for (field, v) in fields(obj, NETCONF_FIELDS) {
+        let at = At::top().field("NetConf", field);
+        match field {
+            "bridge" => d.string(&at, v, &mut raw.bridge),
+            "isGateway" => d.bool(&at, v, &mut raw.is_gateway),
+            "isDefaultGateway" => d.bool(&at, v, &mut raw.is_default_gateway),
+            "forceAddress" => d.bool(&at, v, &mut raw.force_address),
+            "ipMasq" => d.bool(&at, v, &mut raw.ip_masq),
+            "ipMasqBackend" => d.opt_string(&at, v, &mut raw.ip_masq_backend),
+            "mtu" => d.int(&at, v, &mut raw.mtu),
+            "hairpinMode" => d.bool(&at, v, &mut raw.hairpin_mode),
+            "promiscMode" => d.bool(&at, v, &mut raw.promisc_mode),
+            "vlan" => d.int(&at, v, &mut raw.vlan),
+            "vlanTrunk" if v.is_null() => raw.trunk = None,
+            "vlanTrunk" => {
+                if let Some(items) = d.array(&at, v, "[]*main.VlanTrunk") {
+                    raw.trunk = Some(decode_trunk(&mut d, &at, items));
+                }
+            }
+            "preserveDefaultVlan" => d.bool(&at, v, &mut raw.preserve_default_vlan),
+            "macspoofchk" => d.bool(&at, v, &mut raw.mac_spoof_check),
+            "enabledad" => d.bool(&at, v, &mut raw.enable_dad),
+            "disableContainerInterface" => d.bool(&at, v, &mut raw.disable_container_interface),
+            "portIsolation" => d.bool(&at, v, &mut raw.port_isolation),
+            "dns" => decode_dns(&mut d, &at, v, &mut raw.dns),
+            "args" => {
+                if let Some(m) = d.object(&at, v, ARGS_TYPE) {
+                    for (_, v) in fields(m, &["cni"]) {
+                        let at = at.field("", "cni");
+                        if let Some(m) = d.object(&at, v, "main.BridgeArgs") {
+                            for (_, v) in fields(m, &["mac"]) {
+                                d.string(&at.field("BridgeArgs", "mac"), v, &mut raw.args_mac);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {
+                if let Some(m) = d.object(&at, v, RUNTIME_TYPE) {
+                    for (_, v) in fields(m, &["mac"]) {
+                        d.string(&at.field("", "mac"), v, &mut raw.runtime_mac);
+                    }
+                }
+            }
+        }
+    }
+    d.finish()?;
+    Ok(raw)
+}
+
 impl BridgeConf {
     /// Decodes `conf` (skel has already checked name and version) and `CNI_ARGS`.
     pub fn load(conf: &NetConf, cni_args: &str) -> Result<BridgeConf, ConfigError> {
         let empty = Map::new();
         let obj = conf.raw.as_object().unwrap_or(&empty);
-        let mut d = Decoder::new(obj);
-        let at = |path| At {
-            strukt: "NetConf",
-            path,
-        };
+        let raw = decode(obj).map_err(|f| ConfigError::Decode(f.to_string()))?;
 
-        let bridge = d.string(field(obj, "bridge"), at("bridge"));
-        let is_gateway = d.bool(field(obj, "isGateway"), at("isGateway"));
-        let is_default_gateway = d.bool(field(obj, "isDefaultGateway"), at("isDefaultGateway"));
-        let force_address = d.bool(field(obj, "forceAddress"), at("forceAddress"));
-        let ip_masq = d.bool(field(obj, "ipMasq"), at("ipMasq"));
-        let ip_masq_backend = d.string(field(obj, "ipMasqBackend"), at("ipMasqBackend"));
-        let mtu = d.int(field(obj, "mtu"), at("mtu"));
-        let hairpin_mode = d.bool(field(obj, "hairpinMode"), at("hairpinMode"));
-        let promisc_mode = d.bool(field(obj, "promiscMode"), at("promiscMode"));
-        let vlan = d.int(field(obj, "vlan"), at("vlan"));
-        let trunk_items = d.array(
-            field(obj, "vlanTrunk"),
-            at("vlanTrunk"),
-            "[]*main.VlanTrunk",
-        );
-        let trunk_raw = trunk_items.map(|items| decode_trunk(&mut d, items));
-        let preserve_default_vlan =
-            d.bool(field(obj, "preserveDefaultVlan"), at("preserveDefaultVlan"));
-        let mac_spoof_check = d.bool(field(obj, "macspoofchk"), at("macspoofchk"));
-        let enable_dad = d.bool(field(obj, "enabledad"), at("enabledad"));
-        let disable_container_interface = d.bool(
-            field(obj, "disableContainerInterface"),
-            at("disableContainerInterface"),
-        );
-        let port_isolation = d.bool(field(obj, "portIsolation"), at("portIsolation"));
-        let dns = decode_dns(&mut d, field(obj, "dns"));
-        let args_mac = d
-            .object(
-                field(obj, "args"),
-                at("args"),
-                "struct { Cni main.BridgeArgs \"json:\\\"cni,omitempty\\\"\" }",
-            )
-            .and_then(|a| {
-                let cni = d.object(
-                    field(a, "cni"),
-                    At {
-                        strukt: "",
-                        path: "args.cni",
-                    },
-                    "main.BridgeArgs",
-                )?;
-                d.string(
-                    field(cni, "mac"),
-                    At {
-                        strukt: "BridgeArgs",
-                        path: "args.cni.mac",
-                    },
-                )
-            });
-        let runtime_mac = d
-            .object(
-                field(obj, "runtimeConfig"),
-                at("runtimeConfig"),
-                "struct { Mac string \"json:\\\"mac,omitempty\\\"\" }",
-            )
-            .and_then(|rc| {
-                d.string(
-                    field(rc, "mac"),
-                    At {
-                        strukt: "",
-                        path: "runtimeConfig.mac",
-                    },
-                )
-            });
-        d.finish().map_err(ConfigError::Decode)?;
-
-        let vlan = vlan.unwrap_or(0);
-        if !(0..=MAX_VLAN).contains(&vlan) {
-            return Err(ConfigError::InvalidVlan(vlan));
+        if !(0..=MAX_VLAN).contains(&raw.vlan) {
+            return Err(ConfigError::InvalidVlan(raw.vlan));
         }
-        let trunk = match trunk_raw {
-            Some(items) => collect_trunk(&items)?,
+        let trunk = match &raw.trunk {
+            Some(items) => collect_trunk(items)?,
             None => Vec::new(),
         };
-        if vlan > 0 && !trunk.is_empty() {
+        if raw.vlan > 0 && !trunk.is_empty() {
             return Err(ConfigError::VlanAndTrunk);
         }
         let env_mac = args::load_known_args(cni_args, &["MAC"])
             .map_err(ConfigError::Args)?
             .into_iter()
             .find_map(|(_, v)| Some(v).filter(|v| !v.is_empty()));
-        let mac = [runtime_mac, args_mac, env_mac]
+        let mac = [Some(raw.runtime_mac), Some(raw.args_mac), env_mac]
             .into_iter()
             .flatten()
             .find(|m| !m.is_empty());
 
-        let is_default_gateway = is_default_gateway.unwrap_or(false);
         Ok(BridgeConf {
             network: conf.name.clone(),
-            bridge: bridge
-                .filter(|b| !b.is_empty())
-                .unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
-            is_gateway: is_gateway.unwrap_or(false) || is_default_gateway,
-            is_default_gateway,
-            force_address: force_address.unwrap_or(false),
-            ip_masq: ip_masq.unwrap_or(false),
-            ip_masq_backend,
-            mtu: mtu.and_then(|m| u32::try_from(m).ok()).filter(|m| *m > 0),
-            hairpin_mode: hairpin_mode.unwrap_or(false),
-            promisc_mode: promisc_mode.unwrap_or(false),
-            vlan: vlan as u16,
+            bridge: if raw.bridge.is_empty() {
+                DEFAULT_BRIDGE.to_string()
+            } else {
+                raw.bridge
+            },
+            is_gateway: raw.is_gateway || raw.is_default_gateway,
+            is_default_gateway: raw.is_default_gateway,
+            force_address: raw.force_address,
+            ip_masq: raw.ip_masq,
+            ip_masq_backend: raw.ip_masq_backend,
+            mtu: u32::try_from(raw.mtu).ok().filter(|m| *m > 0),
+            hairpin_mode: raw.hairpin_mode,
+            promisc_mode: raw.promisc_mode,
+            vlan: raw.vlan as u16,
             trunk,
-            trunk_configured: trunk_raw_present(obj),
-            // Upstream defaults this to true so configs written before the option existed
-            // keep the kernel's default VLAN 1 on the port.
-            preserve_default_vlan: preserve_default_vlan.unwrap_or(true),
-            mac_spoof_check: mac_spoof_check.unwrap_or(false),
-            enable_dad: enable_dad.unwrap_or(false),
-            disable_container_interface: disable_container_interface.unwrap_or(false),
-            port_isolation: port_isolation.unwrap_or(false),
+            trunk_configured: raw.trunk.is_some(),
+            preserve_default_vlan: raw.preserve_default_vlan,
+            mac_spoof_check: raw.mac_spoof_check,
+            enable_dad: raw.enable_dad,
+            disable_container_interface: raw.disable_container_interface,
+            port_isolation: raw.port_isolation,
             ipam_type: conf.ipam_type.clone(),
-            dns,
+            dns: raw.dns,
             mac,
         })
     }
@@ -229,10 +288,6 @@ impl BridgeConf {
     }
 }
 
-fn trunk_raw_present(obj: &Map<String, Value>) -> bool {
-    matches!(field(obj, "vlanTrunk"), Some(Value::Array(_)))
-}
-
 /// One `vlanTrunk` entry: `{id}` and/or `{minID, maxID}` (Go `*int`s: absent ≠ 0).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct TrunkItem {
@@ -241,26 +296,26 @@ struct TrunkItem {
     id: Option<i64>,
 }
 
-fn decode_trunk(d: &mut Decoder, items: &[Value]) -> Vec<TrunkItem> {
-    let at = |path| At {
-        strukt: "VlanTrunk",
-        path,
-    };
-    items
-        .iter()
-        .filter_map(|item| {
-            let obj = d.object(
-                Some(item).filter(|v| !v.is_null()),
-                at("vlanTrunk"),
-                "main.VlanTrunk",
-            )?;
-            Some(TrunkItem {
-                min: d.int(field(obj, "minID"), at("vlanTrunk.minID")),
-                max: d.int(field(obj, "maxID"), at("vlanTrunk.maxID")),
-                id: d.int(field(obj, "id"), at("vlanTrunk.id")),
-            })
-        })
-        .collect()
+/// The elements of `vlanTrunk` (Go `[]*VlanTrunk`: a `null` element is a nil pointer, which
+/// upstream's expansion would dereference; it is skipped here).
+fn decode_trunk(d: &mut Decoder, at: &At, items: &[Value]) -> Vec<TrunkItem> {
+    let mut out = Vec::new();
+    for item in items {
+        let Some(obj) = d.object(at, item, "main.VlanTrunk") else {
+            continue;
+        };
+        let mut t = TrunkItem::default();
+        for (field, v) in fields(obj, &["minID", "maxID", "id"]) {
+            let slot = match field {
+                "minID" => &mut t.min,
+                "maxID" => &mut t.max,
+                _ => &mut t.id,
+            };
+            d.opt_int(&at.field("VlanTrunk", field), v, slot);
+        }
+        out.push(t);
+    }
+    out
 }
 
 fn valid_vid(v: i64) -> bool {
@@ -298,28 +353,23 @@ fn collect_trunk(items: &[TrunkItem]) -> Result<Vec<u16>, ConfigError> {
     Ok(vids.into_iter().collect())
 }
 
-fn decode_dns(d: &mut Decoder, v: Option<&Value>) -> Dns {
-    let at = |path| At {
-        strukt: "DNS",
-        path,
+/// CNI's `types.DNS`.
+fn decode_dns(d: &mut Decoder, at: &At, v: &Value, out: &mut Dns) {
+    let Some(obj) = d.object(at, v, "types.DNS") else {
+        return;
     };
-    let Some(obj) = d.object(
-        v,
-        At {
-            strukt: "NetConf",
-            path: "dns",
-        },
-        "types.DNS",
-    ) else {
-        return Dns::default();
-    };
-    Dns {
-        nameservers: d.strings(field(obj, "nameservers"), at("dns.nameservers")),
-        domain: d
-            .string(field(obj, "domain"), at("dns.domain"))
-            .filter(|s| !s.is_empty()),
-        search: d.strings(field(obj, "search"), at("dns.search")),
-        options: d.strings(field(obj, "options"), at("dns.options")),
+    for (field, v) in fields(obj, &["nameservers", "domain", "search", "options"]) {
+        let at = at.field("DNS", field);
+        match field {
+            "nameservers" => d.strings(&at, v, &mut out.nameservers),
+            "domain" => {
+                let mut domain = out.domain.take().unwrap_or_default();
+                d.string(&at, v, &mut domain);
+                out.domain = Some(domain).filter(|s| !s.is_empty());
+            }
+            "search" => d.strings(&at, v, &mut out.search),
+            _ => d.strings(&at, v, &mut out.options),
+        }
     }
 }
 

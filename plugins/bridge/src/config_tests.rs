@@ -239,3 +239,29 @@ fn cni_args_follow_go_load_args_rules() {
     assert!(BridgeConf::load(&conf(&with("")), "IP=10.0.0.5").is_err());
     assert!(BridgeConf::load(&conf(&with("")), "IgnoreUnknown=1;IP=10.0.0.5").is_ok());
 }
+
+/// Cases where Go's streaming decoder and a key-by-key lookup disagree; each answer is what
+/// the reference bridge (or, for `vlanTrunk`, which it predates, Go 1.19's decoder) gives.
+#[test]
+fn decoding_follows_the_document_like_go() {
+    let e = load(&with(r#","mtu":"x","MTU":1500"#)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "failed to load netconf: json: cannot unmarshal string into Go struct field NetConf.mtu of type int",
+        "a later valid duplicate does not hide an earlier mismatch"
+    );
+    let e = load(&with(r#","dns":{"search":[1],"nameservers":[2]}"#)).unwrap_err();
+    assert!(
+        e.to_string().ends_with("DNS.dns.search of type string"),
+        "{e}"
+    );
+    let e = load(&with(r#","vlanTrunk":["x"]"#)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "failed to load netconf: json: cannot unmarshal string into Go struct field NetConf.vlanTrunk of type main.VlanTrunk"
+    );
+    let c = load(&with(r#","ipMasqBackend":"nftables","IPMASQBACKEND":null"#)).unwrap();
+    assert_eq!(c.ip_masq_backend, None, "null resets a *string");
+    let c = load(&with(r#","vlanTrunk":[],"VlanTrunk":null"#)).unwrap();
+    assert!(!c.trunk_configured, "null resets a slice to nil");
+}

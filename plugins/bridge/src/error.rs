@@ -1,8 +1,9 @@
 //! Everything ADD/DEL/CHECK can fail with. Texts follow upstream's messages, because runtimes
 //! surface them to users and some tooling matches on them.
 
+use netconf::goerror::errno_text;
 use netconf::{codes, CniError};
-use netops::netlink::{errno_text, NetlinkError, OperState};
+use netops::netlink::{NetlinkError, OperState};
 use netops::netns::NetnsError;
 
 use crate::check::CheckError;
@@ -12,7 +13,7 @@ use crate::masq::MasqError;
 /// The cause part of a netlink failure, as Go prints a `syscall.Errno` (`file exists`).
 pub fn cause(e: &NetlinkError) -> String {
     match e {
-        NetlinkError::Kernel { errno, .. } => errno_text(*errno),
+        NetlinkError::Kernel { errno, .. } => errno_text(*errno as i32).into_owned(),
         other => other.to_string(),
     }
 }

@@ -9,9 +9,10 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use netconf::CniResult;
-use netops::netlink::{Addr, Family, Handle, Request, RouteSpec};
+use netops::netlink::{Addr, Handle, Request, RouteSpec};
 use netops::netns::NetnsGuard;
 use netops::sysctl;
+use netops::Family;
 
 use crate::error::BridgeError;
 

@@ -9,7 +9,6 @@ mod check;
 pub mod config;
 mod error;
 mod gateway;
-mod godecode;
 mod iface;
 mod masq;
 mod masq_backend;

@@ -12,7 +12,8 @@
 //! recognise rules created by upstream's plugin too.
 
 use ipnet::IpNet;
-use netops::firewall::iptables::{self, Batch, Family, IptablesError, PendingRestore};
+use netops::firewall::iptables::{self, Batch, IptablesError, PendingRestore};
+use netops::Family;
 use sha2::{Digest, Sha512};
 
 use netops::firewall::sigterm::SigtermIgnored;
@@ -56,13 +57,6 @@ pub fn chain_name(network: &str, container_id: &str) -> String {
 
 pub fn comment(network: &str, container_id: &str) -> String {
     format!("name: \"{network}\" id: \"{container_id}\"")
-}
-
-fn family_of(net: &IpNet) -> Family {
-    match net {
-        IpNet::V4(_) => Family::V4,
-        IpNet::V6(_) => Family::V6,
-    }
 }
 
 fn multicast(family: Family) -> &'static str {
@@ -163,11 +157,11 @@ impl Owner {
         mut pending: Option<PendingRestore>,
     ) -> Result<(), MasqError> {
         let _hold = SigtermIgnored::new();
-        for family in [Family::V4, Family::V6] {
+        for family in Family::ALL {
             let mine: Vec<IpNet> = ips
                 .iter()
                 .copied()
-                .filter(|ip| family_of(ip) == family)
+                .filter(|ip| Family::of_net(ip) == family)
                 .collect();
             if mine.is_empty() {
                 continue;
@@ -185,7 +179,7 @@ impl Owner {
     pub fn teardown(&self) -> Result<(), MasqError> {
         let _hold = SigtermIgnored::new();
         let mut first = None;
-        for family in [Family::V4, Family::V6] {
+        for family in Family::ALL {
             if iptables::chain_absent(family, TABLE, &self.chain) {
                 continue; // nothing of ours can be there: no save, no restore
             }

@@ -1,35 +1,17 @@
 //! Choosing and driving the masquerade backend (`ipMasqBackend`).
 
 use ipnet::IpNet;
-use netops::firewall::iptables::{self, Family, PendingRestore};
-use netops::firewall::nft;
+use netops::firewall::iptables::PendingRestore;
+use netops::firewall::sigterm::SigtermIgnored;
+use netops::firewall::Backend;
+use netops::Family;
 
 use crate::masq::{MasqError, Owner};
 use crate::masq_nft;
-use netops::firewall::sigterm::SigtermIgnored;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Iptables,
-    Nftables,
-}
-
-/// Upstream's rule: an explicit backend is used as given; without one, iptables unless it
-/// is unusable here and nftables is usable.
+/// `ipMasqBackend`, or upstream's default for this host ([`Backend::choose`]).
 pub fn choose(configured: Option<&str>) -> Result<Backend, MasqError> {
-    match configured {
-        Some("iptables") => Ok(Backend::Iptables),
-        Some("nftables") => Ok(Backend::Nftables),
-        Some(other) => Err(MasqError::UnknownBackend(other.to_string())),
-        None => {
-            let iptables_ok = iptables::usable(Family::V4) || iptables::usable(Family::V6);
-            if !iptables_ok && nft::usable() {
-                Ok(Backend::Nftables)
-            } else {
-                Ok(Backend::Iptables)
-            }
-        }
-    }
+    Backend::choose(configured).map_err(|e| MasqError::UnknownBackend(e.0))
 }
 
 /// Starts the IPv4 restore an iptables-backed setup will feed, so its start-up overlaps IPAM
@@ -73,8 +55,8 @@ pub fn teardown_all(owner: &Owner, ifname: &str) -> Result<(), MasqError> {
     let ipt = owner.teardown();
     let nft = masq_nft::teardown(&owner.network, ifname, &owner.container_id);
     match (ipt, nft) {
-        (Err(e), _) if iptables::usable(Family::V4) || iptables::usable(Family::V6) => Err(e),
-        (_, Err(e)) if nft::usable() => Err(e),
+        (Err(e), _) if Backend::Iptables.usable() => Err(e),
+        (_, Err(e)) if Backend::Nftables.usable() => Err(e),
         _ => Ok(()),
     }
 }

@@ -4,12 +4,12 @@
 //! that starts with a hash of network + ifname + container id.
 
 use ipnet::IpNet;
-use netops::firewall::nft::{self, Family};
+use netops::firewall::nft::{self, TableFamily};
 
 use crate::masq::{hash_hex, MasqError};
 use netops::firewall::sigterm::SigtermIgnored;
 
-const FAMILY: Family = Family::Inet;
+const FAMILY: TableFamily = TableFamily::Inet;
 const TABLE_NAME: &str = "cni_plugins_masquerade";
 const TABLE: &str = "inet cni_plugins_masquerade";
 const CHECKS: &str = "masq_checks";

@@ -36,7 +36,7 @@ enum Undo {
     },
     Ipam,
     SpoofCheck(SpoofCheck),
-    Masq(masq_backend::Backend, Owner),
+    Masq(netops::firewall::Backend, Owner),
 }
 
 /// One ADD in progress: its sockets, namespaces and what it has created so far.
@@ -94,7 +94,7 @@ fn iface(link: &LinkInfo) -> Interface {
 /// ipMasq's backend, chosen once the links are built so that an iptables restore can be
 /// started while IPAM still runs; a choice that failed is reported where upstream reports it.
 struct MasqStart {
-    backend: Result<masq_backend::Backend, MasqError>,
+    backend: Result<netops::firewall::Backend, MasqError>,
     restore: Option<PendingRestore>,
 }
 

@@ -10,7 +10,7 @@
 //! with `<ref>` = `<container id>-<ifname>`. Each operation is one `nft -f -` transaction,
 //! so a failure never leaves half a rule set.
 
-use netops::firewall::nft::{self, Family, NftError};
+use netops::firewall::nft::{self, NftError, TableFamily};
 
 use netops::firewall::sigterm::SigtermIgnored;
 
@@ -84,7 +84,7 @@ impl SpoofCheck {
     pub fn teardown(&self) -> Result<(), NftError> {
         let _hold = SigtermIgnored::new();
         // No table: nothing of ours can exist.
-        let Some(table) = nft::list_table(Family::Bridge, "nat")? else {
+        let Some(table) = nft::list_table(TableFamily::Bridge, "nat")? else {
             return Ok(());
         };
         nft::apply(&self.teardown_script(&table))

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use netconf::gojson::{self, TypeError};
+use netconf::gojson::{self, fields, At, Decoder, Step};
 use serde_json::{Map, Value};
 
 use crate::error::FlannelError;
@@ -33,57 +33,64 @@ pub struct FlannelConf {
     pub daemon_status_configured: bool,
 }
 
-fn type_error(v: &Value, field: &str, go_type: &str) -> String {
-    TypeError::new(v, go_type).at("NetConf", field).to_string()
-}
-
-fn string_key(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
-    match gojson::get_folded(obj, key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(type_error(other, key, "string")),
-    }
-}
-
-fn object_key(obj: &Map<String, Value>, key: &str) -> Result<Option<Map<String, Value>>, String> {
-    match gojson::get_folded(obj, key) {
-        None => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m.clone())),
-        Some(other) => Err(type_error(other, key, "map[string]interface {}")),
-    }
-}
+/// Upstream's `NetConf` fields (with the embedded `types.NetConf` ones it can hold a wrong
+/// kind in), and `daemonStatusURL`.
+const FIELDS: &[&str] = &[
+    "cniVersion",
+    "name",
+    "type",
+    "ipam",
+    "subnetFile",
+    "dataDir",
+    "delegate",
+    "runtimeConfig",
+    "daemonStatusURL",
+];
 
 impl FlannelConf {
     pub fn parse(stdin: &[u8]) -> Result<FlannelConf, FlannelError> {
         let value: Value = serde_json::from_slice(stdin)
             .map_err(|e| FlannelError::Netconf(gojson::syntax_error_text(&e)))?;
-        Self::from_value(&value).map_err(FlannelError::Netconf)
+        Self::from_value(&value).map_err(|f| FlannelError::Netconf(f.to_string()))
     }
 
-    fn from_value(value: &Value) -> Result<FlannelConf, String> {
-        let empty = Map::new();
-        let obj = match value {
-            Value::Object(m) => m,
-            Value::Null => &empty,
-            other => return Err(TypeError::new(other, "main.NetConf").to_string()),
-        };
-        // `type` is not used here, but Go's decoder rejects a non-string one all the same.
-        string_key(obj, "type")?;
-        let status_url = string_key(obj, "daemonStatusURL")?;
-        // An explicit empty string replaces the default, exactly as Go's decoder does; the
-        // resulting `open : no such file or directory` is then at least truthful.
+    /// Upstream's `loadFlannelNetConf`: the defaults, then `json.Unmarshal` over them.
+    fn from_value(value: &Value) -> Step<FlannelConf> {
+        let (mut name, mut cni_version, mut plugin_type) =
+            (String::new(), String::new(), String::new());
+        let mut subnet_file = DEFAULT_SUBNET_FILE.to_owned();
+        let mut data_dir = DEFAULT_DATA_DIR.to_owned();
+        let (mut delegate, mut ipam, mut runtime_config) = (None, None, None);
+        let mut status_url = None;
+        let mut d = Decoder::default();
+        if let Some(obj) = d.object(&At::top(), value, "main.NetConf") {
+            for (field, v) in fields(obj, FIELDS) {
+                let at = At::top().field("NetConf", field);
+                match field {
+                    "cniVersion" => d.string(&at, v, &mut cni_version),
+                    "name" => d.string(&at, v, &mut name),
+                    // Not used here, but Go's decoder rejects a non-string one all the same.
+                    "type" => d.string(&at, v, &mut plugin_type),
+                    "ipam" => d.any_map(&at, v, &mut ipam),
+                    // An explicit "" replaces the default, exactly as Go's decoder does; the
+                    // resulting `open : no such file or directory` is then at least truthful.
+                    "subnetFile" => d.string(&at, v, &mut subnet_file),
+                    "dataDir" => d.string(&at, v, &mut data_dir),
+                    "delegate" => d.any_map(&at, v, &mut delegate),
+                    "runtimeConfig" => d.any_map(&at, v, &mut runtime_config),
+                    _ => d.opt_string(&at, v, &mut status_url),
+                }
+            }
+        }
+        d.finish()?;
         Ok(FlannelConf {
-            name: string_key(obj, "name")?.unwrap_or_default(),
-            cni_version: string_key(obj, "cniVersion")?.unwrap_or_default(),
-            subnet_file: string_key(obj, "subnetFile")?
-                .unwrap_or_else(|| DEFAULT_SUBNET_FILE.into())
-                .into(),
-            data_dir: string_key(obj, "dataDir")?
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into())
-                .into(),
-            delegate: object_key(obj, "delegate")?,
-            ipam: object_key(obj, "ipam")?,
-            runtime_config: object_key(obj, "runtimeConfig")?,
+            name,
+            cni_version,
+            subnet_file: subnet_file.into(),
+            data_dir: data_dir.into(),
+            delegate,
+            ipam,
+            runtime_config,
             daemon_status_configured: matches!(&status_url, Some(u) if !u.is_empty()),
             daemon_status_url: match status_url {
                 None => Some(DAEMON_STATUS_URL.to_owned()),
@@ -156,6 +163,24 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "failed to load netconf: unexpected end of JSON input"
+        );
+    }
+
+    #[test]
+    fn decoding_follows_the_document_like_go() {
+        let err = FlannelConf::parse(br#"{"name":"n","subnetFile":5,"type":1}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("NetConf.subnetFile of type string"),
+            "{err}"
+        );
+        let c = FlannelConf::parse(br#"{"name":"n","delegate":{"type":"bridge"},"Delegate":null}"#)
+            .unwrap();
+        assert_eq!(c.delegate, None, "null resets a map");
+        let err = FlannelConf::parse(b"5").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "failed to load netconf: json: cannot unmarshal number into Go value of type main.NetConf"
         );
     }
 }

@@ -151,7 +151,7 @@ pub fn probe(url: &StatusUrl, timeout: Duration) -> DaemonState {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 DaemonState::NotRunning { at: at.clone() }
             }
-            Err(e) => no_answer(crate::error::go_io_text(&e)),
+            Err(e) => no_answer(netconf::goerror::io_error_text(&e)),
         };
     }
     state

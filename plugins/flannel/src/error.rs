@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use netconf::goerror::PathError;
+
 use crate::subnet::SubnetLoadError;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,54 +31,12 @@ pub enum FlannelError {
     #[error("invalid container ID {0:?}: not usable as a file name")]
     InvalidContainerId(String),
     /// Worded like Go's `*os.PathError` (`open /var/lib/cni/flannel/x: permission denied`).
-    #[error("{op} {}: {reason}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        reason: String,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 impl FlannelError {
-    pub fn io(op: &'static str, path: impl Into<PathBuf>, e: &std::io::Error) -> FlannelError {
-        FlannelError::Io {
-            op,
-            path: path.into(),
-            reason: go_io_text(e),
-        }
-    }
-}
-
-/// An OS error in the words Go's `os` package uses (`no such file or directory`), which is
-/// what users and runbooks grep for, rather than Rust's `No such file or directory (os error 2)`.
-pub fn go_io_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = match text.rfind(" (os error ") {
-        Some(at) if e.raw_os_error().is_some() => text[..at].to_owned(),
-        _ => text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn io_errors_read_like_go() {
-        let e = std::io::Error::from_raw_os_error(2);
-        assert_eq!(go_io_text(&e), "no such file or directory");
-        let e = std::io::Error::from_raw_os_error(13);
-        assert_eq!(go_io_text(&e), "permission denied");
-        let e = std::io::Error::other("Custom (os error 9)");
-        assert_eq!(
-            go_io_text(&e),
-            "custom (os error 9)",
-            "only real OS errors lose the suffix"
-        );
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, e: std::io::Error) -> FlannelError {
+        FlannelError::Io(PathError::new(op, path, e))
     }
 }

@@ -3,7 +3,7 @@
 //! dropping unknown keys and zero `omitempty` fields.
 
 use ipnet::IpNet;
-use netconf::gojson::{self, TypeError};
+use netconf::gojson::{fields, At, Decoder, Failure, Step};
 use netconf::result::{cidr_string, ip_string};
 use serde_json::{Map, Value};
 
@@ -59,60 +59,73 @@ impl IpamRoute {
     }
 }
 
-fn field_err(v: &Value, field: &str, go_type: &str) -> String {
-    TypeError::new(v, go_type).at("route", field).to_string()
-}
+const ROUTE_FIELDS: &[&str] = &["dst", "gw", "mtu", "advmss", "priority", "table", "scope"];
 
-fn int_field(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, String> {
-    match gojson::get_folded(obj, field) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| TypeError::number(n, "int").at("route", field).to_string()),
-        Some(other) => Err(field_err(other, field, "int")),
+/// One element. CNI's `types.Route` unmarshals itself with a nested `json.Unmarshal` (so
+/// errors are located in its inner `route` struct), and upstream re-marshals `ipam.routes`
+/// before decoding it, which sorts every object's keys: Go decodes them in that order.
+fn parse_one(v: &Value) -> Step<IpamRoute> {
+    let Value::Object(obj) = v else {
+        return Err(Failure::mismatch(v, "types.route"));
+    };
+    let mut sorted: Vec<(&String, &Value)> = obj.iter().collect();
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let sorted: Map<String, Value> = sorted
+        .into_iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut d = Decoder::default();
+    let mut dst = None;
+    let mut route = IpamRoute::to_network(IpNet::default());
+    for (field, v) in fields(&sorted, ROUTE_FIELDS) {
+        let at = At::top().field("route", field);
+        match field {
+            "dst" => dst = Some(parse_dst(&at, v)?),
+            "gw" => match v {
+                Value::String(s) if s.is_empty() => route.gw = None,
+                Value::String(s) => {
+                    route.gw = Some(
+                        s.parse()
+                            .map_err(|_| Failure::text(format!("invalid IP address: {s}")))?,
+                    )
+                }
+                Value::Null => route.gw = None,
+                other => d.mismatch(&at, other, "net.IP"),
+            },
+            "mtu" => d.int(&at, v, &mut route.mtu),
+            "advmss" => d.int(&at, v, &mut route.advmss),
+            "priority" => d.int(&at, v, &mut route.priority),
+            "table" => d.opt_int(&at, v, &mut route.table),
+            _ => d.opt_int(&at, v, &mut route.scope),
+        }
     }
+    d.finish()?;
+    // Without dst Go would emit `"<nil>"` and the delegate would fail later; failing here
+    // names the real culprit.
+    route.dst = dst.ok_or_else(|| Failure::text("invalid CIDR address: "))?;
+    Ok(route)
 }
 
-fn parse_one(v: &Value) -> Result<IpamRoute, String> {
-    let obj = match v {
-        Value::Object(m) => m,
-        other => return Err(TypeError::new(other, "types.route").to_string()),
+/// `types.IPNet`: a string, then `net.ParseCIDR` (host bits kept); `null` parses as "".
+fn parse_dst(at: &At, v: &Value) -> Step<IpNet> {
+    let text = match v {
+        Value::String(s) => s.as_str(),
+        Value::Null => "",
+        other => return Err(Failure::mismatch(other, "string").located(at)),
     };
-    // A missing dst would make Go emit `"<nil>"` and fail later inside the delegate; failing
-    // here names the real culprit.
-    let dst_text = match gojson::get_folded(obj, "dst") {
-        None => "",
-        Some(Value::String(s)) => s.as_str(),
-        Some(other) => return Err(TypeError::new(other, "string").to_string()),
-    };
-    let dst = dst_text
-        .parse::<IpNet>()
-        .map_err(|_| format!("invalid CIDR address: {dst_text}"))?;
-    let gw = match gojson::get_folded(obj, "gw") {
-        None => None,
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(s.parse().map_err(|_| format!("invalid IP address: {s}"))?),
-        Some(other) => return Err(field_err(other, "gw", "net.IP")),
-    };
-    Ok(IpamRoute {
-        dst,
-        gw,
-        mtu: int_field(obj, "mtu")?.unwrap_or(0),
-        advmss: int_field(obj, "advmss")?.unwrap_or(0),
-        priority: int_field(obj, "priority")?.unwrap_or(0),
-        table: int_field(obj, "table")?,
-        scope: int_field(obj, "scope")?,
-    })
+    text.parse()
+        .map_err(|_| Failure::text(format!("invalid CIDR address: {text}")))
 }
 
 /// Decodes the user's `ipam.routes` value (`null` = none).
 pub fn parse(v: &Value) -> Result<Vec<IpamRoute>, String> {
-    match v {
-        Value::Null => Ok(Vec::new()),
-        Value::Array(items) => items.iter().map(parse_one).collect(),
-        other => Err(TypeError::new(other, "[]types.Route").to_string()),
+    let mut d = Decoder::default();
+    let mut routes = Vec::new();
+    for item in d.array(&At::top(), v, "[]types.Route").unwrap_or_default() {
+        routes.push(parse_one(item).map_err(|f| f.to_string())?);
     }
+    d.finish().map_err(|f| f.to_string())?;
+    Ok(routes)
 }
 
 #[cfg(test)]
@@ -158,5 +171,32 @@ mod tests {
             "json: cannot unmarshal string into Go value of type types.route"
         );
         assert!(parse(&Value::Null).unwrap().is_empty());
+    }
+
+    /// Go decodes the re-marshalled routes: keys in sorted order, a mismatch kept while a
+    /// failing `dst` or `gw` parse stops at once (checked against Go 1.19 with upstream's types).
+    #[test]
+    fn errors_come_in_go_order() {
+        let err = |v: Value| parse(&v).unwrap_err();
+        assert_eq!(
+            err(json!([{"mtu": "x", "advmss": "y", "dst": "10.0.0.0/8"}])),
+            "json: cannot unmarshal string into Go struct field route.advmss of type int"
+        );
+        assert_eq!(
+            err(json!([{"advmss": "y", "dst": "bad"}])),
+            "invalid CIDR address: bad"
+        );
+        assert_eq!(
+            err(json!([{"dst": 5}])),
+            "json: cannot unmarshal number into Go struct field route.dst of type string"
+        );
+        assert_eq!(
+            err(json!([{"mtu": "x"}])),
+            "json: cannot unmarshal string into Go struct field route.mtu of type int"
+        );
+        assert_eq!(
+            err(json!([{"gw": 5, "dst": "10.0.0.0/8"}])),
+            "json: cannot unmarshal number into Go struct field route.gw of type net.IP"
+        );
     }
 }

@@ -2,13 +2,16 @@
 //! delegate runs so DEL can replay exactly what ADD sent.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use netconf::env::is_valid_name;
+use netops::file::{write_atomic, AtomicWrite};
 
 use crate::error::FlannelError;
+
+/// A leading dot is never a valid container ID, so GC and lookups ignore the temporary files.
+const SAVED_CONFIG: AtomicWrite = AtomicWrite::new(0o600).create_dirs(0o700);
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -39,30 +42,7 @@ impl Store {
     /// DEL copes with an empty or torn file. The directory is 0700 and the file 0600.
     pub fn save(&self, container_id: &str, bytes: &[u8]) -> Result<(), FlannelError> {
         let path = self.path_for(container_id)?;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|e| FlannelError::io("mkdir", &self.dir, &e))?;
-        // A leading dot is never a valid container ID, so GC and lookups ignore temp files.
-        let tmp = self
-            .dir
-            .join(format!(".{container_id}.tmp-{}", std::process::id()));
-        let write = || -> Result<(), FlannelError> {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| FlannelError::io("open", &tmp, &e))?;
-            f.write_all(bytes)
-                .map_err(|e| FlannelError::io("write", &tmp, &e))?;
-            fs::rename(&tmp, &path).map_err(|e| FlannelError::io("rename", &path, &e))
-        };
-        write().inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+        Ok(write_atomic(&path, bytes, SAVED_CONFIG)?)
     }
 
     /// The saved bytes, or `None` when nothing was saved for this container.
@@ -71,7 +51,7 @@ impl Store {
         match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(FlannelError::io("open", &path, &e)),
+            Err(e) => Err(FlannelError::io("open", &path, e)),
         }
     }
 
@@ -79,7 +59,7 @@ impl Store {
     pub fn remove(&self, container_id: &str) -> Result<(), FlannelError> {
         let path = self.path_for(container_id)?;
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(FlannelError::io("remove", &path, &e)),
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(FlannelError::io("remove", &path, e)),
             _ => Ok(()),
         }
     }
@@ -89,11 +69,11 @@ impl Store {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(FlannelError::io("open", &self.dir, &e)),
+            Err(e) => return Err(FlannelError::io("open", &self.dir, e)),
         };
         let mut ids = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| FlannelError::io("readdir", &self.dir, &e))?;
+            let entry = entry.map_err(|e| FlannelError::io("readdir", &self.dir, e))?;
             let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
             if let Some(name) = entry
                 .file_name()

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use netconf::subnet_env::{SubnetEnv, SubnetEnvError};
 
-use crate::error::go_io_text;
+use netconf::goerror::io_error_text;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubnetLoadError {
@@ -30,7 +30,7 @@ impl SubnetLoadError {
 pub fn load(path: &Path) -> Result<SubnetEnv, SubnetLoadError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| {
-        let reason = go_io_text(&e);
+        let reason = io_error_text(&e);
         // Go opens first and reads second; only a directory (EISDIR) fails at the read.
         if e.raw_os_error() == Some(21) {
             SubnetLoadError::Read {

@@ -4,10 +4,10 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use netconf::gojson::{fields, At, Decoder, Failure, Step};
 use serde_json::{Map, Value};
 
 use crate::args;
-use crate::decode::{fields, Ctx, Decoder, Failure, Step};
 use crate::error::Error;
 use crate::ip::{self, Cidr};
 use crate::range::RangeSpec;
@@ -32,15 +32,17 @@ pub struct IpamConfig {
     pub requested_ips: Vec<IpAddr>,
 }
 
-/// A route from `ipam.routes`, returned to the caller as given.
+/// A route from `ipam.routes` (CNI's `types.Route`), returned to the caller as given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteSpec {
     /// Destination with host bits as written.
     pub dst: ipnet::IpNet,
     pub gw: Option<IpAddr>,
-    pub mtu: Option<i64>,
-    pub advmss: Option<i64>,
-    pub priority: Option<i64>,
+    /// Go `int`s: zero is "not set".
+    pub mtu: i64,
+    pub advmss: i64,
+    pub priority: i64,
+    /// Go `*int`s: zero is a value.
     pub table: Option<i64>,
     pub scope: Option<i64>,
 }
@@ -87,7 +89,7 @@ const ARGS_TYPE: &str = r#"struct { A *allocator.IPAMArgs "json:\"cni\"" }"#;
 /// Decodes and validates the config; `cni_args` is the raw `CNI_ARGS` value.
 pub fn load(stdin: &[u8], cni_args: &str) -> Result<IpamConfig, Error> {
     let value: Value = serde_json::from_slice(stdin).map_err(|e| Error::Decode(e.to_string()))?;
-    let raw = decode_net(&value).map_err(Failure::into_error)?;
+    let raw = decode_net(&value).map_err(decode_error)?;
     let ipam = raw.ipam.ok_or(Error::MissingIpam)?;
 
     let mut requested: Vec<Option<IpAddr>> = Vec::new();
@@ -155,50 +157,54 @@ fn supports_multiple_addresses(version: &str) -> bool {
     }
 }
 
+fn decode_error(f: Failure) -> Error {
+    Error::Decode(f.to_string())
+}
+
 fn decode_net(v: &Value) -> Step<RawNet> {
     let mut d = Decoder::default();
     let mut net = RawNet::default();
-    let top = Ctx::root("Net");
+    let top = At::top();
     let Some(obj) = d.object(&top, v, "allocator.Net") else {
         d.finish()?;
         return Ok(net);
     };
     for (field, v) in fields(obj, NET_FIELDS) {
-        let ctx = top.field("Net", field);
+        let at = top.field("Net", field);
         match field {
-            "name" => d.string(&ctx, v, &mut net.name),
-            "cniVersion" => d.string(&ctx, v, &mut net.cni_version),
+            "name" => d.string(&at, v, &mut net.name),
+            "cniVersion" => d.string(&at, v, &mut net.cni_version),
             "ipam" => match v {
                 Value::Null => net.ipam = None,
                 _ => {
-                    if let Some(m) = d.object(&ctx, v, "allocator.IPAMConfig") {
+                    if let Some(m) = d.object(&at, v, "allocator.IPAMConfig") {
                         let ipam = net.ipam.get_or_insert_with(RawIpam::default);
-                        decode_ipam(&mut d, &ctx, m, ipam)?;
+                        decode_ipam(&mut d, &at, m, ipam)?;
                     }
                 }
             },
             "runtimeConfig" => {
-                if let Some(m) = d.object(&ctx, v, RUNTIME_TYPE) {
+                if let Some(m) = d.object(&at, v, RUNTIME_TYPE) {
                     for (field, v) in fields(m, RUNTIME_FIELDS) {
-                        let ctx = ctx.field("", field);
+                        let at = at.field("", field);
                         match field {
                             "ipRanges" => {
-                                decode_range_sets(&mut d, &ctx, v, &mut net.runtime_ranges)?
+                                decode_range_sets(&mut d, &at, v, &mut net.runtime_ranges)?
                             }
-                            _ => decode_ip_list(&mut d, &ctx, v, &mut net.runtime_ips)?,
+                            _ => decode_ip_list(&mut d, &at, v, &mut net.runtime_ips)?,
                         }
                     }
                 }
             }
             _ => {
-                if let Some(m) = d.object(&ctx, v, ARGS_TYPE) {
+                if let Some(m) = d.object(&at, v, ARGS_TYPE) {
                     for (_, v) in fields(m, &["cni"]) {
-                        let ctx = ctx.field("", "cni");
-                        if let Some(m) = d.object(&ctx, v, "allocator.IPAMArgs") {
+                        let at = at.field("", "cni");
+                        if let Some(m) = d.object(&at, v, "allocator.IPAMArgs") {
                             for (_, v) in fields(m, &["ips"]) {
                                 decode_ip_list(
                                     &mut d,
-                                    &ctx.field("IPAMArgs", "ips"),
+                                    &at.field("IPAMArgs", "ips"),
                                     v,
                                     &mut net.args_ips,
                                 )?;
@@ -213,32 +219,27 @@ fn decode_net(v: &Value) -> Step<RawNet> {
     Ok(net)
 }
 
-fn decode_ipam(
-    d: &mut Decoder,
-    ctx: &Ctx,
-    obj: &Map<String, Value>,
-    ipam: &mut RawIpam,
-) -> Step<()> {
+fn decode_ipam(d: &mut Decoder, at: &At, obj: &Map<String, Value>, ipam: &mut RawIpam) -> Step<()> {
     let mut ignored = String::new();
     for (field, v) in fields(obj, IPAM_FIELDS) {
-        let fctx = ctx.field("IPAMConfig", field);
+        let field_at = at.field("IPAMConfig", field);
         match field {
             "rangeStart" | "rangeEnd" | "subnet" | "gateway" => {
-                decode_range_field(d, &fctx, field, v, &mut ipam.legacy)?
+                decode_range_field(d, &field_at, field, v, &mut ipam.legacy)?
             }
-            "Name" | "type" => d.string(&fctx, v, &mut ignored),
-            "dataDir" => d.string(&fctx, v, &mut ipam.data_dir),
-            "resolvConf" => d.string(&fctx, v, &mut ipam.resolv_conf),
+            "Name" | "type" => d.string(&field_at, v, &mut ignored),
+            "dataDir" => d.string(&field_at, v, &mut ipam.data_dir),
+            "resolvConf" => d.string(&field_at, v, &mut ipam.resolv_conf),
             "routes" => {
-                if let Some(items) = d.array(&fctx, v, "[]*types.Route") {
+                if let Some(items) = d.array(&field_at, v, "[]*types.Route") {
                     ipam.routes = items
                         .iter()
                         .filter(|v| !v.is_null())
-                        .map(|v| decode_route(&fctx, v))
+                        .map(|v| decode_route(&field_at, v))
                         .collect::<Step<_>>()?;
                 }
             }
-            _ => decode_range_sets(d, &fctx, v, &mut ipam.ranges)?,
+            _ => decode_range_sets(d, &field_at, v, &mut ipam.ranges)?,
         }
     }
     Ok(())
@@ -246,22 +247,22 @@ fn decode_ipam(
 
 fn decode_range_sets(
     d: &mut Decoder,
-    ctx: &Ctx,
+    at: &At,
     v: &Value,
     out: &mut Vec<Vec<RangeSpec>>,
 ) -> Step<()> {
-    let Some(sets) = d.array(ctx, v, "[]allocator.RangeSet") else {
+    let Some(sets) = d.array(at, v, "[]allocator.RangeSet") else {
         return Ok(());
     };
     out.clear();
     for set in sets {
         let mut specs = Vec::new();
-        if let Some(items) = d.array(ctx, set, "allocator.RangeSet") {
+        if let Some(items) = d.array(at, set, "allocator.RangeSet") {
             for item in items {
                 let mut spec = RangeSpec::default();
-                if let Some(m) = d.object(ctx, item, "allocator.Range") {
+                if let Some(m) = d.object(at, item, "allocator.Range") {
                     for (field, v) in fields(m, RANGE_FIELDS) {
-                        decode_range_field(d, &ctx.field("Range", field), field, v, &mut spec)?;
+                        decode_range_field(d, &at.field("Range", field), field, v, &mut spec)?;
                     }
                 }
                 specs.push(spec);
@@ -274,32 +275,32 @@ fn decode_range_sets(
 
 fn decode_range_field(
     d: &mut Decoder,
-    ctx: &Ctx,
+    at: &At,
     field: &str,
     v: &Value,
     spec: &mut RangeSpec,
 ) -> Step<()> {
     match field {
-        "subnet" => spec.subnet = Some(decode_cidr(ctx, v)?),
-        "rangeStart" => decode_net_ip(d, ctx, v, &mut spec.range_start)?,
-        "rangeEnd" => decode_net_ip(d, ctx, v, &mut spec.range_end)?,
-        _ => decode_net_ip(d, ctx, v, &mut spec.gateway)?,
+        "subnet" => spec.subnet = Some(decode_cidr(at, v)?),
+        "rangeStart" => decode_net_ip(d, at, v, &mut spec.range_start)?,
+        "rangeEnd" => decode_net_ip(d, at, v, &mut spec.range_end)?,
+        _ => decode_net_ip(d, at, v, &mut spec.gateway)?,
     }
     Ok(())
 }
 
 /// CNI's `types.IPNet`: its own unmarshaller, so even `null` is parsed (as the empty string).
-fn decode_cidr(ctx: &Ctx, v: &Value) -> Step<Cidr> {
+fn decode_cidr(at: &At, v: &Value) -> Step<Cidr> {
     let text = match v {
         Value::String(s) => s.as_str(),
         Value::Null => "",
-        other => return Err(Failure::type_mismatch(other, "string").located(ctx)),
+        other => return Err(Failure::mismatch(other, "string").located(at)),
     };
     Cidr::parse(text).ok_or_else(|| Failure::text(format!("invalid CIDR address: {text}")))
 }
 
 /// Go's `net.IP`: empty string and `null` mean "unset".
-fn decode_net_ip(d: &mut Decoder, ctx: &Ctx, v: &Value, out: &mut Option<IpAddr>) -> Step<()> {
+fn decode_net_ip(d: &mut Decoder, at: &At, v: &Value, out: &mut Option<IpAddr>) -> Step<()> {
     match v {
         Value::String(s) if s.is_empty() => *out = None,
         Value::String(s) => {
@@ -309,19 +310,14 @@ fn decode_net_ip(d: &mut Decoder, ctx: &Ctx, v: &Value, out: &mut Option<IpAddr>
             )
         }
         Value::Null => *out = None,
-        other => d.mismatch(ctx, other, "net.IP"),
+        other => d.mismatch(at, other, "net.IP"),
     }
     Ok(())
 }
 
 /// A list of the plugins' `ip.IP` (address with optional prefix); `None` marks an empty entry.
-fn decode_ip_list(
-    d: &mut Decoder,
-    ctx: &Ctx,
-    v: &Value,
-    out: &mut Vec<Option<IpAddr>>,
-) -> Step<()> {
-    let Some(items) = d.array(ctx, v, "[]*ip.IP") else {
+fn decode_ip_list(d: &mut Decoder, at: &At, v: &Value, out: &mut Vec<Option<IpAddr>>) -> Step<()> {
+    let Some(items) = d.array(at, v, "[]*ip.IP") else {
         return Ok(());
     };
     out.clear();
@@ -339,7 +335,7 @@ fn decode_ip_list(
                 })?));
             }
             Value::Null => out.push(None),
-            other => d.mismatch(ctx, other, "*ip.IP"),
+            other => d.mismatch(at, other, "*ip.IP"),
         }
     }
     Ok(())
@@ -347,16 +343,16 @@ fn decode_ip_list(
 
 /// CNI's `types.Route` decodes itself with a nested `json.Unmarshal`; whatever that reports is
 /// re-located at the `routes` field and stops the outer decode.
-fn decode_route(routes_ctx: &Ctx, v: &Value) -> Step<RouteSpec> {
+fn decode_route(routes_at: &At, v: &Value) -> Step<RouteSpec> {
     let Value::Object(obj) = v else {
-        return Err(Failure::type_mismatch(v, "types.route").located(routes_ctx));
+        return Err(Failure::mismatch(v, "types.route").located(routes_at));
     };
     let mut d = Decoder::default();
     let mut dst = None;
     let mut route = RouteSpec::default();
     decode_route_fields(&mut d, obj, &mut dst, &mut route)
         .and_then(|()| d.finish())
-        .map_err(|f| f.located(routes_ctx))?;
+        .map_err(|f| f.located(routes_at))?;
     // Upstream would print a route without destination as "<nil>"; refuse it instead.
     let dst = dst.ok_or_else(|| Failure::text("invalid CIDR address: "))?;
     let (addr, prefix) = dst.go_parts();
@@ -370,46 +366,26 @@ fn decode_route_fields(
     dst: &mut Option<Cidr>,
     route: &mut RouteSpec,
 ) -> Step<()> {
-    let inner = Ctx::root("route");
+    let inner = At::top();
     for (field, v) in fields(obj, ROUTE_FIELDS) {
-        let ctx = inner.field("route", field);
+        let at = inner.field("route", field);
         match field {
-            "dst" => *dst = Some(decode_cidr(&ctx, v)?),
-            "gw" => decode_net_ip(d, &ctx, v, &mut route.gw)?,
-            "mtu" => d.int(&ctx, v, &mut route.mtu),
-            "advmss" => d.int(&ctx, v, &mut route.advmss),
-            "priority" => d.int(&ctx, v, &mut route.priority),
-            "table" => d.int(&ctx, v, &mut route.table),
-            _ => d.int(&ctx, v, &mut route.scope),
+            "dst" => *dst = Some(decode_cidr(&at, v)?),
+            "gw" => decode_net_ip(d, &at, v, &mut route.gw)?,
+            "mtu" => d.int(&at, v, &mut route.mtu),
+            "advmss" => d.int(&at, v, &mut route.advmss),
+            "priority" => d.int(&at, v, &mut route.priority),
+            "table" => d.opt_int(&at, v, &mut route.table),
+            _ => d.opt_int(&at, v, &mut route.scope),
         }
     }
     Ok(())
 }
 
-/// The attachments a GC request says are still in use: `cni.dev/valid-attachments` plus the
-/// legacy `cni.dev/attachments`, as `(containerID, ifname)` pairs.
+/// The attachments a GC request says are still in use (see [`netconf::conf::gc_attachments`]).
 pub fn valid_attachments(stdin: &[u8]) -> Result<Vec<(String, String)>, Error> {
     let value: Value = serde_json::from_slice(stdin).map_err(|e| Error::Decode(e.to_string()))?;
-    let mut d = Decoder::default();
-    let top = Ctx::root("GCArgs");
-    let mut out = Vec::new();
-    if let Some(obj) = d.object(&top, &value, "GCArgs") {
-        for (field, v) in fields(obj, &["cni.dev/valid-attachments", "cni.dev/attachments"]) {
-            let ctx = top.field("GCArgs", field);
-            for item in d.array(&ctx, v, "[]types.GCAttachment").unwrap_or_default() {
-                if let Some(m) = d.object(&ctx, item, "types.GCAttachment") {
-                    let (mut id, mut ifname) = (String::new(), String::new());
-                    for (f, v) in fields(m, &["containerID", "ifname"]) {
-                        let fctx = ctx.field("GCAttachment", f);
-                        d.string(&fctx, v, if f == "ifname" { &mut ifname } else { &mut id });
-                    }
-                    out.push((id, ifname));
-                }
-            }
-        }
-    }
-    d.finish().map_err(Failure::into_error)?;
-    Ok(out)
+    netconf::conf::gc_attachments(&value).map_err(decode_error)
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ fn full_config() {
     );
     assert_eq!(
         (r.gw, r.mtu, r.table, r.scope, r.advmss),
-        (Some(ip("10.1.0.1")), Some(1400), Some(5), Some(0), None)
+        (Some(ip("10.1.0.1")), 1400, Some(5), Some(0), 0)
     );
 }
 

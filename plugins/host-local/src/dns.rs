@@ -2,27 +2,21 @@
 
 use std::path::Path;
 
-use crate::error::{Error, OsError};
+use netconf::Dns;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DnsConfig {
-    pub nameservers: Vec<String>,
-    pub domain: Option<String>,
-    pub search: Vec<String>,
-    pub options: Vec<String>,
-}
+use crate::error::{Error, PathError};
 
 /// Reads `path`; only a missing or unreadable file is an error, unknown lines are skipped.
-pub fn read_resolv_conf(path: &Path) -> Result<DnsConfig, Error> {
+pub fn read_resolv_conf(path: &Path) -> Result<Dns, Error> {
     let bytes =
-        std::fs::read(path).map_err(|e| Error::ResolvConf(OsError::new("open", path, e)))?;
+        std::fs::read(path).map_err(|e| Error::ResolvConf(PathError::new("open", path, e)))?;
     Ok(parse_resolv_conf(&String::from_utf8_lossy(&bytes)))
 }
 
 /// `nameserver` and `search`/`options` accumulate, the last `domain` wins; comments start with
 /// `#` or `;`, and a keyword without a value is ignored.
-pub fn parse_resolv_conf(text: &str) -> DnsConfig {
-    let mut dns = DnsConfig::default();
+pub fn parse_resolv_conf(text: &str) -> Dns {
+    let mut dns = Dns::default();
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {

@@ -1,15 +1,15 @@
 //! Error types. Their `Display` text is the message upstream's Go plugin prints for the same
 //! failure, because runtimes and operators match on it; mapping to CNI codes happens in `main.rs`.
 
-use std::io;
 use std::net::IpAddr;
-use std::path::PathBuf;
+
+pub use netconf::goerror::PathError;
 
 /// Everything that can make an IPAM operation fail.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A config value of the wrong JSON type or an unparsable address, worded like Go's
-    /// `encoding/json` (see [`crate::decode`]).
+    /// `encoding/json` (see [`netconf::gojson::Decoder`]).
     #[error("{0}")]
     Decode(String),
     #[error("IPAM config missing 'ipam' key")]
@@ -29,9 +29,9 @@ pub enum Error {
     #[error("range set {0} overlaps with {1}")]
     RangeSetsOverlap(usize, usize),
     #[error(transparent)]
-    ResolvConf(OsError),
+    ResolvConf(PathError),
     #[error(transparent)]
-    Store(#[from] OsError),
+    Store(#[from] PathError),
     #[error("failed to allocate for range {index}: {source}")]
     Allocate { index: usize, source: AllocError },
     #[error("failed to allocate all requested IPs:{}", join_ips(.0))]
@@ -40,7 +40,7 @@ pub enum Error {
     NotFound(String),
     /// DEL keeps going over every range set and reports all failures at the end.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(";"))]
-    Release(Vec<OsError>),
+    Release(Vec<PathError>),
 }
 
 fn join_ips(ips: &[IpAddr]) -> String {
@@ -84,61 +84,12 @@ pub enum AllocError {
     #[error("no IP addresses available in range set: {0}")]
     Exhausted(String),
     #[error(transparent)]
-    Store(#[from] OsError),
-}
-
-/// A failed system call on a path, printed like Go's `*os.PathError` (`open /x: permission denied`).
-#[derive(Debug, thiserror::Error)]
-#[error("{op} {}: {}", .path.display(), go_errno_text(.source))]
-pub struct OsError {
-    pub op: &'static str,
-    pub path: PathBuf,
-    pub source: io::Error,
-}
-
-impl OsError {
-    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> OsError {
-        OsError {
-            op,
-            path: path.into(),
-            source,
-        }
-    }
-}
-
-/// Go spells errno texts like strerror(3) with a lower-case first letter and no errno suffix.
-fn go_errno_text(e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = match (e.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(cut)) => &text[..cut],
-        _ => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
+    Store(#[from] PathError),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn os_errors_read_like_go_path_errors() {
-        let e = OsError::new(
-            "open",
-            "/nonexist",
-            io::Error::from_raw_os_error(libc::ENOENT),
-        );
-        assert_eq!(e.to_string(), "open /nonexist: no such file or directory");
-        let e = OsError::new(
-            "write",
-            "/d/10.0.0.2",
-            io::Error::from_raw_os_error(libc::ENOSPC),
-        );
-        assert_eq!(e.to_string(), "write /d/10.0.0.2: no space left on device");
-    }
 
     #[test]
     fn composite_messages() {

@@ -4,7 +4,9 @@ use std::net::IpAddr;
 
 use crate::allocator::{self, Allocated};
 use crate::config::{IpamConfig, RouteSpec};
-use crate::dns::{self, DnsConfig};
+use netconf::Dns;
+
+use crate::dns;
 use crate::error::Error;
 use crate::store::Store;
 
@@ -13,7 +15,7 @@ use crate::store::Store;
 pub struct AddOutcome {
     pub ips: Vec<Allocated>,
     pub routes: Vec<RouteSpec>,
-    pub dns: Option<DnsConfig>,
+    pub dns: Option<Dns>,
 }
 
 /// Allocates one address from every range set for `(id, ifname)`, all or nothing: if any set

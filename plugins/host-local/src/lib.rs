@@ -8,7 +8,6 @@
 pub mod allocator;
 pub mod args;
 pub mod config;
-mod decode;
 pub mod dns;
 pub mod error;
 pub mod ip;

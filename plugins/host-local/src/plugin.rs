@@ -2,10 +2,9 @@
 //! [`ipam`]; errors get their CNI codes here, once.
 
 use crate::allocator::Allocated;
-use crate::dns::DnsConfig;
 use crate::error::Error;
 use crate::{config, ipam, RouteSpec};
-use netconf::{codes, CniError, CniResult, Dns, IpConfig, Route};
+use netconf::{codes, CniError, CniResult, IpConfig, Route};
 use skel::{Plugin, Request};
 
 pub struct HostLocal;
@@ -21,7 +20,7 @@ impl Plugin for HostLocal {
         let mut result = CniResult::new(req.conf.cni_version);
         result.ips = out.ips.iter().map(ip_config).collect::<Result<_, _>>()?;
         result.routes = out.routes.iter().map(route).collect();
-        result.dns = out.dns.map(dns).unwrap_or_default();
+        result.dns = out.dns.unwrap_or_default();
         Ok(result)
     }
 
@@ -80,7 +79,7 @@ fn ip_config(a: &Allocated) -> Result<IpConfig, CniError> {
 
 /// Go's `omitempty` drops zero ints; `table` and `scope` are pointers there, so zero survives.
 fn route(r: &RouteSpec) -> Route {
-    let nonzero = |v: Option<i64>| v.filter(|v| *v != 0).and_then(|v| u32::try_from(v).ok());
+    let nonzero = |v: i64| u32::try_from(v).ok().filter(|v| *v != 0);
     Route {
         dst: r.dst,
         gw: r.gw,
@@ -89,14 +88,5 @@ fn route(r: &RouteSpec) -> Route {
         priority: nonzero(r.priority),
         table: r.table.and_then(|v| u32::try_from(v).ok()),
         scope: r.scope.and_then(|v| u8::try_from(v).ok()),
-    }
-}
-
-fn dns(d: DnsConfig) -> Dns {
-    Dns {
-        nameservers: d.nameservers,
-        domain: d.domain,
-        search: d.search,
-        options: d.options,
     }
 }

@@ -12,10 +12,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::error::OsError;
+use netops::file::{write_atomic, AtomicWrite};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::PathError;
 use crate::ip;
 
 const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
@@ -33,25 +36,26 @@ pub struct Store {
 #[derive(Debug)]
 pub struct Locked<'a> {
     store: &'a Store,
+    _lock: Flock<File>,
 }
 
 impl Store {
     /// Creates `<data_dir>/<network>` (mode 0755) if needed and opens its lock file the way
     /// go-filemutex does (`O_CREAT|O_RDONLY`, mode 0750).
-    pub fn open(data_dir: &Path, network: &str) -> Result<Store, OsError> {
+    pub fn open(data_dir: &Path, network: &str) -> Result<Store, PathError> {
         let dir = data_dir.join(network);
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(&dir)
-            .map_err(|e| OsError::new("mkdir", &dir, e))?;
+            .map_err(|e| PathError::new("mkdir", &dir, e))?;
         let lock_path = dir.join("lock");
         let lock = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_CREAT)
             .mode(0o750)
             .open(&lock_path)
-            .map_err(|e| OsError::new("open", &lock_path, e))?;
+            .map_err(|e| PathError::new("open", &lock_path, e))?;
         Ok(Store { dir, lock })
     }
 
@@ -59,25 +63,23 @@ impl Store {
         &self.dir
     }
 
-    /// Blocks until the exclusive lock is held.
-    pub fn lock(&self) -> Result<Locked<'_>, OsError> {
+    /// Blocks until the exclusive lock is held. The guard holds a duplicate descriptor of the
+    /// lock file: a flock belongs to the open file, which both share.
+    pub fn lock(&self) -> Result<Locked<'_>, PathError> {
+        let error = |e: io::Error| PathError::new("flock", self.dir.join("lock"), e);
+        let mut file = self.lock.try_clone().map_err(error)?;
         loop {
-            // SAFETY: flock only reads the descriptor, which `self.lock` keeps open.
-            if unsafe { libc::flock(self.lock.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(Locked { store: self });
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(OsError::new("flock", self.dir.join("lock"), e));
+            match Flock::lock(file, FlockArg::LockExclusive) {
+                Ok(lock) => {
+                    return Ok(Locked {
+                        store: self,
+                        _lock: lock,
+                    })
+                }
+                Err((f, Errno::EINTR)) => file = f,
+                Err((_, errno)) => return Err(error(io::Error::from(errno))),
             }
         }
-    }
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        // SAFETY: as in `Store::lock`. Failure leaves the lock to be dropped with the descriptor.
-        unsafe { libc::flock(self.store.lock.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
@@ -140,7 +142,7 @@ impl Locked<'_> {
         ifname: &str,
         ip: IpAddr,
         set_index: usize,
-    ) -> Result<bool, OsError> {
+    ) -> Result<bool, PathError> {
         let name = ip.to_string();
         let path = self.dir().join(&name);
         if !self.create_exclusive(&path, &name, owner_key(id, ifname).as_bytes())? {
@@ -155,9 +157,9 @@ impl Locked<'_> {
 
     /// Creates `path` with `content`, failing with `Ok(false)` if it exists; never leaves a
     /// partially written `path` behind.
-    fn create_exclusive(&self, path: &Path, name: &str, content: &[u8]) -> Result<bool, OsError> {
+    fn create_exclusive(&self, path: &Path, name: &str, content: &[u8]) -> Result<bool, PathError> {
         let temp = self.dir().join(format!(".{name}{TEMP_SUFFIX}"));
-        write_file(&temp, content, false).map_err(|e| OsError::new("write", path, e))?;
+        write_file(&temp, content, false).map_err(|e| PathError::new("write", path, e))?;
         let linked = fs::hard_link(&temp, path);
         let _ = fs::remove_file(&temp);
         match linked {
@@ -167,22 +169,19 @@ impl Locked<'_> {
             Err(_) => match write_file(path, content, true) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(OsError::new("open", path, e)),
+                Err(e) => Err(PathError::new("open", path, e)),
             },
         }
     }
 
-    /// Replaces `last_reserved_ip.<n>` atomically (write a temporary file, then rename).
-    fn write_last_reserved(&self, set_index: usize, ip: &str) -> Result<(), OsError> {
-        let name = format!("{LAST_RESERVED_PREFIX}{set_index}");
-        let path = self.dir().join(&name);
-        let temp = self.dir().join(format!(".{name}{TEMP_SUFFIX}"));
-        let result =
-            write_file(&temp, ip.as_bytes(), false).and_then(|()| fs::rename(&temp, &path));
-        result.map_err(|e| {
-            let _ = fs::remove_file(&temp);
-            OsError::new("open", &path, e)
-        })
+    /// Replaces `last_reserved_ip.<n>` atomically; any failure reads as upstream's
+    /// `open <path>: ...`.
+    fn write_last_reserved(&self, set_index: usize, ip: &str) -> Result<(), PathError> {
+        let path = self
+            .dir()
+            .join(format!("{LAST_RESERVED_PREFIX}{set_index}"));
+        write_atomic(&path, ip.as_bytes(), AtomicWrite::new(0o600))
+            .map_err(|e| PathError::new("open", &path, e.source))
     }
 
     /// Where set `set_index` last allocated; unreadable or garbled content counts as unknown.
@@ -219,7 +218,7 @@ impl Locked<'_> {
 
     /// Frees everything held by `(id, ifname)`; only when nothing matched, files of legacy `id`.
     /// Missing files are not an error: releasing is idempotent.
-    pub fn release(&self, id: &str, ifname: &str) -> Result<(), OsError> {
+    pub fn release(&self, id: &str, ifname: &str) -> Result<(), PathError> {
         let entries = self.entries();
         if !remove_owned(&entries, &owner_key(id, ifname))? {
             remove_owned(&entries, id.trim())?;
@@ -228,7 +227,7 @@ impl Locked<'_> {
     }
 
     /// Frees `ip` if `(id, ifname)` holds it; used to undo this ADD's own reservations only.
-    pub fn release_ip(&self, ip: IpAddr, id: &str, ifname: &str) -> Result<bool, OsError> {
+    pub fn release_ip(&self, ip: IpAddr, id: &str, ifname: &str) -> Result<bool, PathError> {
         let path = self.dir().join(ip.to_string());
         match fs::read(&path) {
             Ok(bytes) if String::from_utf8_lossy(&bytes).trim() == owner_key(id, ifname) => {
@@ -236,14 +235,14 @@ impl Locked<'_> {
             }
             Ok(_) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(OsError::new("open", &path, e)),
+            Err(e) => Err(PathError::new("open", &path, e)),
         }
     }
 
     /// Frees every address whose owner is not in `valid` (`(containerID, ifname)` pairs; a legacy
     /// file survives if its container ID appears at all) and removes temporary files a crash left.
     /// Returns the freed addresses.
-    pub fn gc(&self, valid: &[(String, String)]) -> Result<Vec<IpAddr>, OsError> {
+    pub fn gc(&self, valid: &[(String, String)]) -> Result<Vec<IpAddr>, PathError> {
         let mut freed = Vec::new();
         let Ok(read) = fs::read_dir(self.dir()) else {
             return Ok(freed);
@@ -281,7 +280,7 @@ impl Locked<'_> {
 
 /// Removes every entry held by `owner`, carrying on past failures so one stuck file does not keep
 /// the others allocated; the first failure is reported.
-fn remove_owned(entries: &[Entry], owner: &str) -> Result<bool, OsError> {
+fn remove_owned(entries: &[Entry], owner: &str) -> Result<bool, PathError> {
     let mut found = false;
     let mut first_error = None;
     for e in entries.iter().filter(|e| e.owner == owner) {
@@ -296,11 +295,11 @@ fn remove_owned(entries: &[Entry], owner: &str) -> Result<bool, OsError> {
 }
 
 /// `Ok(false)` if the file was already gone.
-fn remove(path: &Path) -> Result<bool, OsError> {
+fn remove(path: &Path) -> Result<bool, PathError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(OsError::new("remove", path, e)),
+        Err(e) => Err(PathError::new("remove", path, e)),
     }
 }
 

@@ -182,15 +182,17 @@ fn lock_excludes_other_processes_descriptors() {
     let (_tmp, store) = store();
     let other = Store::open(store.dir().parent().unwrap(), "net1").unwrap();
     let held = store.lock().unwrap();
-    // SAFETY: plain flock on an open descriptor owned by `other`.
-    let rc = unsafe { libc::flock(other.lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    let try_other = || {
+        let file = other.lock.try_clone().unwrap();
+        Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e)
+    };
     assert_eq!(
-        rc, -1,
+        try_other().err(),
+        Some(Errno::EWOULDBLOCK),
         "a second open file description must not get the lock"
     );
     drop(held);
-    let rc = unsafe { libc::flock(other.lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    assert_eq!(rc, 0);
+    assert!(try_other().is_ok());
 }
 
 const FSIZE_CHILD_ENV: &str = "HOST_LOCAL_FSIZE_CHILD";

@@ -1,57 +1,37 @@
 //! The firewall backends behind one interface, picked per request (`backend` key or
 //! auto-detection, see [`crate::config::PortMapConf::resolve_backend`]).
+//!
+//! ADD and DEL change the firewall in several steps (chains, then the jumps into them; a
+//! listing, then a transaction): SIGTERM is ignored while they run, so a runtime giving up on
+//! a slow call cannot leave a mapping half made or half removed (netavark's lesson: DNAT rules
+//! left behind by a SIGTERM mid-teardown).
 
-use netops::firewall::iptables::{self, Family};
-use netops::firewall::nft;
+use netops::firewall::sigterm::SigtermIgnored;
+use netops::firewall::Backend;
 
-use crate::config::{BackendKind, PortMapConf};
+use crate::config::PortMapConf;
 use crate::error::PortmapError;
 use crate::{iptables_backend, nft_backend};
 
-pub trait Backend {
-    fn add(&self, conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError>;
-    fn del(&self, conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError>;
-    fn check(&self, conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError>;
-}
-
-pub struct Iptables;
-pub struct Nftables;
-
-impl Backend for Iptables {
-    fn add(&self, conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
-        iptables_backend::add(conf, container_id)
-    }
-    fn del(&self, conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
-        iptables_backend::del(conf, container_id)
-    }
-    fn check(&self, conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
-        iptables_backend::check(conf, container_id)
+pub fn add(backend: Backend, conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
+    let _hold = SigtermIgnored::new();
+    match backend {
+        Backend::Iptables => iptables_backend::add(conf, container_id),
+        Backend::Nftables => nft_backend::add(conf, container_id),
     }
 }
 
-impl Backend for Nftables {
-    fn add(&self, conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
-        nft_backend::add(conf, container_id)
-    }
-    fn del(&self, _conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
-        nft_backend::del(container_id)
-    }
-    fn check(&self, conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
-        nft_backend::check(conf, container_id)
+pub fn del(backend: Backend, conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
+    let _hold = SigtermIgnored::new();
+    match backend {
+        Backend::Iptables => iptables_backend::del(conf, container_id),
+        Backend::Nftables => nft_backend::del(container_id),
     }
 }
 
-pub fn for_kind(kind: BackendKind) -> &'static dyn Backend {
-    match kind {
-        BackendKind::Iptables => &Iptables,
-        BackendKind::Nftables => &Nftables,
-    }
-}
-
-/// Upstream's availability probe: iptables counts when either family's tools work.
-pub fn usable(kind: BackendKind) -> bool {
-    match kind {
-        BackendKind::Iptables => iptables::usable(Family::V4) || iptables::usable(Family::V6),
-        BackendKind::Nftables => nft::usable(),
+pub fn check(backend: Backend, conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
+    match backend {
+        Backend::Iptables => iptables_backend::check(conf, container_id),
+        Backend::Nftables => nft_backend::check(conf, container_id),
     }
 }

@@ -6,6 +6,7 @@
 
 use ipnet::IpNet;
 use netconf::gofmt;
+use netops::Family;
 use sha2::{Digest, Sha512};
 
 use crate::config::{PortMapConf, PortMapping};
@@ -167,13 +168,13 @@ fn ip_port(ip: std::net::IpAddr, port: u16) -> String {
 /// The per-container chain: jumps from CNI-HOSTPORT-DNAT per protocol, then for each
 /// mapping of this family the hairpin and localhost mark rules (with snat) and the DNAT.
 pub fn container_dnat_chain(conf: &PortMapConf, container_id: &str, container: IpNet) -> Chain {
-    let v6 = container.addr().is_ipv6();
+    let family = Family::of_net(&container);
     let comment = trim_comment(format!(
         "dnat name: {} id: {}",
         gofmt::quote(&conf.name),
         gofmt::quote(container_id)
     ));
-    let conditions = conf.conditions(v6);
+    let conditions = conf.conditions(family);
     let entry_rules = ports_by_protocol(&conf.mappings)
         .into_iter()
         .map(|(proto, ports)| {
@@ -200,7 +201,7 @@ pub fn container_dnat_chain(conf: &PortMapConf, container_id: &str, container: I
     let mut rules = Vec::new();
     for m in &conf.mappings {
         let dst = match m.host_ip {
-            Some(ip) if ip.is_ipv6() != v6 => continue,
+            Some(ip) if Family::of(&ip) != family => continue,
             Some(ip) if !ip.is_unspecified() => vec!["-d".to_owned(), host_cidr(ip)],
             _ => vec![],
         };
@@ -222,7 +223,7 @@ pub fn container_dnat_chain(conf: &PortMapConf, container_id: &str, container: I
             // address); with masqAll it is "anywhere", which iptables prints as no `-s`.
             let hairpin_src = (!conf.masq_all).then(|| container.trunc().to_string());
             rules.push([matches(hairpin_src), strings(&["-j", &set_mark])].concat());
-            if !v6 && !conf.masq_all {
+            if family == Family::V4 && !conf.masq_all {
                 rules.push(
                     [
                         matches(Some("127.0.0.1/32".into())),

@@ -5,8 +5,11 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netconf::{gojson, CniResult, NetConf};
-use serde::Deserialize;
+use netconf::gojson::{fields, At, Decoder, Step};
+use netconf::{CniResult, NetConf};
+use netops::firewall::Backend;
+use netops::Family;
+use serde_json::{Map, Value};
 
 use crate::error::PortmapError;
 
@@ -22,21 +25,6 @@ pub struct PortMapping {
     pub protocol: String,
     /// `None` when absent or empty.
     pub host_ip: Option<IpAddr>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    Iptables,
-    Nftables,
-}
-
-impl BackendKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendKind::Iptables => "iptables",
-            BackendKind::Nftables => "nftables",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,42 +44,90 @@ pub struct PortMapConf {
     pub container_v6: Option<IpNet>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
+/// Upstream's `PortMapEntry` as Go decodes it.
+#[derive(Default)]
 struct WireEntry {
-    #[serde(rename = "hostPort")]
     host_port: i64,
-    #[serde(rename = "containerPort")]
     container_port: i64,
     protocol: String,
-    #[serde(rename = "hostIP")]
     host_ip: String,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireRuntime {
-    #[serde(rename = "portMappings")]
+/// Upstream's `PortMapConf` fields as Go decodes them.
+#[derive(Default)]
+struct Wire {
+    backend: Option<String>,
+    snat: Option<bool>,
+    conditions_v4: Option<Vec<String>>,
+    conditions_v6: Option<Vec<String>>,
+    masq_all: bool,
+    mark_masq_bit: Option<i64>,
+    external_set_mark_chain: Option<String>,
     port_mappings: Vec<WireEntry>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Wire {
-    snat: Option<bool>,
-    #[serde(rename = "masqAll")]
-    masq_all: bool,
-    #[serde(rename = "markMasqBit")]
-    mark_masq_bit: Option<i64>,
-    #[serde(rename = "externalSetMarkChain")]
-    external_set_mark_chain: Option<String>,
-    #[serde(rename = "conditionsV4")]
-    conditions_v4: Option<Vec<String>>,
-    #[serde(rename = "conditionsV6")]
-    conditions_v6: Option<Vec<String>>,
-    backend: Option<String>,
-    #[serde(rename = "runtimeConfig")]
-    runtime_config: WireRuntime,
+const FIELDS: &[&str] = &[
+    "backend",
+    "snat",
+    "conditionsV4",
+    "conditionsV6",
+    "masqAll",
+    "markMasqBit",
+    "runtimeConfig",
+    "externalSetMarkChain",
+];
+const RUNTIME_TYPE: &str =
+    r#"struct { PortMaps []main.PortMapEntry "json:\"portMappings,omitempty\"" }"#;
+
+/// Upstream's `json.Unmarshal(stdin, &conf)`.
+fn decode(obj: &Map<String, Value>) -> Step<Wire> {
+    let mut d = Decoder::default();
+    let mut w = Wire::default();
+    for (field, v) in fields(obj, FIELDS) {
+        let at = At::top().field("PortMapConf", field);
+        match field {
+            "backend" => d.opt_string(&at, v, &mut w.backend),
+            "snat" => d.opt_bool(&at, v, &mut w.snat),
+            "conditionsV4" => d.opt_strings(&at, v, &mut w.conditions_v4),
+            "conditionsV6" => d.opt_strings(&at, v, &mut w.conditions_v6),
+            "masqAll" => d.bool(&at, v, &mut w.masq_all),
+            "markMasqBit" => d.opt_int(&at, v, &mut w.mark_masq_bit),
+            "externalSetMarkChain" => d.opt_string(&at, v, &mut w.external_set_mark_chain),
+            _ => {
+                let Some(rc) = d.object(&at, v, RUNTIME_TYPE) else {
+                    continue;
+                };
+                for (_, v) in fields(rc, &["portMappings"]) {
+                    let at = at.field("", "portMappings");
+                    let Some(items) = d.array(&at, v, "[]main.PortMapEntry") else {
+                        continue;
+                    };
+                    w.port_mappings = items
+                        .iter()
+                        .map(|item| decode_entry(&mut d, &at, item))
+                        .collect();
+                }
+            }
+        }
+    }
+    d.finish()?;
+    Ok(w)
+}
+
+fn decode_entry(d: &mut Decoder, at: &At, item: &Value) -> WireEntry {
+    let mut e = WireEntry::default();
+    if let Some(m) = d.object(at, item, "main.PortMapEntry") {
+        for (field, v) in fields(m, &["hostPort", "containerPort", "protocol", "hostIP"]) {
+            let at = at.field("PortMapEntry", field);
+            match field {
+                "hostPort" => d.int(&at, v, &mut e.host_port),
+                "containerPort" => d.int(&at, v, &mut e.container_port),
+                "protocol" => d.string(&at, v, &mut e.protocol),
+                _ => d.string(&at, v, &mut e.host_ip),
+            }
+        }
+    }
+    e
 }
 
 fn mapping(e: WireEntry) -> Result<PortMapping, String> {
@@ -173,7 +209,8 @@ impl PortMapConf {
     /// Decodes `conf` (already checked and with `prevResult` parsed by the skel).
     pub fn parse(conf: &NetConf, ifname: &str) -> Result<PortMapConf, PortmapError> {
         let bad = |m: String| PortmapError::Config(m);
-        let wire: Wire = gojson::from_value(conf.raw.clone())
+        let empty = Map::new();
+        let wire = decode(conf.raw.as_object().unwrap_or(&empty))
             .map_err(|e| bad(format!("failed to parse network configuration: {e}")))?;
         if wire.mark_masq_bit.is_some() && wire.external_set_mark_chain.is_some() {
             return Err(bad(
@@ -185,7 +222,6 @@ impl PortMapConf {
             return Err(bad("MasqMarkBit must be between 0 and 31".into()));
         }
         let mappings = wire
-            .runtime_config
             .port_mappings
             .into_iter()
             .map(mapping)
@@ -211,74 +247,63 @@ impl PortMapConf {
     }
 
     /// Upstream `ensureBackend`: an explicit backend, else iptables unless only nftables
-    /// works (`probe` answers "iptables usable?", "nftables usable?"); options that belong to
-    /// the other backend are an error.
+    /// works (`usable` answers for each; see [`Backend::choose_with`]); options that belong
+    /// to the other backend are an error.
     pub fn resolve_backend(
         &self,
-        probe: impl Fn(BackendKind) -> bool,
-    ) -> Result<BackendKind, PortmapError> {
-        let mut specific: [(BackendKind, Vec<&str>); 2] = [
-            (BackendKind::Iptables, vec![]),
-            (BackendKind::Nftables, vec![]),
-        ];
-        let mut note = |kind: BackendKind, opt: &'static str| {
+        usable: impl Fn(Backend) -> bool,
+    ) -> Result<Backend, PortmapError> {
+        let mut specific: [(Backend, Vec<&str>); 2] =
+            [(Backend::Iptables, vec![]), (Backend::Nftables, vec![])];
+        let mut note = |backend: Backend, opt: &'static str| {
             specific
                 .iter_mut()
-                .find(|(k, _)| *k == kind)
-                .expect("both kinds listed")
+                .find(|(b, _)| *b == backend)
+                .expect("both backends listed")
                 .1
                 .push(opt);
         };
         if self.external_set_mark_chain.is_some() {
-            note(BackendKind::Iptables, "externalSetMarkChain");
+            note(Backend::Iptables, "externalSetMarkChain");
         }
         for (conds, key) in [
             (&self.conditions_v4, "conditionsV4"),
             (&self.conditions_v6, "conditionsV6"),
         ] {
             if let Some(first) = conds.first() {
-                let kind = if first.starts_with(['-', '!']) {
-                    BackendKind::Iptables
+                let backend = if first.starts_with(['-', '!']) {
+                    Backend::Iptables
                 } else {
-                    BackendKind::Nftables
+                    Backend::Nftables
                 };
-                note(kind, key);
+                note(backend, key);
             }
         }
-        let chosen = match self.backend.as_deref() {
-            None if !probe(BackendKind::Iptables) && probe(BackendKind::Nftables) => {
-                BackendKind::Nftables
-            }
-            None | Some("iptables") => BackendKind::Iptables,
-            Some("nftables") => BackendKind::Nftables,
-            Some(other) => {
-                return Err(PortmapError::Backend(format!(
-                    "unrecognized backend {}",
-                    netconf::gofmt::quote(other)
-                )))
-            }
-        };
+        let chosen = Backend::choose_with(self.backend.as_deref(), usable).map_err(|e| {
+            PortmapError::Backend(format!(
+                "unrecognized backend {}",
+                netconf::gofmt::quote(&e.0)
+            ))
+        })?;
         let wrong = specific
             .iter()
-            .find(|(k, _)| *k != chosen)
-            .expect("two kinds");
+            .find(|(b, _)| *b != chosen)
+            .expect("two backends");
         if !wrong.1.is_empty() {
             return Err(PortmapError::Backend(format!(
-                "{} backend was requested but configuration contains {}-specific options [{}]",
-                chosen.as_str(),
-                wrong.0.as_str(),
+                "{chosen} backend was requested but configuration contains {}-specific options [{}]",
+                wrong.0,
                 wrong.1.join(" ")
             )));
         }
         Ok(chosen)
     }
 
-    /// The conditions for `v6` or v4 rules.
-    pub fn conditions(&self, v6: bool) -> &[String] {
-        if v6 {
-            &self.conditions_v6
-        } else {
-            &self.conditions_v4
+    /// The conditions for `family`'s rules.
+    pub fn conditions(&self, family: Family) -> &[String] {
+        match family {
+            Family::V4 => &self.conditions_v4,
+            Family::V6 => &self.conditions_v6,
         }
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use netops::firewall::Backend;
 use serde_json::json;
 
 fn netconf(v: serde_json::Value) -> NetConf {
@@ -105,8 +106,20 @@ fn invalid_values_are_upstream_errors() {
         ),
         "failed to parse config: Invalid protocol: \"tcp dport 1 accept\\nflush ruleset\""
     );
-    assert!(err(json!({"snat": "yes"}))
-        .starts_with("failed to parse config: failed to parse network configuration: "));
+    assert_eq!(
+        err(json!({"snat": "yes"})),
+        "failed to parse config: failed to parse network configuration: json: cannot unmarshal string into Go struct field PortMapConf.snat of type bool"
+    );
+    assert_eq!(
+        err(
+            json!({"runtimeConfig": {"portMappings": [{"hostPort": "80", "containerPort": 80}]}})
+        ),
+        "failed to parse config: failed to parse network configuration: json: cannot unmarshal string into Go struct field PortMapEntry.runtimeConfig.portMappings.hostPort of type int"
+    );
+    assert_eq!(
+        err(json!({"conditionsV4": "-s 1.2.3.4"})),
+        "failed to parse config: failed to parse network configuration: json: cannot unmarshal string into Go struct field PortMapConf.conditionsV4 of type []string"
+    );
 }
 
 #[test]
@@ -118,21 +131,21 @@ fn backend_selection_follows_ensure_backend() {
         }
         PortMapConf::parse(&netconf(v), "eth0").unwrap()
     };
-    let both = |_: BackendKind| true;
-    let only_nft = |k: BackendKind| k == BackendKind::Nftables;
+    let both = |_: Backend| true;
+    let only_nft = |b: Backend| b == Backend::Nftables;
     assert_eq!(
         parse(json!({})).resolve_backend(both).unwrap(),
-        BackendKind::Iptables
+        Backend::Iptables
     );
     assert_eq!(
         parse(json!({})).resolve_backend(only_nft).unwrap(),
-        BackendKind::Nftables
+        Backend::Nftables
     );
     assert_eq!(
         parse(json!({"backend": "nftables"}))
             .resolve_backend(both)
             .unwrap(),
-        BackendKind::Nftables
+        Backend::Nftables
     );
     assert_eq!(
         parse(json!({"backend": "ebpf"}))

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use netops::conntrack::Protocol;
 use netops::netlink::Handle;
+use netops::Family;
 
 use crate::error::PortmapError;
 
@@ -32,8 +33,9 @@ pub fn enable_route_localnet(container_ip: IpAddr) -> Result<(), PortmapError> {
 /// mapping existed would keep sending that flow to the old destination. Over ctnetlink, as
 /// upstream (no `conntrack` program needed). Failures are only logged, as upstream: the
 /// mapping itself is in place.
-pub fn flush_udp_conntrack(v6: bool, host_port: u16, container_ip: IpAddr) {
-    if let Err(e) = netops::conntrack::delete_by_dst_port(v6, Protocol::Udp, host_port) {
+pub fn flush_udp_conntrack(host_port: u16, container_ip: IpAddr) {
+    let family = Family::of(&container_ip);
+    if let Err(e) = netops::conntrack::delete_by_dst_port(family, Protocol::Udp, host_port) {
         eprintln!("portmap: failed to delete stale UDP conntrack entries for {container_ip}: {e}");
     }
 }

@@ -3,21 +3,14 @@
 //! process per rule check and change, taking the xtables lock each time).
 
 use ipnet::IpNet;
-use netops::firewall::iptables::{self, Batch, Family, IptablesError, SavedTable};
+use netops::firewall::iptables::{self, Batch, IptablesError, SavedTable};
+use netops::Family;
 
 use crate::chains::{self, Chain};
 use crate::config::PortMapConf;
 use crate::error::PortmapError;
 
 const TABLE: &str = "nat";
-
-fn family_of(net: &IpNet) -> Family {
-    if net.addr().is_ipv6() {
-        Family::V6
-    } else {
-        Family::V4
-    }
-}
 
 /// Creates `chain` if needed and adds its rules and jumps unless present (upstream
 /// `chain.setup`).
@@ -132,7 +125,7 @@ pub fn check_state(
             return Err(missing(rule, &chain.name));
         }
     }
-    let conditions = !conf.conditions(container.addr().is_ipv6()).is_empty();
+    let conditions = !conf.conditions(Family::of_net(&container)).is_empty();
     for entry_chain in &chain.entry_chains {
         for rule in &chain.entry_rules {
             if !has_entry(state, &chain, entry_chain, rule, conditions) {
@@ -172,8 +165,8 @@ fn retry_lost_races(
 pub fn add(conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
     for container in [conf.container_v4, conf.container_v6].into_iter().flatten() {
         retry_lost_races(|| {
-            let mut batch =
-                Batch::load(family_of(&container), TABLE).map_err(PortmapError::OpenIptables)?;
+            let mut batch = Batch::load(Family::of_net(&container), TABLE)
+                .map_err(PortmapError::OpenIptables)?;
             plan_add(&mut batch, conf, container_id, container).map_err(PortmapError::Setup)?;
             batch.apply().map_err(PortmapError::Setup)
         })?;
@@ -221,8 +214,8 @@ pub fn del(conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
 /// CHECK: every container family's chain is complete.
 pub fn check(conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
     for container in [conf.container_v4, conf.container_v6].into_iter().flatten() {
-        let state =
-            iptables::save(family_of(&container), TABLE).map_err(PortmapError::OpenIptables)?;
+        let state = iptables::save(Family::of_net(&container), TABLE)
+            .map_err(PortmapError::OpenIptables)?;
         check_state(&state, conf, container_id, container)?;
     }
     Ok(())

@@ -14,5 +14,5 @@ pub mod nft_backend;
 pub mod ops;
 pub mod plugin;
 
-pub use config::{BackendKind, PortMapConf, PortMapping};
+pub use config::{PortMapConf, PortMapping};
 pub use error::PortmapError;

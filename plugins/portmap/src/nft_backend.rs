@@ -3,7 +3,8 @@
 //! `nft -f -` transaction, planned against one JSON listing of the table.
 
 use ipnet::IpNet;
-use netops::firewall::nft::{self, Family, NftError, Rule};
+use netops::firewall::nft::{self, NftError, Rule, TableFamily};
+use netops::Family;
 
 use crate::config::PortMapConf;
 use crate::error::PortmapError;
@@ -21,12 +22,12 @@ fn dnat_target(container: IpNet, port: u16) -> String {
 
 /// The container's rules for one family: `(chain, rule text)`; rule texts carry no comment.
 pub fn container_rules(conf: &PortMapConf, container: IpNet) -> Vec<(&'static str, String)> {
-    let v6 = container.addr().is_ipv6();
-    let fam = Family::of_ip(v6);
+    let family = Family::of_net(&container);
+    let fam = TableFamily::from(family);
     let mut rules = Vec::new();
     for m in &conf.mappings {
         let daddr = match m.host_ip {
-            Some(ip) if ip.is_ipv6() != v6 => continue,
+            Some(ip) if Family::of(&ip) != family => continue,
             Some(ip) if !ip.is_unspecified() => format!("{fam} daddr {ip} "),
             _ => String::new(),
         };
@@ -38,7 +39,10 @@ pub fn container_rules(conf: &PortMapConf, container: IpNet) -> Vec<(&'static st
     }
     if conf.snat {
         let ip = container.addr();
-        let any = if v6 { "::/0" } else { "0.0.0.0/0" };
+        let any = match family {
+            Family::V4 => "0.0.0.0/0",
+            Family::V6 => "::/0",
+        };
         let src = if conf.masq_all {
             any.to_owned()
         } else {
@@ -48,7 +52,7 @@ pub fn container_rules(conf: &PortMapConf, container: IpNet) -> Vec<(&'static st
             MASQ,
             format!("{fam} saddr {src} {fam} daddr {ip} masquerade"),
         ));
-        if !v6 && !conf.masq_all {
+        if family == Family::V4 && !conf.masq_all {
             rules.push((MASQ, format!("ip saddr 127.0.0.1 ip daddr {ip} masquerade")));
         }
     }
@@ -63,9 +67,9 @@ pub fn plan_add(
     container: IpNet,
     existing: &[Rule],
 ) -> String {
-    let v6 = container.addr().is_ipv6();
-    let t = format!("{} {TABLE}", Family::of_ip(v6));
-    let conds = conf.conditions(v6).join(" ");
+    let family = Family::of_net(&container);
+    let t = format!("{} {TABLE}", TableFamily::from(family));
+    let conds = conf.conditions(family).join(" ");
     let conds = if conds.is_empty() {
         String::new()
     } else {
@@ -123,11 +127,11 @@ fn push_deletes(s: &mut String, t: &str, container_id: &str, existing: &[Rule]) 
 }
 
 /// The DEL transaction for one family (empty when nothing is tagged with the container).
-pub fn plan_del(v6: bool, container_id: &str, existing: &[Rule]) -> String {
+pub fn plan_del(family: Family, container_id: &str, existing: &[Rule]) -> String {
     let mut s = String::new();
     push_deletes(
         &mut s,
-        &format!("{} {TABLE}", Family::of_ip(v6)),
+        &format!("{} {TABLE}", TableFamily::from(family)),
         container_id,
         existing,
     );
@@ -141,7 +145,7 @@ pub fn check_listing(
     container: IpNet,
     existing: &[Rule],
 ) -> Result<(), PortmapError> {
-    let fam = Family::of_ip(container.addr().is_ipv6());
+    let fam = TableFamily::from(Family::of_net(&container));
     let expected = container_rules(conf, container);
     for chain in [HOSTPORTS, MASQ] {
         let want = expected.iter().filter(|(c, _)| *c == chain).count();
@@ -163,8 +167,8 @@ fn nft_err(e: NftError) -> PortmapError {
 }
 
 /// The table's rules; a missing table has none.
-fn list(v6: bool) -> Result<Vec<Rule>, PortmapError> {
-    Ok(nft::list_table(Family::of_ip(v6), TABLE)
+fn list(family: Family) -> Result<Vec<Rule>, PortmapError> {
+    Ok(nft::list_table(family.into(), TABLE)
         .map_err(nft_err)?
         .map(|t| t.rules)
         .unwrap_or_default())
@@ -176,7 +180,7 @@ fn apply(script: &str) -> Result<(), PortmapError> {
 
 pub fn add(conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
     for container in [conf.container_v4, conf.container_v6].into_iter().flatten() {
-        let existing = list(container.addr().is_ipv6())?;
+        let existing = list(Family::of_net(&container))?;
         apply(&plan_add(conf, container_id, container, &existing))?;
     }
     Ok(())
@@ -184,8 +188,8 @@ pub fn add(conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError> {
 
 pub fn del(container_id: &str) -> Result<(), PortmapError> {
     let mut script = String::new();
-    for v6 in [false, true] {
-        script.push_str(&plan_del(v6, container_id, &list(v6)?));
+    for family in Family::ALL {
+        script.push_str(&plan_del(family, container_id, &list(family)?));
     }
     apply(&script)
 }
@@ -196,7 +200,7 @@ pub fn check(conf: &PortMapConf, container_id: &str) -> Result<(), PortmapError>
             conf,
             container_id,
             container,
-            &list(container.addr().is_ipv6())?,
+            &list(Family::of_net(&container))?,
         )?;
     }
     Ok(())

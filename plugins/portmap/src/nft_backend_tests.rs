@@ -1,5 +1,6 @@
 use super::*;
 use crate::chains::tests::conf;
+use netops::Family;
 
 const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "ip", "name": "cni_hostport", "handle": 1}},
  {"rule": {"family": "ip", "table": "cni_hostport", "chain": "hostports", "handle": 11, "comment": "ctr1", "expr": []}},
@@ -65,10 +66,10 @@ fn ipv6_masq_all_and_conditions() {
 fn del_and_check_use_the_comment() {
     let existing = nft::parse_listing(LISTING).unwrap().rules;
     assert_eq!(
-        plan_del(false, "ctr2", &existing),
+        plan_del(Family::V4, "ctr2", &existing),
         "delete rule ip cni_hostport hostports handle 12\n"
     );
-    assert_eq!(plan_del(false, "nobody", &existing), "");
+    assert_eq!(plan_del(Family::V4, "nobody", &existing), "");
     let mut c = conf(&[(8080, 80, "tcp", None)]);
     check_listing(&c, "ctr1", c.container_v4.unwrap(), &existing).unwrap();
     c.snat = false;

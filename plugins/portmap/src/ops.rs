@@ -1,19 +1,17 @@
 //! ADD / DEL / CHECK as upstream's `cmdAdd`, `cmdDel`, `cmdCheck`, independent of the skel.
 
 use netconf::{CniResult, NetConf};
+use netops::firewall::Backend;
 
-use crate::backend::{self, Backend};
+use crate::backend;
 use crate::config::PortMapConf;
 use crate::error::PortmapError;
 use crate::host;
 
-fn parse(
-    conf: &NetConf,
-    ifname: &str,
-) -> Result<(PortMapConf, &'static dyn Backend), PortmapError> {
+fn parse(conf: &NetConf, ifname: &str) -> Result<(PortMapConf, Backend), PortmapError> {
     let pm = PortMapConf::parse(conf, ifname)?;
-    let kind = pm.resolve_backend(backend::usable)?;
-    Ok((pm, backend::for_kind(kind)))
+    let backend = pm.resolve_backend(Backend::usable)?;
+    Ok((pm, backend))
 }
 
 /// Forwards the mapped ports and returns `prevResult` unchanged (the skel prints it in the
@@ -27,12 +25,10 @@ pub fn add(conf: &NetConf, ifname: &str, container_id: &str) -> Result<CniResult
     if let (true, Some(v4)) = (pm.snat, pm.container_v4) {
         host::enable_route_localnet(v4.addr())?;
     }
-    backend.add(&pm, container_id)?;
-    for (container, v6) in [(pm.container_v4, false), (pm.container_v6, true)] {
-        if let Some(ip) = container {
-            for m in pm.mappings.iter().filter(|m| m.protocol == "udp") {
-                host::flush_udp_conntrack(v6, m.host_port, ip.addr());
-            }
+    backend::add(backend, &pm, container_id)?;
+    for ip in [pm.container_v4, pm.container_v6].into_iter().flatten() {
+        for m in pm.mappings.iter().filter(|m| m.protocol == "udp") {
+            host::flush_udp_conntrack(m.host_port, ip.addr());
         }
     }
     Ok(prev)
@@ -45,7 +41,7 @@ pub fn del(conf: &NetConf, ifname: &str, container_id: &str) -> Result<(), Portm
     if pm.mappings.is_empty() {
         return Ok(());
     }
-    backend.del(&pm, container_id)
+    backend::del(backend, &pm, container_id)
 }
 
 pub fn check(conf: &NetConf, ifname: &str, container_id: &str) -> Result<(), PortmapError> {
@@ -56,5 +52,5 @@ pub fn check(conf: &NetConf, ifname: &str, container_id: &str) -> Result<(), Por
     if pm.mappings.is_empty() {
         return Ok(());
     }
-    backend.check(&pm, container_id)
+    backend::check(backend, &pm, container_id)
 }

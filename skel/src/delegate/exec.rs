@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command as Process, ExitStatus, Stdio};
 use std::time::Duration;
 
+use netconf::goerror::io_error_text;
 use netconf::{gofmt, CniEnv, CniError, Command};
 
 /// Linux's ETXTBSY: the binary is still open for writing (e.g. mid-upgrade).
@@ -36,7 +37,7 @@ pub fn exec_plugin(
                 return Err(CniError::internal(format!(
                     "fork/exec {}: {}",
                     path.display(),
-                    go_errno_text(&e)
+                    io_error_text(&e)
                 )))
             }
             Ok(out) => break out,
@@ -140,17 +141,6 @@ fn exit_text(status: ExitStatus) -> String {
     format!("signal: {name}")
 }
 
-/// Go prints errno text in lower case without Rust's "(os error N)" suffix.
-fn go_errno_text(e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,11 +172,5 @@ mod tests {
             "{}",
             e.msg
         );
-    }
-
-    #[test]
-    fn errno_text_like_go() {
-        let e = io::Error::from_raw_os_error(13);
-        assert_eq!(go_errno_text(&e), "permission denied");
     }
 }

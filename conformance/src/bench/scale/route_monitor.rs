@@ -8,11 +8,12 @@
 //! reports an overflow (ENOBUFS) is the table dumped once to resynchronise.
 
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
+use netlink_sys::Socket;
 
 use crate::bench::in_netns;
 use crate::bench::routes::{netlink_socket, parse_routes, RouteMsg, RouteWatch};
@@ -24,7 +25,7 @@ const RT_TABLE_MAIN: u32 = 254;
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
 pub struct RouteMonitor {
-    events: OwnedFd,
+    events: Socket,
     dumps: RouteWatch,
     network: Ipv4Net,
     present: HashSet<Ipv4Net>,
@@ -122,18 +123,9 @@ impl RouteMonitor {
         }
         let at = Instant::now();
         loop {
-            // SAFETY: the buffer is valid for its length.
-            let len = unsafe {
-                libc::recv(
-                    self.events.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if len < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
+            let len = match self.events.recv(&mut &mut self.buf[..], libc::MSG_DONTWAIT) {
+                Ok(len) => len,
+                Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => return Ok(Some(at)),
                     Some(libc::ENOBUFS) => {
                         self.resync()?;
@@ -141,9 +133,9 @@ impl RouteMonitor {
                     }
                     Some(libc::EINTR) => continue,
                     _ => return Err(e),
-                }
-            }
-            for change in parse_routes(&self.buf[..len as usize]) {
+                },
+            };
+            for change in parse_routes(&self.buf[..len]) {
                 self.apply(change);
             }
         }

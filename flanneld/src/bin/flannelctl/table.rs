@@ -253,7 +253,6 @@ fn wireguard(out: &mut String, wg: &WireguardReport, now: u64) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

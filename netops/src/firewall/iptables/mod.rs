@@ -10,21 +10,17 @@ mod save;
 
 use std::sync::OnceLock;
 
-use super::nfquery::{self, IptablesVariant, NfFamily};
+use super::nfquery::{self, IptablesVariant};
+use super::nft::TableFamily;
 use super::tool;
+use crate::Family;
 
 pub use batch::Batch;
 pub use save::{save, SavedChain, SavedRule, SavedTable};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Family {
-    V4,
-    V6,
-}
-
 impl Family {
     /// The front-end name upstream uses in messages (`iptables` / `ip6tables`).
-    pub fn name(self) -> &'static str {
+    pub fn iptables_name(self) -> &'static str {
         match self {
             Family::V4 => "iptables",
             Family::V6 => "ip6tables",
@@ -35,13 +31,6 @@ impl Family {
         match self {
             Family::V4 => "iptables-restore",
             Family::V6 => "ip6tables-restore",
-        }
-    }
-
-    fn nf_family(self) -> NfFamily {
-        match self {
-            Family::V4 => NfFamily::Ip,
-            Family::V6 => NfFamily::Ip6,
         }
     }
 
@@ -199,7 +188,7 @@ pub fn probe(family: Family) -> Result<(), IptablesError> {
 /// process: both parts iptables-nft depends on are then known to be present.
 pub fn usable(family: Family) -> bool {
     if family.variant() == IptablesVariant::Nft
-        && nfquery::table_exists(family.nf_family(), "nat").is_ok()
+        && nfquery::table_exists(TableFamily::from(family), "nat").is_ok()
     {
         return true;
     }
@@ -213,7 +202,7 @@ pub fn usable(family: Family) -> bool {
 pub fn chain_absent(family: Family, table: &str, chain: &str) -> bool {
     family.variant() == IptablesVariant::Nft
         && matches!(
-            nfquery::chain_exists(family.nf_family(), table, chain),
+            nfquery::chain_exists(TableFamily::from(family), table, chain),
             Ok(false)
         )
 }
