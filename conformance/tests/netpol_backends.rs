@@ -1,5 +1,6 @@
 //! NetworkPolicy over the other backends: host-gw (routes via the peer's address on one
-//! segment) and udp (pod packets through flanneld's TUN device `flannel0` in user space).
+//! segment), udp (pod packets through flanneld's TUN device `flannel0` in user space) and
+//! wireguard (this kernel has no module: the userspace engine on `flannel-wg`).
 //! Pod traffic enters and leaves every node through the IP forward hook whatever carries it
 //! between nodes, so a selection of the e2e cases (ingress, egress, ports, named ports,
 //! namespaces, CIDR blocks, same-node and cross-node pairs) must hold on each. A dual-stack
@@ -39,6 +40,11 @@ fn host_gw() {
 #[test]
 fn udp() {
     run("udp", [Segment::A, Segment::B]);
+}
+
+#[test]
+fn wireguard() {
+    run("wireguard", [Segment::A, Segment::B]);
 }
 
 #[test]
