@@ -21,8 +21,8 @@ fi
 cd "$root"
 cargo build --release --workspace
 sh scripts/link-plugins.sh target/release/flannel-rs-cni
-# The benchmark links flanneld's lease code, which the test bed leaves out by default.
-cargo build --release -p conformance --features scale --bin bench_scale
+# The benchmark links flanneld's lease code, which the bench crate leaves out by default.
+cargo build --release -p bench --features scale --bin bench_scale
 # Thousands of etcd connections (one per simulated node) need file descriptors.
 ulimit -n "$(ulimit -Hn)"
 exec "$root/target/release/bench_scale" "$@"

@@ -6,6 +6,7 @@
 //! - [`netns`]: named namespaces with panic-safe cleanup;
 //! - [`topology`]: an underlay of "hosts" on two L2 segments joined by a router;
 //! - [`etcd`]: a throw-away etcd server, in a namespace or on loopback;
+//! - [`etcd_metrics`]: the gRPC calls etcd served, from its own Prometheus counters;
 //! - [`cni`]: plugin directories (ours / reference / mixed) and a driver that
 //!   calls plugins through libcni (`conformance/cnidriver`, Go);
 //! - [`inspect`]: kernel state inside a namespace as JSON;
@@ -18,10 +19,10 @@
 //! The bed fails loudly instead of skipping: the suite runs as root in CI,
 //! and a missing tool is a broken machine, not a reason to pass.
 
-pub mod bench;
 pub mod cmd;
 pub mod cni;
 pub mod etcd;
+pub mod etcd_metrics;
 pub mod inspect;
 pub mod kubeapi;
 pub mod netns;

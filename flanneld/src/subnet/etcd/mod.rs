@@ -297,7 +297,7 @@ pub(super) fn decode_record(kv: &KeyValue, expiration: SystemTime) -> Option<Lea
 mod tests {
     use std::net::Ipv4Addr;
 
-    use conformance::bench::scale::etcd_metrics::{GrpcCalls, Reading};
+    use conformance::etcd_metrics::{GrpcCalls, Reading};
     use conformance::{Etcd, EtcdOptions};
     use netconf::flannel::NetworkConfig;
 

@@ -388,7 +388,7 @@ mod tests {
 
     #[test]
     fn watch_times_a_route_appearing_and_disappearing_in_a_namespace() {
-        let ns = crate::Netns::new("rtwatch").unwrap();
+        let ns = conformance::Netns::new("rtwatch").unwrap();
         for cmd in [
             "ip link add v0 type veth peer name v1",
             "ip link set v0 up",

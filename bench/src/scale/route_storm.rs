@@ -15,11 +15,11 @@ use ipnet::Ipv4Net;
 use serde_json::json;
 
 use super::route_monitor::RouteMonitor;
-use crate::bench::cluster::{segment_address, Cluster, ClusterError, Node};
-use crate::bench::etcd_http::{EtcdHttp, EtcdHttpError};
-use crate::bench::interrupt::{self, Interrupted};
-use crate::bench::stats::Samples;
-use crate::topology::Segment;
+use crate::cluster::{segment_address, Cluster, ClusterError, Node};
+use crate::etcd_http::{EtcdHttp, EtcdHttpError};
+use crate::interrupt::{self, Interrupted};
+use crate::stats::Samples;
+use conformance::topology::Segment;
 
 const PREFIX: &str = "/coreos.com/network";
 const NETWORK: &str = "10.0.0.0/8";

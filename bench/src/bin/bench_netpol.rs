@@ -18,10 +18,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use conformance::bench::stats::{fmt_bps, fmt_kib, fmt_ratio, fmt_secs, or_dash, Samples};
-use conformance::bench::table::{Align, Table};
-use conformance::bench::traffic::IperfServer;
-use conformance::bench::{env_count, interrupt};
+use bench::stats::{fmt_bps, fmt_kib, fmt_ratio, fmt_secs, or_dash, Samples};
+use bench::table::{Align, Table};
+use bench::traffic::IperfServer;
+use bench::{env_count, interrupt};
 use conformance::kubeapi::{fixture_node, KubeApi};
 use conformance::netpol::{namespace_object, pod_object, rv_of, KubeNode};
 use conformance::reach::{in_netns, Servers};

@@ -1,7 +1,7 @@
 //! Following a namespace's IPv4 main routing table inside one network, cheaply enough to
 //! run next to a daemon programming thousands of routes.
 //!
-//! [`crate::bench::routes::RouteWatch`] dumps the whole table every millisecond between
+//! [`crate::routes::RouteWatch`] dumps the whole table every millisecond between
 //! notifications; with 5,000 routes each dump costs about as much CPU as the daemon's work
 //! being timed. Here the notifications are the only source: the socket gets a receive
 //! buffer large enough for every route of a full start-up, and only if the kernel still
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use netlink_sys::Socket;
 
-use crate::bench::in_netns;
-use crate::bench::routes::{netlink_socket, parse_routes, RouteMsg, RouteWatch};
+use crate::in_netns;
+use crate::routes::{netlink_socket, parse_routes, RouteMsg, RouteWatch};
 
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
 /// Holds ~300,000 route notifications; set with SO_RCVBUFFORCE (we run as root).
@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn sees_many_routes_appear_in_a_namespace_without_resyncing() {
-        let ns = crate::Netns::new("rtmon").unwrap();
+        let ns = conformance::Netns::new("rtmon").unwrap();
         for cmd in [
             "ip link add v0 type veth peer name v1",
             "ip link set v0 up",

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::interrupt::{self, Interrupted};
-use crate::cmd::{self, CmdError};
-use crate::netns::Netns;
+use conformance::cmd::{self, CmdError};
+use conformance::netns::Netns;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrafficError {

@@ -25,10 +25,10 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::bench::stats::{fmt_secs, or_dash, Samples};
-use crate::bench::table::{Align, Table};
-use crate::bench::{all_at_once, interrupt};
-use crate::{Driver, Netns, PluginDir};
+use crate::stats::{fmt_secs, or_dash, Samples};
+use crate::table::{Align, Table};
+use crate::{all_at_once, interrupt};
+use conformance::{Driver, Netns, PluginDir};
 
 type BoxError = Box<dyn std::error::Error>;
 

@@ -13,11 +13,11 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use super::interrupt::{self, Interrupted};
-use crate::cmd::{self, CmdError};
-use crate::cni::{kube_flannel_conflist, our_bin_dir, CniFailure, Driver};
-use crate::etcd::{Etcd, EtcdError, EtcdOptions};
-use crate::netns::{Netns, NetnsError};
-use crate::topology::{Host, Segment, Underlay};
+use conformance::cmd::{self, CmdError};
+use conformance::cni::{kube_flannel_conflist, our_bin_dir, CniFailure, Driver};
+use conformance::etcd::{Etcd, EtcdError, EtcdOptions};
+use conformance::netns::{Netns, NetnsError};
+use conformance::topology::{Host, Segment, Underlay};
 
 /// The flannel network every scenario uses (kube-flannel's default).
 pub const NETWORK: &str = "10.244.0.0/16";

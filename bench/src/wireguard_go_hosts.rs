@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use ipnet::{IpNet, Ipv4Net};
 
 use super::cluster::{Backend, Cluster, ClusterError, Node, NETWORK};
-use crate::wireguard_go::{genkey, WgPeer, WireguardGo};
+use conformance::wireguard_go::{genkey, WgPeer, WireguardGo};
 
 /// The label of these rows.
 pub const LABEL: &str = "wireguard-go (Debian)";

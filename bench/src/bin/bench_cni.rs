@@ -14,11 +14,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use conformance::bench::floor::{self, Floor};
-use conformance::bench::plugin_exec::{self, Chain, Target};
-use conformance::bench::stats::{fmt_kib, fmt_ratio, fmt_secs, or_dash, Samples};
-use conformance::bench::table::{Align, Table};
-use conformance::bench::{env_count, interrupt};
+use bench::floor::{self, Floor};
+use bench::plugin_exec::{self, Chain, Target};
+use bench::stats::{fmt_kib, fmt_ratio, fmt_secs, or_dash, Samples};
+use bench::table::{Align, Table};
+use bench::{env_count, interrupt};
 use conformance::{kube_flannel_conflist, Driver, Netns, PluginDir};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -137,10 +137,9 @@ fn run() -> Result<(), BoxError> {
     println!("bench-cni: peak RSS (VmHWM at exit, {RSS_RUNS} ADDs each)");
     let rss = peak_rss()?;
     println!("bench-cni: our portmap, iptables vs nftables backend");
-    let portmap =
-        conformance::bench::portmap_backends::measure(PluginDir::ours()?.path(), iterations)?;
+    let portmap = bench::portmap_backends::measure(PluginDir::ours()?.path(), iterations)?;
     println!("bench-cni: delegates in-process vs executed (same code)");
-    let delegation = conformance::bench::delegation::measure(iterations)?;
+    let delegation = bench::delegation::measure(iterations)?;
     println!("bench-cni: the floor every plugin pays");
     let floor = floor::measure(iterations)?;
     println!(
@@ -303,7 +302,7 @@ fn serial(
 
 /// `PARALLEL` calls of `f(pod)` at once; the wall time until all returned.
 fn all_at_once(f: impl Fn(usize) -> Result<(), String> + Sync) -> Result<Duration, BoxError> {
-    conformance::bench::all_at_once(PARALLEL, f)
+    bench::all_at_once(PARALLEL, f)
 }
 
 fn parallel(

@@ -214,7 +214,7 @@ fn b64(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etcd::{Etcd, EtcdOptions};
+    use conformance::etcd::{Etcd, EtcdOptions};
 
     #[test]
     fn puts_with_a_lease_and_deletes_through_the_gateway() {

@@ -12,7 +12,7 @@ use flanneld::subnet::{parse_subnet_key, LeaseAttrs};
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
-use crate::etcd::{Etcd, EtcdError};
+use conformance::etcd::{Etcd, EtcdError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordsError {

@@ -21,11 +21,11 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use netconf::flannel::NetworkConfig;
 use serde_json::json;
 
-use super::etcd_metrics::{GrpcCalls, MetricsError, Reading, WalFsync};
 use super::records::{self, Held, RecordsError};
-use crate::bench::interrupt::{self, Interrupted};
-use crate::bench::stats::Samples;
-use crate::etcd::{Etcd, EtcdError, EtcdOptions};
+use crate::interrupt::{self, Interrupted};
+use crate::stats::Samples;
+use conformance::etcd::{Etcd, EtcdError, EtcdOptions};
+use conformance::etcd_metrics::{GrpcCalls, MetricsError, Reading, WalFsync};
 
 /// flanneld's default etcd prefix.
 pub const PREFIX: &str = "/coreos.com/network";

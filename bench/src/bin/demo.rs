@@ -8,11 +8,11 @@
 use ipnet::Ipv4Net;
 use std::time::{Duration, Instant};
 
-use conformance::bench::cluster::{Backend, Cluster, Node, Pod};
-use conformance::bench::interrupt;
-use conformance::bench::stats::{fmt_bps, fmt_secs, Samples};
-use conformance::bench::table::{Align, Table};
-use conformance::bench::traffic::{self, IperfServer, TrafficError};
+use bench::cluster::{Backend, Cluster, Node, Pod};
+use bench::interrupt;
+use bench::stats::{fmt_bps, fmt_secs, Samples};
+use bench::table::{Align, Table};
+use bench::traffic::{self, IperfServer, TrafficError};
 use conformance::{Driver, PluginDir};
 
 const PODS_PER_HOST: [&str; 2] = ["a", "b"];
@@ -97,7 +97,7 @@ fn run_backend(
     let tag = backend.label();
     println!(
         "[{tag}] etcd {}/config = {}",
-        conformance::bench::cluster::PREFIX,
+        bench::cluster::PREFIX,
         backend.net_conf()
     );
     cluster.configure(backend)?;

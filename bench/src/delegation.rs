@@ -9,11 +9,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::bench::interrupt;
-use crate::bench::plugin_exec::{Chain, Target};
-use crate::bench::stats::{fmt_ratio, fmt_secs, or_dash, Samples};
-use crate::bench::table::{Align, Table};
-use crate::{kube_flannel_conflist, Netns, PluginDir};
+use crate::interrupt;
+use crate::plugin_exec::{Chain, Target};
+use crate::stats::{fmt_ratio, fmt_secs, or_dash, Samples};
+use crate::table::{Align, Table};
+use conformance::{kube_flannel_conflist, Netns, PluginDir};
 
 type BoxError = Box<dyn std::error::Error>;
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::netns::Netns;
+use conformance::netns::Netns;
 
 /// ptrace is variadic in C: pointer-sized arguments must be passed as pointers.
 const NULL: *mut libc::c_void = std::ptr::null_mut();

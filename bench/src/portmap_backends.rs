@@ -6,11 +6,11 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::bench::interrupt;
-use crate::bench::plugin_exec::{self, Target};
-use crate::bench::stats::{fmt_ratio, fmt_secs, or_dash, Samples};
-use crate::bench::table::{Align, Table};
-use crate::Netns;
+use crate::interrupt;
+use crate::plugin_exec::{self, Target};
+use crate::stats::{fmt_ratio, fmt_secs, or_dash, Samples};
+use crate::table::{Align, Table};
+use conformance::Netns;
 
 type BoxError = Box<dyn std::error::Error>;
 

@@ -9,11 +9,11 @@
 
 use std::time::Instant;
 
-use conformance::bench::interrupt;
-use conformance::bench::scale::lease_storm::{self, LeaseStormReport, Stack};
-use conformance::bench::scale::route_storm::{self, RouteStormReport};
-use conformance::bench::stats::{fmt_kib, fmt_secs, or_dash};
-use conformance::bench::table::{Align, Table};
+use bench::interrupt;
+use bench::scale::lease_storm::{self, LeaseStormReport, Stack};
+use bench::scale::route_storm::{self, RouteStormReport};
+use bench::stats::{fmt_kib, fmt_secs, or_dash};
+use bench::table::{Align, Table};
 
 type BoxError = Box<dyn std::error::Error>;
 
