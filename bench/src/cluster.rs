@@ -2,28 +2,26 @@
 //! underlay, one etcd on the router, hosts running our `flanneld`, and pods
 //! attached through libcni with the kube-flannel conflist and our plugins.
 
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
-use tempfile::TempDir;
 
 use super::interrupt::{self, Interrupted};
-use conformance::cmd::{self, CmdError};
-use conformance::cni::{kube_flannel_conflist, our_bin_dir, CniFailure, Driver};
+use conformance::cmd::CmdError;
+use conformance::cni::{our_bin_dir, CniFailure, Driver};
 use conformance::etcd::{Etcd, EtcdError, EtcdOptions};
+use conformance::flanneld::{Flanneld, FlanneldError};
 use conformance::netns::{Netns, NetnsError};
 use conformance::topology::{Host, Segment, Underlay};
 
 /// The flannel network every scenario uses (kube-flannel's default).
 pub const NETWORK: &str = "10.244.0.0/16";
 /// flanneld's default etcd prefix.
-pub const PREFIX: &str = "/coreos.com/network";
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const PREFIX: &str = conformance::flanneld::ETCD_PREFIX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -39,20 +37,14 @@ pub enum ClusterError {
     Io(#[from] std::io::Error),
     #[error("{path} is missing: build it with `cargo build --release --workspace`")]
     MissingBinary { path: PathBuf },
-    #[error("flanneld on {host} exited ({status}) before writing its subnet file; log:\n{log}")]
-    FlanneldExited {
-        host: String,
-        status: ExitStatus,
-        log: String,
-    },
+    #[error(transparent)]
+    Flanneld(#[from] FlanneldError),
     #[error("flanneld on {host} wrote no subnet file within {waited:?}; log:\n{log}")]
     NotReady {
         host: String,
         waited: Duration,
         log: String,
     },
-    #[error("{path}: no usable FLANNEL_SUBNET in {text:?}")]
-    SubnetEnv { path: PathBuf, text: String },
     #[error("CNI {verb} of {pod} on {host}: {failure}\n{stderr}", stderr = failure.stderr)]
     Cni {
         verb: &'static str,
@@ -178,26 +170,18 @@ impl Cluster {
     /// are gone by then, so addresses can be reused and stay readable).
     pub fn add_node(&self, seg: Segment, ip: Ipv4Addr, tag: &str) -> Result<Node, ClusterError> {
         let host = self.underlay.add_host_with_ip(seg, tag, ip)?;
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("fr-{tag}-"))
-            .tempdir()?;
         Ok(Node {
             tag: tag.to_owned(),
-            host,
-            dir,
-            child: None,
-            starts: 0,
+            flanneld: Flanneld::etcd(host, &self.etcd.endpoint())?,
         })
     }
 }
 
-/// A host namespace and, once started, its flanneld.
+/// A host namespace and, once started, its flanneld (the bed's harness against the
+/// cluster's etcd).
 pub struct Node {
     tag: String,
-    pub host: Host,
-    dir: TempDir,
-    child: Option<Child>,
-    starts: u32,
+    flanneld: Flanneld,
 }
 
 impl Node {
@@ -205,60 +189,38 @@ impl Node {
         &self.tag
     }
 
-    pub fn subnet_file(&self) -> PathBuf {
-        self.dir.path().join("subnet.env")
+    pub fn host(&self) -> &Host {
+        &self.flanneld.host
+    }
+
+    pub fn subnet_file(&self) -> &Path {
+        self.flanneld.subnet_file()
     }
 
     /// The node's private directory (subnet.env, IPAM store, log, key files).
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("flanneld.log")
+    pub fn dir(&self) -> &Path {
+        self.flanneld.dir()
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.flanneld.log()
     }
 
-    /// flanneld's arguments for this node (after the program name).
-    pub fn flanneld_args(&self, etcd_endpoint: &str, extra: &[&str]) -> Vec<String> {
-        let mut args = vec![
-            format!("--etcd-endpoints={etcd_endpoint}"),
-            "--iface=eth0".to_owned(),
-            format!("--subnet-file={}", self.subnet_file().display()),
-        ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        args
+    /// The daemon's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.flanneld.pid()
     }
 
-    /// Starts `flanneld` inside the host namespace; output goes to a log file.
-    pub fn start_flanneld(
-        &mut self,
-        etcd_endpoint: &str,
-        extra: &[&str],
-    ) -> Result<Instant, ClusterError> {
-        let bin = our_bin_dir().join("flanneld");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_path())?;
-        let mut c = self.host.netns().command(&bin);
-        c.args(self.flanneld_args(etcd_endpoint, extra))
-            // The WireGuard key lives with the node, never in the machine's /run/flannel.
-            .env("WIREGUARD_KEY_FILE", self.dir.path().join("wgkey"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let started = Instant::now();
-        let child = c.spawn().map_err(|source| CmdError::Spawn {
-            cmd: cmd::describe(&c),
-            source,
-        })?;
-        self.child = Some(child);
-        self.starts += 1;
-        Ok(started)
+    /// flanneld's arguments for the last start (after the program name).
+    pub fn flanneld_args(&self) -> Vec<String> {
+        self.flanneld.argv()
+    }
+
+    /// Starts `flanneld` with `extra` flags inside the host namespace; output goes to a log
+    /// file. When it started.
+    pub fn start_flanneld(&mut self, extra: &[&str]) -> Result<Instant, ClusterError> {
+        self.flanneld.set_args(extra);
+        Ok(self.flanneld.spawn()?)
     }
 
     /// Waits for this run of flanneld to write subnet.env; returns the lease
@@ -267,24 +229,8 @@ impl Node {
         let started = Instant::now();
         loop {
             interrupt::check()?;
-            // flanneld writes the file atomically (temp + rename), and every
-            // node starts with an empty directory, so existence means done.
-            if self.subnet_file().exists() {
+            if self.flanneld.poll_ready()?.is_some() {
                 return self.subnet();
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .map(Child::try_wait)
-                .transpose()?
-                .flatten()
-            {
-                self.child = None;
-                return Err(ClusterError::FlanneldExited {
-                    host: self.tag.clone(),
-                    status,
-                    log: self.log(),
-                });
             }
             if started.elapsed() > within {
                 return Err(ClusterError::NotReady {
@@ -299,25 +245,15 @@ impl Node {
 
     /// The lease network from subnet.env.
     pub fn subnet(&self) -> Result<Ipv4Net, ClusterError> {
-        let path = self.subnet_file();
-        let text = std::fs::read_to_string(&path)?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("FLANNEL_SUBNET="))
-            .and_then(|v| v.trim().parse::<Ipv4Net>().ok())
-            .map(|n| n.trunc())
-            .ok_or(ClusterError::SubnetEnv { path, text })
+        Ok(self.flanneld.subnet()?)
     }
 
-    /// SIGTERM, then SIGKILL if flanneld ignores it; the exit status if it ran.
+    /// SIGTERM (SIGKILL and an error if flanneld ignores it); the exit status if it ran.
     pub fn stop_flanneld(&mut self) -> Result<Option<ExitStatus>, ClusterError> {
-        let Some(mut child) = self.child.take() else {
+        if self.flanneld.pid().is_none() {
             return Ok(None);
-        };
-        if let Some(status) = cmd::terminate(&mut child, STOP_TIMEOUT)? {
-            return Ok(Some(status));
         }
-        child.kill()?;
-        Ok(Some(child.wait()?))
+        Ok(Some(self.flanneld.stop()?))
     }
 
     /// The kube-flannel conflist, byte for byte upstream's except for where
@@ -327,7 +263,7 @@ impl Node {
     /// store; flannel's `subnetFile` and `dataDir` and its `ipam` key (which
     /// it forwards to host-local) point each host at its own temp dir.
     pub fn conflist(&self) -> String {
-        kube_flannel_conflist("0.3.1", &self.subnet_file(), self.dir.path()).to_string()
+        self.flanneld.conflist()
     }
 
     /// A new pod namespace attached to this host through libcni.
@@ -338,7 +274,7 @@ impl Node {
         let result = driver
             .add(
                 &self.conflist(),
-                self.host.netns(),
+                self.host().netns(),
                 &netns,
                 "eth0",
                 &container_id,
@@ -375,7 +311,7 @@ impl Node {
         driver
             .del(
                 &self.conflist(),
-                self.host.netns(),
+                self.host().netns(),
                 &pod.netns,
                 "eth0",
                 &pod.container_id,
@@ -402,7 +338,7 @@ impl Node {
         // network (via flannel0), the other backends one per peer.
         let probe = other_subnet.hosts().next().unwrap_or(other_subnet.addr());
         let out = self
-            .host
+            .host()
             .netns()
             .exec(&["ip", "-4", "route", "get", &probe.to_string()]);
         let route = String::from_utf8_lossy(&out.stdout);
@@ -411,7 +347,7 @@ impl Node {
             .skip_while(|w| *w != "dev")
             .nth(1)
             .unwrap_or("no route");
-        let segment = if self.host.segment() == other.host.segment() {
+        let segment = if self.host().segment() == other.host().segment() {
             "same segment"
         } else {
             "via router"
@@ -421,16 +357,8 @@ impl Node {
 
     /// `ip -4 route` of the host, for diagnostics.
     pub fn routes_text(&self) -> String {
-        String::from_utf8_lossy(&self.host.netns().exec(&["ip", "-4", "route"]).stdout).into_owned()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        String::from_utf8_lossy(&self.host().netns().exec(&["ip", "-4", "route"]).stdout)
+            .into_owned()
     }
 }
 

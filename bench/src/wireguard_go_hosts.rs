@@ -41,7 +41,7 @@ pub fn start(cluster: &Cluster) -> Result<WgGoHosts, ClusterError> {
             Ipv4Net::new(std::net::Ipv4Addr::new(10, 244, i as u8 + 1, 0), 24).expect("valid /24");
         let key = node.dir().join("wgkey");
         keys.push(genkey(&key)?);
-        let ns = node.host.netns();
+        let ns = node.host().netns();
         let dev = WireguardGo::start(ns, "flannel-wg")?;
         let host = Ipv4Net::new(subnet.network(), 32).expect("valid /32");
         dev.configure(ns, &key, PORT, host.into(), MTU, network)?;
@@ -62,7 +62,7 @@ pub fn start(cluster: &Cluster) -> Result<WgGoHosts, ClusterError> {
             }
             dev.add_peer(&WgPeer {
                 public_key: keys[j].clone(),
-                endpoint: SocketAddr::new(node.host.ip().into(), PORT),
+                endpoint: SocketAddr::new(node.host().ip().into(), PORT),
                 allowed_ips: vec![subnets[j].into()],
                 psk_file: None,
             })?;

@@ -9,11 +9,13 @@
 //! - [`etcd_metrics`]: the gRPC calls etcd served, from its own Prometheus counters;
 //! - [`cni`]: plugin directories (ours / reference / mixed) and a driver that
 //!   calls plugins through libcni (`conformance/cnidriver`, Go);
+//! - [`flanneld`]: our flanneld on a host, etcd or kube mode: start, ready, restart, stop, `/status`;
 //! - [`inspect`]: kernel state inside a namespace as JSON;
 //! - [`tls`]: a throw-away CA (openssl) for etcd over TLS;
 //! - [`programs`]: tests run only programs that `scripts/setup.sh` installs;
 //! - [`wireguard_go`]: an independent WireGuard peer (wireguard-go configured by `wg`);
 //! - [`reach`]: TCP/UDP servers in pod namespaces and parallel probes between them;
+//! - [`support`]: what each family of conformance tests shares;
 //! - [`netpol`]: a kube-mode flanneld enforcing NetworkPolicy, and e2e's netpol model objects.
 //!
 //! The bed fails loudly instead of skipping: the suite runs as root in CI,
@@ -23,12 +25,14 @@ pub mod cmd;
 pub mod cni;
 pub mod etcd;
 pub mod etcd_metrics;
+pub mod flanneld;
 pub mod inspect;
 pub mod kubeapi;
 pub mod netns;
 pub mod netpol;
 pub mod programs;
 pub mod reach;
+pub mod support;
 pub mod tls;
 pub mod topology;
 pub mod wireguard_go;

@@ -4,22 +4,14 @@
 //! ports under e2e's names (`serve-80-tcp`, ...), as the kubelet reports them once running.
 //! Used by the netpol tests and by `bench_netpol`.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cni::{kube_flannel_conflist, our_bin_dir};
+pub use crate::flanneld::HEALTHZ_PORT;
+use crate::flanneld::{Flanneld, FlanneldError};
 use crate::kubeapi::KubeApi;
-use crate::reach::in_netns;
 use crate::topology::Host;
-
-/// Where a [`KubeNode`] serves `/healthz`, `/metrics` and `/status` (inside its host).
-pub const HEALTHZ_PORT: u16 = 18471;
 
 /// The e2e model's container for one port and protocol.
 fn container(port: u16, proto: &str) -> Value {
@@ -65,165 +57,48 @@ pub fn rv_of(obj: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-/// One kube-mode flanneld on a host (`NODE_NAME` = `name`), its files in a temp dir.
+/// One kube-mode flanneld on a host enforcing policy: the bed's [`Flanneld`] (`NODE_NAME` =
+/// `name`) with its health endpoint on and a one-second resync, plus what policy tests read.
 pub struct KubeNode {
-    pub name: String,
-    pub host: Host,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    starts: usize,
-    args: Vec<String>,
+    flanneld: Flanneld,
 }
+
+/// Flags every [`KubeNode`] run has before the test's own.
+const NODE_ARGS: [&str; 1] = ["--iptables-resync=1"];
 
 impl KubeNode {
     /// Writes the kubeconfig for `api` and `net_conf`, and starts flanneld with `args`
-    /// beside the essentials (`--kube-subnet-mgr`, `--iface=eth0`, `--ip-masq`, the health
-    /// endpoint on 127.0.0.1, a one-second resync).
+    /// beside the essentials (see [`Flanneld::kube`], [`Flanneld::health`], a one-second
+    /// resync).
     pub fn start(
         api: &KubeApi,
         host: Host,
         name: &str,
         net_conf: &Value,
         args: &[&str],
-    ) -> io::Result<KubeNode> {
-        let dir = tempfile::Builder::new().prefix("fr-kubenode-").tempdir()?;
-        api.write_kubeconfig(&dir.path().join("kubeconfig"))?;
-        std::fs::write(dir.path().join("net-conf.json"), net_conf.to_string())?;
-        let mut node = KubeNode {
-            name: name.to_owned(),
-            host,
-            dir,
-            child: None,
-            starts: 0,
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-        };
-        node.spawn()?;
+    ) -> Result<KubeNode, FlanneldError> {
+        let flanneld = Flanneld::kube(host, api, name, net_conf)?;
+        let mut node = KubeNode { flanneld };
+        node.flanneld.set_args(&Self::args(args));
+        node.flanneld.spawn()?;
         Ok(node)
     }
 
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
+    fn args(extra: &[&str]) -> Vec<String> {
+        let health = Flanneld::<Host>::health_args();
+        health
+            .into_iter()
+            .chain(NODE_ARGS.iter().chain(extra).map(|a| (*a).to_owned()))
+            .collect()
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn spawn(&mut self) -> io::Result<()> {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.path("flanneld.log"))?;
-        let mut cmd = self.host.netns().command(our_bin_dir().join("flanneld"));
-        cmd.args([
-            "--kube-subnet-mgr".to_owned(),
-            format!("--kubeconfig-file={}", self.path("kubeconfig").display()),
-            format!("--net-config-path={}", self.path("net-conf.json").display()),
-            format!("--subnet-file={}", self.path("subnet.env").display()),
-            "--iface=eth0".to_owned(),
-            "--ip-masq".to_owned(),
-            "--healthz-ip=127.0.0.1".to_owned(),
-            format!("--healthz-port={HEALTHZ_PORT}"),
-            "--iptables-resync=1".to_owned(),
-        ])
-        .args(&self.args)
-        .env("NODE_NAME", &self.name)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-        self.child = Some(cmd.spawn()?);
-        self.starts += 1;
-        Ok(())
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.path("flanneld.log")).unwrap_or_default()
-    }
-
-    /// Waits until this run wrote subnet.env (with `--network-policy`, only after the first
-    /// policy sync); the reason when it exits or does not get there.
-    pub fn wait_ready(&mut self, within: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + within;
-        while self.log().matches("Wrote subnet file").count() < self.starts {
-            if let Some(s) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                return Err(format!(
-                    "flanneld on {} exited ({s}):\n{}",
-                    self.name,
-                    self.log()
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "flanneld on {} not ready within {within:?}:\n{}",
-                    self.name,
-                    self.log()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(())
-    }
-
-    /// SIGTERM and wait; `None` if it ignored it (it is killed then).
-    pub fn stop(&mut self) -> io::Result<Option<ExitStatus>> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(None);
-        };
-        let status = crate::cmd::terminate(&mut child, Duration::from_secs(10))?;
-        if status.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        Ok(status)
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Stops it (if running) and starts it again, with `args` in place of the extra flags
+    /// Stops it (if running) and starts it again, with `args` in place of the test's flags
     /// when given.
-    pub fn restart(&mut self, args: Option<&[&str]>) -> io::Result<()> {
-        self.stop()?;
+    pub fn restart(&mut self, args: Option<&[&str]>) -> Result<(), FlanneldError> {
         if let Some(a) = args {
-            self.args = a.iter().map(|s| (*s).to_owned()).collect();
+            self.flanneld.set_args(&Self::args(a));
         }
-        self.spawn()
-    }
-
-    pub fn conflist(&self) -> String {
-        kube_flannel_conflist("0.3.1", &self.path("subnet.env"), self.dir.path()).to_string()
-    }
-
-    /// `GET path` from the daemon, over a connection made inside the host's namespace.
-    pub fn http_get(&self, path: &str) -> io::Result<String> {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: flanneld\r\nConnection: close\r\n\r\n");
-        in_netns(self.host.netns().path(), move || {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", HEALTHZ_PORT))?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            s.write_all(request.as_bytes())?;
-            let mut response = String::new();
-            s.read_to_string(&mut response)?;
-            Ok(response)
-        })?
-    }
-
-    /// `/status` (the JSON body), when the daemon answers.
-    pub fn status(&self) -> Option<Value> {
-        let response = self.http_get("/status").ok()?;
-        let body = response.split_once("\r\n\r\n")?.1;
-        serde_json::from_str(body).ok()
+        self.flanneld.restart()
     }
 
     /// The `network_policy` part of `/status`.
@@ -240,15 +115,6 @@ impl KubeNode {
             .unwrap_or(0)
     }
 
-    /// The value of one sample of `/metrics` (`name{labels}` exactly as printed).
-    pub fn metric(&self, sample: &str) -> Option<f64> {
-        self.http_get("/metrics").ok()?.lines().find_map(|l| {
-            l.strip_prefix(sample)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-        })
-    }
-
     /// `nft list table inet flannel-netpol` on the host ("" when there is none).
     pub fn nft_table(&self) -> String {
         String::from_utf8_lossy(
@@ -262,8 +128,15 @@ impl KubeNode {
     }
 }
 
-impl Drop for KubeNode {
-    fn drop(&mut self) {
-        self.kill();
+impl std::ops::Deref for KubeNode {
+    type Target = Flanneld;
+    fn deref(&self) -> &Flanneld {
+        &self.flanneld
+    }
+}
+
+impl std::ops::DerefMut for KubeNode {
+    fn deref_mut(&mut self) -> &mut Flanneld {
+        &mut self.flanneld
     }
 }

@@ -4,9 +4,7 @@
 //! start; on a bridge upstream's plugin created, CHECK tells the kernel's move from a MAC
 //! someone set.
 
-mod bridge_support;
-
-use bridge_support::*;
+use conformance::support::bridge::*;
 use conformance::Netns;
 use serde_json::{json, Value};
 

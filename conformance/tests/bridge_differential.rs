@@ -6,9 +6,7 @@
 //! vlanTrunk) or where we deliberately improve on upstream, the test says so and asserts our
 //! behaviour explicitly.
 
-mod bridge_support;
-
-use bridge_support::*;
+use conformance::support::bridge::*;
 use serde_json::{json, Value};
 
 const NET: &str = "brdiff";

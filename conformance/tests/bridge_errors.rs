@@ -2,9 +2,7 @@
 //! it comes from the same source), and ours leaves nothing behind — no veth, no reserved IP,
 //! no masquerade rule — even where upstream leaves its veth.
 
-mod bridge_support;
-
-use bridge_support::*;
+use conformance::support::bridge::*;
 use conformance::{Attachment, CniFailure, Verb};
 use serde_json::{json, Value};
 

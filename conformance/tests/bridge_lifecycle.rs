@@ -2,12 +2,10 @@
 //! and DELs on one bridge, DEL idempotency (also after the netns is gone), CHECK, STATUS,
 //! and the rollback of a failed ADD.
 
-mod bridge_support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use bridge_support::*;
+use conformance::support::bridge::*;
 use conformance::{Attachment, Netns, Verb};
 use serde_json::{json, Value};
 

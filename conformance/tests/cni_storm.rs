@@ -5,13 +5,11 @@
 //! first one did: no veth, no IP reservation, no saved flannel config, no per-pod iptables
 //! rule, no libcni cache entry.
 
-mod flannel_support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use conformance::support::flannel::*;
 use conformance::{CniFailure, Driver, Impl, Netns};
-use flannel_support::*;
 use serde_json::{json, Value};
 
 const PODS: usize = 64;

@@ -3,33 +3,31 @@
 //! prefix. The right credentials get a lease; wrong ones are a clear error in the log and
 //! no subnet.env — never a lease taken some other way.
 
-mod flanneld_faults_support;
-mod flanneld_support;
-
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use conformance::{Etcd, EtcdOptions, Segment, TestCa, Underlay};
-use flanneld_faults_support::RawFlanneld;
-use flanneld_support::*;
+use conformance::support::flanneld::*;
+use conformance::{Etcd, EtcdOptions, Host, Segment, TestCa, Underlay};
 use serde_json::json;
 
 fn net_config() -> String {
     json!({"Network": "10.247.0.0/16", "Backend": {"Type": "host-gw"}}).to_string()
 }
 
-/// Waits for `what` in the log of a daemon that must stay up without becoming ready.
-fn assert_refused(f: &mut RawFlanneld, subnet_file: &Path, what: &str) {
+/// Starts a daemon on `host` that must stay up without becoming ready, and waits for `what`
+/// in its log.
+fn assert_refused(host: Host, etcd: &Etcd, args: &[&str], what: &str) -> Flanneld {
+    let f = start_flanneld(host, etcd, args, None);
     assert!(
         eventually(Duration::from_secs(20), || f.log().contains(what)),
         "no {what:?} in the log:\n{}",
         f.log()
     );
     assert!(
-        !subnet_file.exists(),
+        !f.subnet_file().exists(),
         "subnet.env written without valid credentials"
     );
+    f
 }
 
 #[test]
@@ -61,7 +59,7 @@ fn flanneld_leases_over_tls_with_a_client_certificate_and_is_refused_without_one
 
     let ca_arg = format!("--etcd-cafile={}", ca.cert().display());
     let host = underlay.add_host(Segment::A, "t1").unwrap();
-    let mut good = Flanneld::start(
+    let mut good = start_flanneld(
         host,
         &etcd,
         &[
@@ -71,8 +69,8 @@ fn flanneld_leases_over_tls_with_a_client_certificate_and_is_refused_without_one
         ],
         None,
     );
-    good.wait_ready();
-    let subnet = good.subnet();
+    good.wait_ready(START).unwrap();
+    let subnet = good.subnet().unwrap();
     let record = etcd
         .get(&format!(
             "{PREFIX}/subnets/{}-{}",
@@ -82,7 +80,6 @@ fn flanneld_leases_over_tls_with_a_client_certificate_and_is_refused_without_one
         .unwrap();
     assert!(record.is_some_and(|r| r.contains("\"BackendType\":\"host-gw\"")));
 
-    let logs = tempfile::tempdir().unwrap();
     // No client certificate: the etcd client fails the handshake itself and says why. A
     // certificate from an unknown CA: TLS 1.3 lets the server refuse it only after the
     // client's handshake is done, so the client sees the connection closed; flanneld
@@ -100,14 +97,8 @@ fn flanneld_leases_over_tls_with_a_client_certificate_and_is_refused_without_one
         ),
     ] {
         let host = underlay.add_host(Segment::A, tag).unwrap();
-        let subnet_file = logs.path().join(format!("{tag}.env"));
-        let mut all: Vec<String> = vec![format!("--subnet-file={}", subnet_file.display())];
-        all.extend(args);
-        let argv: Vec<&str> = all.iter().map(String::as_str).collect();
-        let log_dir = logs.path().join(tag);
-        std::fs::create_dir(&log_dir).unwrap();
-        let mut bad = RawFlanneld::spawn(&host, &etcd, &log_dir, &argv, &[]);
-        assert_refused(&mut bad, &subnet_file, says);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut bad = assert_refused(host, &etcd, &argv, says);
         assert!(
             bad.is_running(),
             "{tag}: a refused connection is retried, not fatal"
@@ -158,14 +149,14 @@ fn flanneld_leases_with_etcd_username_and_password_and_reports_a_wrong_one() {
     assert!(etcd.etcdctl(&["get", &format!("{PREFIX}/config")]).is_err());
 
     let host = underlay.add_host(Segment::A, "u1").unwrap();
-    let mut good = Flanneld::start(
+    let mut good = start_flanneld(
         host,
         &etcd,
         &["--etcd-username=flannel", "--etcd-password=s3cret pass"],
         None,
     );
-    good.wait_ready();
-    let subnet = good.subnet();
+    good.wait_ready(START).unwrap();
+    let subnet = good.subnet().unwrap();
     let out = etcd
         .etcdctl(&[
             "--user=root:root-secret",
@@ -180,7 +171,6 @@ fn flanneld_leases_with_etcd_username_and_password_and_reports_a_wrong_one() {
         .unwrap();
     assert!(out.contains("\"PublicIP\""), "lease record: {out:?}");
 
-    let logs = tempfile::tempdir().unwrap();
     for (tag, creds) in [
         ("u2", ["--etcd-username=flannel", "--etcd-password=wrong"]),
         (
@@ -189,12 +179,7 @@ fn flanneld_leases_with_etcd_username_and_password_and_reports_a_wrong_one() {
         ),
     ] {
         let host = underlay.add_host(Segment::A, tag).unwrap();
-        let subnet_file = logs.path().join(format!("{tag}.env"));
-        let sf = format!("--subnet-file={}", subnet_file.display());
-        let log_dir = logs.path().join(tag);
-        std::fs::create_dir(&log_dir).unwrap();
-        let mut bad = RawFlanneld::spawn(&host, &etcd, &log_dir, &[&sf, creds[0], creds[1]], &[]);
-        assert_refused(&mut bad, &subnet_file, "authentication failed");
+        let bad = assert_refused(host, &etcd, &creds, "authentication failed");
         assert!(
             !bad.log().contains("s3cret"),
             "{tag}: the password is in the log:\n{}",
@@ -203,10 +188,5 @@ fn flanneld_leases_with_etcd_username_and_password_and_reports_a_wrong_one() {
     }
     // Unauthenticated: etcd says so, flanneld says so.
     let host = underlay.add_host(Segment::A, "u4").unwrap();
-    let subnet_file = logs.path().join("u4.env");
-    let sf = format!("--subnet-file={}", subnet_file.display());
-    let log_dir = logs.path().join("u4");
-    std::fs::create_dir(&log_dir).unwrap();
-    let mut anon = RawFlanneld::spawn(&host, &etcd, &log_dir, &[&sf], &[]);
-    assert_refused(&mut anon, &subnet_file, "user name is empty");
+    assert_refused(host, &etcd, &[], "user name is empty");
 }

@@ -4,14 +4,12 @@
 //! network dir 0755 and records 0600. (subnet.env, 0644 ignoring umask, is checked in
 //! flanneld_faults_more.rs.)
 
-mod hostile_support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use conformance::cni::our_bin_dir;
-use hostile_support::{Bed, NET};
+use conformance::support::hostile::{Bed, NET};
 
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p)

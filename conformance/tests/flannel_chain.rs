@@ -1,10 +1,8 @@
 //! The kube-flannel conflist (flannel → bridge + host-local, then portmap) on one node,
 //! through libcni, with our plugins, the reference ones, and mixes of both.
 
-mod flannel_support;
-
+use conformance::support::flannel::*;
 use conformance::{Impl, Netns};
-use flannel_support::*;
 use serde_json::Value;
 
 /// What one run of the node scenario observed, for comparing implementations.

@@ -8,13 +8,11 @@
 //! random veth name and MACs), exit alike and leave the same state behind. The processes each
 //! run started are counted from its `execve` calls (strace).
 
-mod flannel_support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use conformance::support::flannel::*;
 use conformance::{Netns, PluginDir};
-use flannel_support::*;
 use serde_json::{json, Value};
 
 /// How plugins reach their delegates on one side.

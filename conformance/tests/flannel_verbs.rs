@@ -1,13 +1,11 @@
 //! flannel beyond the happy path: STATUS and GC (CNI 1.1, driven directly because the
 //! Debian libcni predates them), failed ADDs, torn save files, user-facing errors.
 
-mod flannel_support;
-
 use std::io::Write;
 use std::process::Stdio;
 
+use conformance::support::flannel::*;
 use conformance::{Driver, Impl, Netns};
-use flannel_support::*;
 use serde_json::{json, Value};
 
 struct Exec {

@@ -5,13 +5,11 @@
 //! neighbours and FDB entries from the new record — nobody restarts, and pods reach each
 //! other again.
 
-mod flanneld_support;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use conformance::support::flanneld::*;
 use conformance::Segment;
-use flanneld_support::*;
 use serde_json::json;
 
 const NEW_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 77);
@@ -33,7 +31,7 @@ fn renumber(node: &Flanneld) {
 
 /// The PublicIP in `node`'s lease record.
 fn published_ip(cluster: &Cluster, node: &Flanneld) -> Option<String> {
-    let s = node.subnet();
+    let s = node.subnet().unwrap();
     let key = format!("{PREFIX}/subnets/{}-{}", s.addr(), s.prefix_len());
     let value = cluster.etcd.get(&key).ok().flatten()?;
     let v: serde_json::Value = serde_json::from_str(&value).ok()?;

@@ -4,14 +4,13 @@
 //!
 //! Run with `--nocapture` to see the captured `flannelctl` output the README quotes.
 
-mod flanneld_support;
-
 use std::io::Write;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use conformance::flanneld::flanneld_bin;
+use conformance::support::flanneld::*;
 use conformance::{Driver, Netns, Segment};
-use flanneld_support::*;
 use serde_json::{json, Value};
 
 const PORT: &str = "8081";
@@ -74,13 +73,13 @@ fn metrics_and_flannelctl_follow_the_node() {
     let mut cluster = Cluster::new(&vxlan());
     // A short lease so that renewals (and their failures while etcd is down) happen in
     // test time.
-    let mut a = Flanneld::start(
+    let mut a = start_flanneld(
         cluster.host(Segment::A, "dga"),
         &cluster.etcd,
         &status_flags(),
         Some(10),
     );
-    a.wait_ready();
+    a.wait_ready(START).unwrap();
     assert!(eventually(Duration::from_secs(10), || metric(
         &a,
         "flannel_peers"
@@ -88,14 +87,14 @@ fn metrics_and_flannelctl_follow_the_node() {
     let programmed_before = metric(&a, "flannel_route_program_seconds_count");
 
     // A peer joins: one more peer, its route programmed, one more latency sample.
-    let mut b = Flanneld::start(
+    let mut b = start_flanneld(
         cluster.host(Segment::A, "dgb"),
         &cluster.etcd,
         &status_flags(),
         None,
     );
-    b.wait_ready();
-    let peer = b.subnet();
+    b.wait_ready(START).unwrap();
+    let peer = b.subnet().unwrap();
     assert!(
         eventually(Duration::from_secs(15), || metric(&a, "flannel_peers")
             == 1.0),
@@ -110,7 +109,7 @@ fn metrics_and_flannelctl_follow_the_node() {
     let m = http_get(a.host.netns(), "/metrics");
     let info = format!(
         r#"flannel_lease_info{{subnet="{}",public_ip="{}",backend="vxlan"}}"#,
-        a.subnet(),
+        a.subnet().unwrap(),
         a.host.ip()
     );
     assert_eq!(sample(&m, &info), Some(1.0), "{m}");
@@ -248,7 +247,7 @@ fn metrics_and_flannelctl_follow_the_node() {
     assert!(text(&dup.stdout).contains(&format!(
         "DUPLICATE:   public IP {} is announced by {}, 10.244.250.0/24",
         a.host.ip(),
-        a.subnet()
+        a.subnet().unwrap()
     )));
     assert!(
         a.log().contains(
@@ -263,7 +262,7 @@ fn metrics_and_flannelctl_follow_the_node() {
         == json!([])));
 
     // A daemon that is gone: a clear message and exit 3.
-    b.stop();
+    b.stop().unwrap();
     let gone = flannelctl(b.host.netns(), &["status"]);
     println!(
         "--- flannelctl status (daemon stopped) ---\n{}",
@@ -378,7 +377,7 @@ fn cni_status_carries_the_daemons_reason() {
     let subnet_flag = format!("--subnet-file={}", dir.path().join("subnet.env").display());
     let mut flags = vec![subnet_flag.as_str()];
     flags.extend(status_flags());
-    let node = Flanneld::start(host, &cluster.etcd, &flags, None);
+    let node = start_flanneld(host, &cluster.etcd, &flags, None);
     let mut waiting = None;
     assert!(
         eventually(Duration::from_secs(20), || {

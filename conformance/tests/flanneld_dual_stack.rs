@@ -9,14 +9,12 @@
 //! resolved: the older record keeps the subnet on every node, and a flannel-rs node holding
 //! the newer one moves.
 
-mod flanneld_support;
-
 use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
+use conformance::support::flanneld::*;
 use conformance::{Driver, Host, Netns, Segment};
-use flanneld_support::*;
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::{json, Value};
 
@@ -89,7 +87,10 @@ fn assert_unique(cluster: &Cluster, nodes: &[Flanneld], round: usize) {
         (3, 3),
         "round {round}: etcd holds {recs:?}"
     );
-    let held: BTreeSet<_> = nodes.iter().map(|n| (n.subnet(), subnet6(n))).collect();
+    let held: BTreeSet<_> = nodes
+        .iter()
+        .map(|n| (n.subnet().unwrap(), subnet6(n)))
+        .collect();
     assert_eq!(held.len(), 3, "round {round}: {held:?}");
     for n in nodes {
         let log = n.log();
@@ -161,14 +162,14 @@ fn three_dual_stack_hosts_started_together_never_share_a_subnet() {
         .into_iter()
         .map(|tag| {
             let host = dual_host(&cluster, tag);
-            Flanneld::start(host, &cluster.etcd, &["--ip-masq"], None)
+            start_flanneld(host, &cluster.etcd, &["--ip-masq"], None)
         })
         .collect();
     let driver = our_driver();
     for round in 0..ROUNDS {
         if round > 0 {
             for n in &mut nodes {
-                n.stop();
+                n.stop().unwrap();
             }
             // A fresh cluster each round: no records, no claims, no subnet.env to reuse.
             for dir in ["subnets/", "claims/"] {
@@ -182,11 +183,11 @@ fn three_dual_stack_hosts_started_together_never_share_a_subnet() {
                 // gateway addresses, is gone too.
                 let _ = n.host.netns().exec(&["ip", "link", "del", "cni0"]);
                 let _ = std::fs::remove_file(n.subnet_file());
-                n.restart();
+                n.restart().unwrap();
             }
         }
         for n in &mut nodes {
-            n.wait_ready();
+            n.wait_ready(START).unwrap();
         }
         assert_unique(&cluster, &nodes, round);
         if round == 0 || round == ROUNDS - 1 {
@@ -249,10 +250,10 @@ fn a_subnet_shared_with_an_upstream_record_goes_to_the_older() {
         .unwrap();
     let mut nodes: Vec<Flanneld> = hosts
         .into_iter()
-        .map(|h| Flanneld::start(h, &cluster.etcd, &["--ip-masq"], None))
+        .map(|h| start_flanneld(h, &cluster.etcd, &["--ip-masq"], None))
         .collect();
     for n in &mut nodes {
-        n.wait_ready();
+        n.wait_ready(START).unwrap();
     }
     assert!(
         eventually(Duration::from_secs(60), || {
@@ -264,7 +265,10 @@ fn a_subnet_shared_with_an_upstream_record_goes_to_the_older() {
         nodes[0].log()
     );
     assert!(
-        eventually(Duration::from_secs(60), || nodes[0].subnet().to_string()
+        eventually(Duration::from_secs(60), || nodes[0]
+            .subnet()
+            .unwrap()
+            .to_string()
             != "10.244.2.0/24"),
         "{}",
         nodes[0].log()
@@ -287,7 +291,7 @@ fn a_subnet_shared_with_an_upstream_record_goes_to_the_older() {
 
     // Now an upstream node writes a record sharing B's IPv4 subnet after B's: B keeps it, A
     // keeps routing it to B, and each says so once.
-    let b = nodes[1].subnet();
+    let b = nodes[1].subnet().unwrap();
     let key = format!("{}-{}&fc00:10:0:77::-64", b.addr(), b.prefix_len());
     upstream_record(&cluster, &key, "192.168.1.201", "02:00:00:00:02:01");
     let b_mac = {
@@ -311,7 +315,11 @@ fn a_subnet_shared_with_an_upstream_record_goes_to_the_older() {
         "{}",
         nodes[1].log()
     );
-    assert_eq!(nodes[1].subnet(), b, "the older record's node stays");
+    assert_eq!(
+        nodes[1].subnet().unwrap(),
+        b,
+        "the older record's node stays"
+    );
     assert!(nodes[0]
         .log()
         .contains(&format!("routing it to {}", nodes[1].host.ip())));

@@ -3,12 +3,10 @@
 //! auto) leases from the v2 keyspace, renews there, routes to a lease an old flanneld wrote,
 //! and pods ping across vxlan.
 
-mod flanneld_support;
-
 use std::time::Duration;
 
+use conformance::support::flanneld::*;
 use conformance::Segment;
-use flanneld_support::*;
 use serde_json::json;
 
 const NETWORK: &str = "10.244.0.0/16";
@@ -42,11 +40,11 @@ fn v2_keyspace_mesh_with_renewal_old_leases_and_expiry() {
     .map(|(seg, tag, api)| {
         let mut args = vec!["--ip-masq"];
         args.extend(api);
-        Flanneld::start(cluster.host(seg, tag), &cluster.etcd, &args, Some(TTL_SECS))
+        start_flanneld(cluster.host(seg, tag), &cluster.etcd, &args, Some(TTL_SECS))
     })
     .collect();
     for n in &mut nodes {
-        let env = n.wait_ready();
+        let env = n.wait_ready(START).unwrap();
         assert!(env.contains("FLANNEL_NETWORK=10.244.0.0/16\n"), "{env}");
     }
     assert!(
@@ -54,7 +52,7 @@ fn v2_keyspace_mesh_with_renewal_old_leases_and_expiry() {
         "auto mode says it chose v2:\n{}",
         nodes[2].log()
     );
-    let subnets: Vec<_> = nodes.iter().map(Flanneld::subnet).collect();
+    let subnets: Vec<_> = nodes.iter().map(|n| n.subnet().unwrap()).collect();
     let mut expected: Vec<String> = subnets
         .iter()
         .map(|s| format!("{PREFIX}/subnets/{}-{}", s.addr(), s.prefix_len()))
@@ -85,7 +83,7 @@ fn v2_keyspace_mesh_with_renewal_old_leases_and_expiry() {
             r#"{"PublicIP":"10.99.0.1","BackendType":"vxlan","BackendData":{"VtepMAC":"02:17:00:00:00:01","VNI":1}}"#,
         ],
     );
-    let old_net = "10.244.250.0/24".parse().unwrap();
+    let old_net: ipnet::Ipv4Net = "10.244.250.0/24".parse().unwrap();
     assert!(
         eventually(Duration::from_secs(10), || nodes[0]
             .route_to(old_net)
@@ -110,7 +108,7 @@ fn v2_keyspace_mesh_with_renewal_old_leases_and_expiry() {
 
     // A node stops for good: its key's TTL runs out and the others drop its route.
     assert!(!nodes[0].route_to(subnets[2]).is_empty());
-    assert!(nodes[2].stop().success());
+    assert!(nodes[2].stop().unwrap().success());
     assert!(
         eventually(Duration::from_secs(TTL_SECS * 3), || nodes[0]
             .route_to(subnets[2])
@@ -125,7 +123,7 @@ fn v2_keyspace_mesh_with_renewal_old_leases_and_expiry() {
 #[test]
 fn without_any_config_the_error_names_keys_apis_and_the_fix() {
     let cluster = Cluster::v2(None);
-    let mut node = Flanneld::start(cluster.host(Segment::A, "v2none"), &cluster.etcd, &[], None);
+    let mut node = start_flanneld(cluster.host(Segment::A, "v2none"), &cluster.etcd, &[], None);
     let key = format!("{PREFIX}/config");
     let wanted = format!(
         "Looked for {key} through the etcd v3 API (not found) and for {key} through the etcd \
@@ -139,6 +137,6 @@ fn without_any_config_the_error_names_keys_apis_and_the_fix() {
     // It keeps retrying, and starts as soon as the old-style config appears.
     let config = json!({"Network": NETWORK, "Backend": {"Type": "vxlan"}}).to_string();
     cluster.etcdctl2(&["set", &key, &config]);
-    node.wait_ready();
+    node.wait_ready(START).unwrap();
     assert_eq!(v2_lease_keys(&cluster).len(), 1);
 }

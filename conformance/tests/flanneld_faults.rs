@@ -2,16 +2,14 @@
 //! restart, systemd readiness, broken configs in etcd, and the command line's help and
 //! version. Real etcd, real daemons in namespace hosts, pods through libcni.
 
-mod flanneld_faults_support;
-mod flanneld_support;
-
 use std::collections::BTreeSet;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
+use conformance::flanneld::flanneld_bin;
+use conformance::support::flanneld::*;
+use conformance::support::flanneld_faults::*;
 use conformance::Segment;
-use flanneld_faults_support::*;
-use flanneld_support::*;
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 
@@ -116,19 +114,19 @@ fn etcd_outage_loses_no_packet_and_daemons_recover() {
     assert_eq!(cluster.lease_keys().len(), 2);
 
     // A node joining now is seen by both: routes to it appear and all pods reach each other.
-    let mut h3 = Flanneld::start(
+    let mut h3 = start_flanneld(
         cluster.host(Segment::A, "h3"),
         &cluster.etcd,
         &[],
         Some(TTL_SECS),
     );
-    h3.wait_ready();
+    h3.wait_ready(START).unwrap();
     pods.push(add_pod(&driver, &h3, "ctr-2"));
     nodes.push(h3);
     for n in &nodes[..2] {
         assert!(
             eventually(Duration::from_secs(10), || !n
-                .route_to(nodes[2].subnet())
+                .route_to(nodes[2].subnet().unwrap())
                 .is_empty()),
             "{} has no route to the new node",
             n.host.netns().name()
@@ -139,7 +137,7 @@ fn etcd_outage_loses_no_packet_and_daemons_recover() {
         &nodes.iter().collect::<Vec<_>>(),
     );
     for n in &mut nodes {
-        assert!(n.stop().success(), "{}", n.log());
+        assert!(n.stop().unwrap().success(), "{}", n.log());
     }
 }
 
@@ -166,7 +164,7 @@ fn simultaneous_starts_never_share_a_subnet() {
         // Every round starts from nothing: no record to reuse by PublicIP, no subnet.env
         // to prefer, so both daemons allocate from the shared pool.
         for n in &mut nodes {
-            assert!(n.stop().success());
+            assert!(n.stop().unwrap().success());
             std::fs::remove_file(n.subnet_file()).unwrap();
         }
         cluster
@@ -180,12 +178,12 @@ fn simultaneous_starts_never_share_a_subnet() {
                 nodes = ["h1", "h2"]
                     .into_iter()
                     .map(|tag| {
-                        Flanneld::start(cluster.host(Segment::A, tag), &cluster.etcd, &[], None)
+                        start_flanneld(cluster.host(Segment::A, tag), &cluster.etcd, &[], None)
                     })
                     .collect();
             } else {
                 for n in &mut nodes {
-                    n.restart();
+                    n.restart().unwrap();
                 }
             }
             // Both have built their etcd client (the warning is logged right before the
@@ -203,9 +201,9 @@ fn simultaneous_starts_never_share_a_subnet() {
             std::thread::sleep(Duration::from_millis(200));
         }
         for n in &mut nodes {
-            n.wait_ready();
+            n.wait_ready(START).unwrap();
         }
-        let subnets: Vec<Ipv4Net> = nodes.iter().map(Flanneld::subnet).collect();
+        let subnets: Vec<Ipv4Net> = nodes.iter().map(|n| n.subnet().unwrap()).collect();
         assert_ne!(
             subnets[0], subnets[1],
             "round {round}: both got {}",
@@ -267,7 +265,7 @@ fn sigterm_keeps_state_and_restart_never_drops() {
     );
     let driver = our_driver();
     let pods = pods_in_full_mesh(&driver, &nodes, "ctr");
-    let subnet = nodes[1].subnet();
+    let subnet = nodes[1].subnet().unwrap();
     let record = || cluster.etcd.get(&lease_key(subnet)).unwrap();
     // Settled state: the periodic reconcile must not be mistaken for a change below.
     let peer_before = KernelState::of(&nodes[0].host);
@@ -277,7 +275,9 @@ fn sigterm_keeps_state_and_restart_never_drops() {
         .fdb
         .contains(&format!("dst {}", nodes[1].host.ip())));
     assert!(peer_before.routes.contains(&subnet.to_string()));
-    assert!(own_before.routes.contains(&nodes[0].subnet().to_string()));
+    assert!(own_before
+        .routes
+        .contains(&nodes[0].subnet().unwrap().to_string()));
     assert!(own_before
         .rules
         .iter()
@@ -285,7 +285,7 @@ fn sigterm_keeps_state_and_restart_never_drops() {
 
     let pinger = Pinger::start(&pods[0].netns, &pods[1].ip, Duration::from_secs(12));
     std::thread::sleep(Duration::from_secs(2));
-    let status = nodes[1].stop();
+    let status = nodes[1].stop().unwrap();
     assert!(
         status.success(),
         "SIGTERM exit: {status}\n{}",
@@ -306,9 +306,9 @@ fn sigterm_keeps_state_and_restart_never_drops() {
     );
     assert_eq!(record().as_deref(), Some(record_before.as_str()));
 
-    nodes[1].restart();
-    nodes[1].wait_ready();
-    assert_eq!(nodes[1].subnet(), subnet);
+    nodes[1].restart().unwrap();
+    nodes[1].wait_ready(START).unwrap();
+    assert_eq!(nodes[1].subnet().unwrap(), subnet);
     assert!(nodes[1].log().contains("reusing"), "{}", nodes[1].log());
     assert_eq!(
         KernelState::of(&nodes[1].host),
@@ -345,15 +345,13 @@ fn sd_notify_ready_follows_subnet_env() {
     let blocker = dir.path().join("run");
     std::fs::write(&blocker, "not a directory").unwrap();
     let subnet_env = blocker.join("subnet.env");
-    let host = cluster.host(Segment::A, "h1");
-    let subnet_arg = format!("--subnet-file={}", subnet_env.display());
-    let mut daemon = RawFlanneld::spawn(
-        &host,
-        &cluster.etcd,
-        dir.path(),
-        &[subnet_arg.as_str(), "--iptables-resync=1"],
-        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
-    );
+    let mut daemon = Flanneld::etcd(cluster.host(Segment::A, "h1"), &cluster.etcd.endpoint())
+        .unwrap()
+        .subnet_file_at(subnet_env.clone())
+        .args(&["--iptables-resync=1"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .start()
+        .unwrap();
     let mut buf = [0u8; 256];
     let mut assert_silent = |what: &str| {
         assert!(socket.recv(&mut buf).is_err(), "READY=1 while {what}");
@@ -409,7 +407,7 @@ fn sd_notify_ready_follows_subnet_env() {
         socket.recv(&mut buf).is_err(),
         "READY=1 sent more than once"
     );
-    assert!(daemon.stop().success());
+    assert!(daemon.stop().unwrap().success());
 }
 
 /// A broken config in etcd is logged with the field at fault and retried every second; the
@@ -431,7 +429,7 @@ fn bad_config_is_reported_and_retried_until_fixed() {
         ),
     ];
     let cluster = Cluster::new(&bad[0].0);
-    let mut node = Flanneld::start(cluster.host(Segment::A, "h1"), &cluster.etcd, &[], None);
+    let mut node = start_flanneld(cluster.host(Segment::A, "h1"), &cluster.etcd, &[], None);
     for (config, message) in &bad {
         let mark = node.log().len();
         cluster
@@ -462,10 +460,10 @@ fn bad_config_is_reported_and_retried_until_fixed() {
         .etcd
         .put(&config_key(), &vxlan().to_string())
         .unwrap();
-    let env = node.wait_ready();
+    let env = node.wait_ready(START).unwrap();
     assert!(env.contains("FLANNEL_SUBNET=10.244."), "{env}");
-    assert_eq!(cluster.lease_keys(), [lease_key(node.subnet())]);
-    assert!(node.stop().success());
+    assert_eq!(cluster.lease_keys(), [lease_key(node.subnet().unwrap())]);
+    assert!(node.stop().unwrap().success());
 }
 
 /// `--help` lists every flag upstream has (flanneld.md §7) in Go's usage layout, on stderr;

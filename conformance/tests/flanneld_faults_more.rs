@@ -2,15 +2,12 @@
 //! subnet.env deleted under a running daemon. Real etcd, daemons in namespace hosts, pods
 //! through libcni.
 
-mod flanneld_faults_support;
-mod flanneld_support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use conformance::support::flanneld::*;
+use conformance::support::flanneld_faults::*;
 use conformance::Segment;
-use flanneld_faults_support::*;
-use flanneld_support::*;
 use serde_json::json;
 
 /// Pids of the flanneld processes in `node`'s host namespace.
@@ -40,7 +37,7 @@ fn sigkill_and_restart_keep_the_subnet_and_never_drop_a_packet() {
     );
     let driver = our_driver();
     let pods = pods_in_full_mesh(&driver, &nodes, "kill");
-    let subnet = nodes[1].subnet();
+    let subnet = nodes[1].subnet().unwrap();
     let keys = cluster.lease_keys();
     let peer_before = KernelState::of(&nodes[0].host);
     let own_before = KernelState::of(&nodes[1].host);
@@ -70,9 +67,13 @@ fn sigkill_and_restart_keep_the_subnet_and_never_drop_a_packet() {
         "own state while dead"
     );
 
-    nodes[1].restart();
-    nodes[1].wait_ready();
-    assert_eq!(nodes[1].subnet(), subnet, "same subnet after SIGKILL");
+    nodes[1].restart().unwrap();
+    nodes[1].wait_ready(START).unwrap();
+    assert_eq!(
+        nodes[1].subnet().unwrap(),
+        subnet,
+        "same subnet after SIGKILL"
+    );
     assert_eq!(
         std::fs::read_to_string(nodes[1].subnet_file()).unwrap(),
         env_before
@@ -103,10 +104,10 @@ fn sigkill_and_restart_keep_the_subnet_and_never_drop_a_packet() {
 fn subnet_env_deleted_under_a_running_daemon_is_rewritten() {
     let cluster =
         Cluster::new(&json!({"Network": "10.245.0.0/16", "Backend": {"Type": "host-gw"}}));
-    let mut node = Flanneld::start(cluster.host(Segment::A, "s1"), &cluster.etcd, &[], None);
-    let env = node.wait_ready();
+    let mut node = start_flanneld(cluster.host(Segment::A, "s1"), &cluster.etcd, &[], None);
+    let env = node.wait_ready(START).unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode(&node.subnet_file()), 0o644);
+    assert_eq!(mode(node.subnet_file()), 0o644);
 
     std::fs::remove_file(node.subnet_file()).unwrap();
     let deleted = Instant::now();
@@ -123,7 +124,7 @@ fn subnet_env_deleted_under_a_running_daemon_is_rewritten() {
         "subnet.env rewritten {:?} after deletion",
         deleted.elapsed()
     );
-    assert_eq!(mode(&node.subnet_file()), 0o644);
+    assert_eq!(mode(node.subnet_file()), 0o644);
 
     // Overwritten with garbage (a half-copied backup, say): also put back.
     std::fs::write(node.subnet_file(), "FLANNEL_NETWORK=garbage\n").unwrap();
@@ -136,7 +137,7 @@ fn subnet_env_deleted_under_a_running_daemon_is_rewritten() {
         node.log()
     );
     let pod = add_pod(&our_driver(), &node, "after-rewrite");
-    let subnet = node.subnet();
+    let subnet = node.subnet().unwrap();
     assert!(
         subnet.contains(&pod.ip.parse::<std::net::Ipv4Addr>().unwrap()),
         "{} outside {subnet}",

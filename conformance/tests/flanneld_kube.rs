@@ -6,15 +6,14 @@
 //! DaemonSet's privileges (NET_ADMIN and NET_RAW) are enough; the wireguard backend writes
 //! upstream's annotations with its key file's public key and pods reach each other.
 
-mod flanneld_support;
-
 use std::time::Duration;
 
 use conformance::kubeapi::fixture_node;
+use conformance::support::flanneld::kube::*;
+use conformance::support::flanneld::Pod;
+use conformance::support::flanneld::START;
+use conformance::support::flanneld::{eventually, pings};
 use conformance::Segment;
-use flanneld_support::kube::{annotation, KubeCluster, KubeFlanneld, NETWORK, PREFIX};
-use flanneld_support::Pod;
-use flanneld_support::{eventually, pings};
 use serde_json::{json, Value};
 
 #[test]
@@ -24,11 +23,11 @@ fn kube_mode_vxlan_mesh_annotations_restart_and_node_deletion() {
     let h2 = cluster.node(Segment::B, "h2", Some("10.244.2.0/24"));
     let (ip1, ip2) = (h1.ip(), h2.ip());
     let mut nodes = [
-        KubeFlanneld::start(&cluster, h1, "h1"),
-        KubeFlanneld::start(&cluster, h2, "h2"),
+        start_kube(&cluster, h1, "h1"),
+        start_kube(&cluster, h2, "h2"),
     ];
     for (n, subnet) in nodes.iter_mut().zip(["10.244.1.1/24", "10.244.2.1/24"]) {
-        let env = n.wait_ready();
+        let env = n.wait_ready(START).unwrap();
         assert_eq!(
             env,
             format!("FLANNEL_NETWORK={NETWORK}\nFLANNEL_SUBNET={subnet}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
@@ -43,7 +42,7 @@ fn kube_mode_vxlan_mesh_annotations_restart_and_node_deletion() {
         assert_eq!(annotation(&node, "public-ip"), ip.to_string());
         assert_eq!(
             annotation(&node, "backend-data"),
-            format!("{{\"VNI\":1,\"VtepMAC\":\"{}\"}}", n.vtep_mac())
+            format!("{{\"VNI\":1,\"VtepMAC\":\"{}\"}}", vtep_mac(n))
         );
         // The condition patch follows readiness.
         let condition = |name: &str| {
@@ -69,7 +68,10 @@ fn kube_mode_vxlan_mesh_annotations_restart_and_node_deletion() {
         && p.content_type == "application/strategic-merge-patch+json"));
 
     // Pods on both nodes reach each other through the vxlan routes.
-    let pods = [nodes[0].add_pod("ctr-1"), nodes[1].add_pod("ctr-2")];
+    let pods = [
+        add_kube_pod(&nodes[0], "ctr-1"),
+        add_kube_pod(&nodes[1], "ctr-2"),
+    ];
     assert!(pods[0].ip.starts_with("10.244.1.") && pods[1].ip.starts_with("10.244.2."));
     for (a, b) in [(&pods[0], &pods[1]), (&pods[1], &pods[0])] {
         assert!(
@@ -88,16 +90,16 @@ fn kube_mode_vxlan_mesh_annotations_restart_and_node_deletion() {
 
     // A restart that has to re-create the VTEP keeps its MAC (from the annotation), so the
     // peers' ARP and FDB entries stay valid.
-    let mac = nodes[0].vtep_mac();
-    assert!(nodes[0].stop().success());
+    let mac = vtep_mac(&nodes[0]);
+    assert!(nodes[0].stop().unwrap().success());
     nodes[0]
         .host
         .netns()
         .exec_ok(&["ip", "link", "del", "flannel.1"])
         .unwrap();
-    nodes[0].spawn();
-    nodes[0].wait_ready();
-    assert_eq!(nodes[0].vtep_mac(), mac);
+    nodes[0].spawn().unwrap();
+    nodes[0].wait_ready(START).unwrap();
+    assert_eq!(vtep_mac(&nodes[0]), mac);
     assert!(eventually(Duration::from_secs(20), || pings(
         &pods[0].netns,
         &pods[1].ip
@@ -130,16 +132,21 @@ fn kube_mode_vxlan_mesh_annotations_restart_and_node_deletion() {
         "route of the deleted node is still there: {}",
         nodes[0].route_to("10.244.2.0/24")
     );
-    assert!(nodes[0].stop().success());
+    assert!(nodes[0].stop().unwrap().success());
 }
 
 #[test]
 fn a_node_without_a_pod_cidr_is_fatal_like_upstream() {
     let cluster = KubeCluster::new();
     let host = cluster.node(Segment::A, "bare", None);
-    let mut f = KubeFlanneld::start(&cluster, host, "bare");
+    let mut f = start_kube(&cluster, host, "bare");
     let status = f.wait_exit(Duration::from_secs(60));
-    assert_eq!(status.code(), Some(1), "{}", f.log());
+    assert_eq!(
+        status.expect("flanneld exits").code(),
+        Some(1),
+        "{}",
+        f.log()
+    );
     assert!(
         f.log().contains(
             "Error registering network: failed to acquire lease: node \"bare\" pod cidr not assigned"
@@ -180,13 +187,13 @@ fn kernel_backends_need_only_net_admin_and_net_raw() {
     let h1 = cluster.node(Segment::A, "c1", Some("10.244.1.0/24"));
     let h2 = cluster.node(Segment::B, "c2", Some("10.244.2.0/24"));
     let mut nodes = [
-        KubeFlanneld::start_through(&cluster, h1, "c1", &wrapper),
-        KubeFlanneld::start_through(&cluster, h2, "c2", &wrapper),
+        start_kube_through(&cluster, h1, "c1", &wrapper),
+        start_kube_through(&cluster, h2, "c2", &wrapper),
     ];
     for n in &mut nodes {
-        n.wait_ready();
+        n.wait_ready(START).unwrap();
         // `ip netns exec` execs setpriv, which execs flanneld: the child's pid is flanneld's.
-        let pid = n.child.as_ref().unwrap().id();
+        let pid = n.pid().unwrap();
         assert_eq!(
             effective_caps(pid),
             CAP_NET_ADMIN | CAP_NET_RAW,
@@ -194,7 +201,10 @@ fn kernel_backends_need_only_net_admin_and_net_raw() {
             n.log()
         );
     }
-    let pods = [nodes[0].add_pod("cap-1"), nodes[1].add_pod("cap-2")];
+    let pods = [
+        add_kube_pod(&nodes[0], "cap-1"),
+        add_kube_pod(&nodes[1], "cap-2"),
+    ];
     for (a, b) in [(&pods[0], &pods[1]), (&pods[1], &pods[0])] {
         assert!(
             eventually(Duration::from_secs(20), || pings(&a.netns, &b.ip)),
@@ -220,7 +230,7 @@ fn kernel_backends_need_only_net_admin_and_net_raw() {
         );
     }
     for n in &mut nodes {
-        assert!(n.stop().success());
+        assert!(n.stop().unwrap().success());
     }
 }
 
@@ -260,10 +270,10 @@ fn nodes_sharing_a_pod_cidr_are_routed_to_the_oldest() {
         ghost_mac,
         "2026-02-01T00:00:00Z",
     ));
-    let mut a = KubeFlanneld::start(&cluster, ha, "ka");
-    let mut b = KubeFlanneld::start(&cluster, hb, "kb");
-    a.wait_ready();
-    b.wait_ready();
+    let mut a = start_kube(&cluster, ha, "ka");
+    let mut b = start_kube(&cluster, hb, "kb");
+    a.wait_ready(START).unwrap();
+    b.wait_ready(START).unwrap();
     let dup = "pod CIDRs 10.244.1.0-24 are assigned to Nodes ka, kghost";
     assert!(
         eventually(Duration::from_secs(30), || a
@@ -279,15 +289,15 @@ fn nodes_sharing_a_pod_cidr_are_routed_to_the_oldest() {
         "{}",
         b.log()
     );
-    let a_mac = a.vtep_mac();
+    let a_mac = vtep_mac(&a);
     assert!(
         eventually(Duration::from_secs(30), || neigh_mac(&b, "10.244.1.0")
             .contains(&a_mac)),
         "kb routes 10.244.1.0/24 to ka: {}",
         neigh_mac(&b, "10.244.1.0")
     );
-    let pa = a.add_pod("kd-a");
-    let pb = b.add_pod("kd-b");
+    let pa = add_kube_pod(&a, "kd-a");
+    let pb = add_kube_pod(&b, "kd-b");
     assert!(eventually(Duration::from_secs(30), || pings(
         &pa.netns, &pb.ip
     )));
@@ -318,8 +328,8 @@ fn nodes_sharing_a_pod_cidr_are_routed_to_the_oldest() {
         !own.contains("flannel.1"),
         "ka never routes its own subnet away: {own}"
     );
-    assert!(a.stop().success());
-    assert!(b.stop().success());
+    assert!(a.stop().unwrap().success());
+    assert!(b.stop().unwrap().success());
 }
 
 /// A node's address changes (DHCP renumbering): kube-mode flanneld follows it, patches its
@@ -330,12 +340,12 @@ fn kube_mode_follows_a_renumbered_node() {
     let h1 = cluster.node(Segment::A, "kr1", Some("10.244.1.0/24"));
     let h2 = cluster.node(Segment::A, "kr2", Some("10.244.2.0/24"));
     let old = format!("{}/24", h1.ip());
-    let mut a = KubeFlanneld::start(&cluster, h1, "kr1");
-    let mut b = KubeFlanneld::start(&cluster, h2, "kr2");
-    a.wait_ready();
-    b.wait_ready();
-    let pa = a.add_pod("kr-a");
-    let pb = b.add_pod("kr-b");
+    let mut a = start_kube(&cluster, h1, "kr1");
+    let mut b = start_kube(&cluster, h2, "kr2");
+    a.wait_ready(START).unwrap();
+    b.wait_ready(START).unwrap();
+    let pa = add_kube_pod(&a, "kr-a");
+    let pb = add_kube_pod(&b, "kr-b");
     assert!(eventually(Duration::from_secs(30), || pings(
         &pa.netns, &pb.ip
     )));
@@ -373,8 +383,8 @@ fn kube_mode_follows_a_renumbered_node() {
             f.log()
         );
     }
-    assert!(a.stop().success());
-    assert!(b.stop().success());
+    assert!(a.stop().unwrap().success());
+    assert!(b.stop().unwrap().success());
 }
 
 #[test]
@@ -388,7 +398,7 @@ fn kube_mode_wireguard_mesh_with_upstream_annotations() {
     .into_iter()
     .map(|(seg, name, cidr)| {
         let host = cluster.node(seg, name, Some(cidr));
-        KubeFlanneld::start_with(
+        start_kube_with(
             &cluster,
             host,
             name,
@@ -399,7 +409,7 @@ fn kube_mode_wireguard_mesh_with_upstream_annotations() {
     })
     .collect();
     for n in &mut nodes {
-        let env = n.wait_ready();
+        let env = n.wait_ready(START).unwrap();
         assert!(env.contains("FLANNEL_MTU=1420\n"), "{env}");
     }
     for n in &nodes {
@@ -417,7 +427,7 @@ fn kube_mode_wireguard_mesh_with_upstream_annotations() {
     let pods: Vec<Pod> = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| n.add_pod(&format!("wgk-{i}")))
+        .map(|(i, n)| add_kube_pod(n, &format!("wgk-{i}")))
         .collect();
     for (a, b) in [(0, 1), (1, 0)] {
         assert!(

@@ -2,13 +2,11 @@
 //! `EVENT_QUEUE_DEPTH` stops flanneld with upstream's error instead of being replaced by the
 //! default. No API server is needed: upstream checks it before contacting one, and so do we.
 
-mod flanneld_support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use conformance::flanneld::flanneld_bin;
 use conformance::{cmd, Netns};
-use flanneld_support::flanneld_bin;
 
 /// What the log shows once flanneld got past its environment and waits for the API server.
 const WAITING: &str = "for node controller to sync";

@@ -2,19 +2,16 @@
 //! bookmarks, 410 Gone, 429 and 5xx with Retry-After, a restart, 409 Conflict): two nodes lose
 //! no ping, keep subnet.env, annotations and routes, and log one line per event.
 
-mod flanneld_faults_support;
-mod flanneld_support;
-
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use conformance::kubeapi::{Fault, KubeApi, Reply, Verb};
+use conformance::support::flanneld::kube::*;
+use conformance::support::flanneld::{eventually, pings, Pod, START};
+use conformance::support::flanneld_faults::Pinger;
 use conformance::{Host, Segment};
-use flanneld_faults_support::Pinger;
-use flanneld_support::kube::{KubeCluster, KubeFlanneld};
-use flanneld_support::{eventually, pings, Pod};
 use serde_json::json;
 
 /// `ip -o monitor route` in a host, to prove afterwards that no pod route was ever deleted.
@@ -78,7 +75,7 @@ fn through(
         .map(|n| {
             (
                 std::fs::read_to_string(n.path("subnet.env")).unwrap(),
-                n.flannel_annotations(&cluster.api),
+                flannel_annotations(n, &cluster.api),
             )
         })
         .collect();
@@ -105,7 +102,7 @@ fn through(
             "{what}"
         );
         assert_eq!(
-            n.flannel_annotations(&cluster.api),
+            flannel_annotations(n, &cluster.api),
             ann,
             "{what}: annotations changed"
         );
@@ -136,13 +133,16 @@ fn kube_mode_rides_out_an_api_server_that_misbehaves_as_real_ones_do() {
         ),
     ];
     let mut nodes = [
-        KubeFlanneld::start(&cluster, h1, "h1"),
-        KubeFlanneld::start(&cluster, h2, "h2"),
+        start_kube(&cluster, h1, "h1"),
+        start_kube(&cluster, h2, "h2"),
     ];
     for n in &mut nodes {
-        n.wait_ready();
+        n.wait_ready(START).unwrap();
     }
-    let pods = [nodes[0].add_pod("ctr-1"), nodes[1].add_pod("ctr-2")];
+    let pods = [
+        add_kube_pod(&nodes[0], "ctr-1"),
+        add_kube_pod(&nodes[1], "ctr-2"),
+    ];
     for (a, b) in [(&pods[0], &pods[1]), (&pods[1], &pods[0])] {
         assert!(eventually(Duration::from_secs(20), || pings(
             &a.netns, &b.ip
@@ -157,7 +157,7 @@ fn kube_mode_rides_out_an_api_server_that_misbehaves_as_real_ones_do() {
     through("watches cut short", &cluster, &mut nodes, &pods, |nodes| {
         api.set_watch_limit(Some(Duration::from_secs(2)));
         for n in nodes.iter() {
-            n.wait_for(ended, 1);
+            wait_logged(n, ended, 1);
         }
         api.set_watch_limit(None);
     });
@@ -179,7 +179,7 @@ fn kube_mode_rides_out_an_api_server_that_misbehaves_as_real_ones_do() {
         api.compact();
         api.drop_connections();
         for (n, e) in nodes.iter().zip(ends) {
-            n.wait_for(ended, e + 1);
+            wait_logged(n, ended, e + 1);
         }
         std::thread::sleep(Duration::from_secs(1));
     });
@@ -194,7 +194,7 @@ fn kube_mode_rides_out_an_api_server_that_misbehaves_as_real_ones_do() {
         api.compact();
         api.drop_connections();
         for n in nodes.iter() {
-            assert_eq!(n.wait_for(expired, 1), 1);
+            assert_eq!(wait_logged(n, expired, 1), 1);
         }
     });
     assert_eq!(relists(api), lists + 2);
@@ -220,7 +220,7 @@ fn kube_mode_rides_out_an_api_server_that_misbehaves_as_real_ones_do() {
                 == 0
                 && relists_done(api) >= lists + 4));
             for n in nodes.iter() {
-                n.wait_for(expired, 2);
+                wait_logged(n, expired, 2);
             }
         },
     );
@@ -246,7 +246,7 @@ fn kube_mode_rides_out_an_api_server_that_misbehaves_as_real_ones_do() {
         api.drop_connections();
         assert!(eventually(Duration::from_secs(60), || api.faults_pending() == 0));
         for n in nodes.iter() {
-            n.wait_for(back, 1);
+            wait_logged(n, back, 1);
         }
     });
     assert_eq!(nodes.iter().map(|n| n.count(unavailable)).sum::<usize>(), 2);
@@ -261,8 +261,8 @@ fn kube_mode_rides_out_an_api_server_that_misbehaves_as_real_ones_do() {
     through("API server restart", &cluster, &mut nodes, &pods, |nodes| {
         api.restart(Duration::from_secs(3)).unwrap();
         for n in nodes.iter() {
-            n.wait_for(back, 2);
-            n.wait_for(expired, 3);
+            wait_logged(n, back, 2);
+            wait_logged(n, expired, 3);
         }
     });
     for n in &nodes {
@@ -286,10 +286,10 @@ fn kube_mode_rides_out_an_api_server_that_misbehaves_as_real_ones_do() {
                 .on(&[Verb::Patch], "nodes")
                 .times(2),
         );
-        assert!(nodes[0].stop().success());
-        nodes[0].spawn();
-        nodes[0].wait_ready();
-        nodes[0].wait_for("NetworkUnavailable=False is set", 1);
+        assert!(nodes[0].stop().unwrap().success());
+        nodes[0].spawn().unwrap();
+        nodes[0].wait_ready(START).unwrap();
+        wait_logged(&nodes[0], "NetworkUnavailable=False is set", 1);
     });
     assert!(nodes[0].count(conflict) >= 1, "{}", nodes[0].log());
     let condition = api.node("h1").unwrap()["status"]["conditions"]
@@ -309,7 +309,7 @@ fn kube_mode_rides_out_an_api_server_that_misbehaves_as_real_ones_do() {
         );
     }
     for n in &mut nodes {
-        assert!(n.stop().success());
+        assert!(n.stop().unwrap().success());
         if std::env::var_os("FLANNEL_RS_SHOW_LOGS").is_some() {
             eprintln!("--- flanneld log ({}) ---\n{}", n.name, n.log());
         }

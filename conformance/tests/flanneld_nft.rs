@@ -5,15 +5,14 @@
 //! switches iptables → nftables → iptables leaving nothing of the other mode, and a node
 //! without nft or nf_tables says what is missing.
 
-mod flanneld_support;
-
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use conformance::flanneld::flanneld_bin;
+use conformance::support::flanneld::*;
 use conformance::{Netns, Segment};
-use flanneld_support::*;
 use serde_json::{json, Value};
 
 const NETWORK: &str = "10.244.0.0/16";
@@ -143,7 +142,7 @@ fn nftables_overlay_masquerades_and_repairs_a_flushed_ruleset() {
 
     let (h1, h3) = (&nodes[0], &nodes[2]);
     let h1_ns = h1.host.netns();
-    let golden = golden_v4(&h1.subnet().to_string());
+    let golden = golden_v4(&h1.subnet().unwrap().to_string());
     assert_eq!(nft_table(h1_ns, "ip", "flannel-ipv4").unwrap(), golden);
     assert_eq!(
         nft_table(h1_ns, "ip6", "flannel-ipv6").unwrap(),
@@ -163,7 +162,7 @@ fn nftables_overlay_masquerades_and_repairs_a_flushed_ruleset() {
     // The node's own address towards another node's pod is masqueraded (to flannel.1's
     // address, inside the network), so the reply comes back through the overlay. Upstream's
     // nftables rule 4 lets it out unchanged.
-    let h1_vtep = h1.subnet().network().to_string();
+    let h1_vtep = h1.subnet().unwrap().network().to_string();
     assert_eq!(seen_by(h1_ns, &pods[2].ip, Some(h1.host.ip())), h1_vtep);
     // Into this node's own pods the client address is kept (rule 4).
     let _pod0_echo = PeerEcho::start(&pods[0].netns);
@@ -194,14 +193,14 @@ fn nftables_overlay_masquerades_and_repairs_a_flushed_ruleset() {
 #[test]
 fn a_node_switches_iptables_nftables_iptables_leaving_nothing_of_the_other() {
     let cluster = Cluster::new(&config(false));
-    let mut node = Flanneld::start(
+    let mut node = start_flanneld(
         cluster.host(Segment::A, "h1"),
         &cluster.etcd,
         &["--ip-masq"],
         None,
     );
-    node.wait_ready();
-    let subnet = node.subnet();
+    node.wait_ready(START).unwrap();
+    let subnet = node.subnet().unwrap();
     let before = flannel_iptables(node.host.netns());
     // nat: chain, jump, six rules; filter: chain, jump, two rules.
     assert_eq!(before.len(), 12, "{before:?}");
@@ -209,14 +208,14 @@ fn a_node_switches_iptables_nftables_iptables_leaving_nothing_of_the_other() {
 
     let config_key = format!("{PREFIX}/config");
     for (nftables, round) in [(true, "to nftables"), (false, "back to iptables")] {
-        node.stop();
+        node.stop().unwrap();
         cluster
             .etcd
             .put(&config_key, &config(nftables).to_string())
             .unwrap();
-        node.restart();
-        node.wait_ready();
-        assert_eq!(node.subnet(), subnet, "{round}: same lease");
+        node.restart().unwrap();
+        node.wait_ready(START).unwrap();
+        assert_eq!(node.subnet().unwrap(), subnet, "{round}: same lease");
         let ns = node.host.netns();
         let v4 = nft_table(ns, "ip", "flannel-ipv4");
         let v6 = nft_table(ns, "ip6", "flannel-ipv6");

@@ -4,12 +4,10 @@
 //! stopped node's lease expires and its routes disappear elsewhere; `DisableTxChecksumOffload`
 //! turns the VTEP's checksum offload off as `ethtool -K` would, and keeps it off.
 
-mod flanneld_support;
-
 use std::time::Duration;
 
+use conformance::support::flanneld::*;
 use conformance::Segment;
-use flanneld_support::*;
 use serde_json::json;
 
 const NETWORK: &str = "10.244.0.0/16";
@@ -32,11 +30,11 @@ fn vxlan_mesh_restart_and_lease_expiry() {
             } else {
                 &["--ip-masq"]
             };
-            Flanneld::start(cluster.host(seg, tag), &cluster.etcd, args, Some(TTL_SECS))
+            start_flanneld(cluster.host(seg, tag), &cluster.etcd, args, Some(TTL_SECS))
         })
         .collect();
     for n in &mut nodes {
-        n.wait_ready();
+        n.wait_ready(START).unwrap();
     }
     let subnets = Cluster::assert_leases(&nodes, NETWORK, 1450);
     assert_eq!(cluster.lease_keys().len(), 3);
@@ -101,16 +99,19 @@ fn vxlan_mesh_restart_and_lease_expiry() {
     }));
 
     // A restart keeps the subnet, the routes keep working, and SIGTERM exits 0.
-    assert!(nodes[1].stop().success(), "flanneld exits 0 on SIGTERM");
-    nodes[1].restart();
-    nodes[1].wait_ready();
-    assert_eq!(nodes[1].subnet(), subnets[1]);
+    assert!(
+        nodes[1].stop().unwrap().success(),
+        "flanneld exits 0 on SIGTERM"
+    );
+    nodes[1].restart().unwrap();
+    nodes[1].wait_ready(START).unwrap();
+    assert_eq!(nodes[1].subnet().unwrap(), subnets[1]);
     assert!(nodes[1].log().contains("reusing"), "{}", nodes[1].log());
     assert_full_mesh(&all_pods, &nodes.iter().collect::<Vec<_>>());
 
     // h3 stops for good: its lease expires, and h1 drops its route (and ARP/FDB entries).
     assert!(!nodes[0].route_to(subnets[2]).is_empty());
-    assert!(nodes[2].stop().success());
+    assert!(nodes[2].stop().unwrap().success());
     assert!(
         eventually(Duration::from_secs(TTL_SECS * 3), || nodes[0]
             .route_to(subnets[2])
@@ -137,12 +138,12 @@ fn vxlan_direct_routing_routes_same_segment_peers_directly() {
     let (h1, h2, h3) = (&nodes[0], &nodes[1], &nodes[2]);
     // Without DisableTxChecksumOffload the kernel's default stays, as upstream.
     assert_eq!(tx_checksum(h1).as_deref(), Some("on"));
-    let direct = h1.route_to(h2.subnet());
+    let direct = h1.route_to(h2.subnet().unwrap());
     assert!(
         direct.contains(&format!("via {} dev eth0", h2.host.ip())),
         "same segment goes direct: {direct}"
     );
-    let tunnel = h1.route_to(h3.subnet());
+    let tunnel = h1.route_to(h3.subnet().unwrap());
     assert!(
         tunnel.contains("dev flannel.1") && tunnel.contains("onlink"),
         "other segment goes through vxlan: {tunnel}"
@@ -154,10 +155,10 @@ fn host_gw_mesh_on_one_segment() {
     let cluster = Cluster::new(&json!({"Network": NETWORK, "Backend": {"Type": "host-gw"}}));
     let mut nodes: Vec<Flanneld> = ["h1", "h2"]
         .into_iter()
-        .map(|tag| Flanneld::start(cluster.host(Segment::A, tag), &cluster.etcd, &[], None))
+        .map(|tag| start_flanneld(cluster.host(Segment::A, tag), &cluster.etcd, &[], None))
         .collect();
     for n in &mut nodes {
-        let env = n.wait_ready();
+        let env = n.wait_ready(START).unwrap();
         assert!(
             env.contains("FLANNEL_MTU=1500\n"),
             "host-gw keeps the interface MTU: {env}"
@@ -165,7 +166,7 @@ fn host_gw_mesh_on_one_segment() {
     }
     let driver = our_driver();
     let _pods = pods_in_full_mesh(&driver, &nodes, "ctr");
-    let route = nodes[0].route_to(nodes[1].subnet());
+    let route = nodes[0].route_to(nodes[1].subnet().unwrap());
     assert!(
         route.contains(&format!("via {} dev eth0", nodes[1].host.ip())),
         "{route}"
@@ -175,11 +176,16 @@ fn host_gw_mesh_on_one_segment() {
     nodes[0]
         .host
         .netns()
-        .exec_ok(&["ip", "route", "del", &nodes[1].subnet().to_string()])
+        .exec_ok(&[
+            "ip",
+            "route",
+            "del",
+            &nodes[1].subnet().unwrap().to_string(),
+        ])
         .unwrap();
     assert!(
         eventually(Duration::from_secs(25), || !nodes[0]
-            .route_to(nodes[1].subnet())
+            .route_to(nodes[1].subnet().unwrap())
             .is_empty()),
         "deleted route not restored"
     );

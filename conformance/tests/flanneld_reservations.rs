@@ -10,12 +10,10 @@
 //! In both, another node's reservation is never handed out or touched, and pods reach the
 //! reserved node like any other.
 
-mod flanneld_support;
-
 use std::time::Duration;
 
+use conformance::support::flanneld::*;
 use conformance::Segment;
-use flanneld_support::*;
 use serde_json::{json, Value};
 
 const NETWORK: &str = "10.244.0.0/16";
@@ -92,16 +90,16 @@ fn start_on_reservation(
 ) -> Vec<Flanneld> {
     let mut nodes: Vec<Flanneld> = hosts
         .into_iter()
-        .map(|h| Flanneld::start(h, &cluster.etcd, args, Some(ttl)))
+        .map(|h| start_flanneld(h, &cluster.etcd, args, Some(ttl)))
         .collect();
     for n in &mut nodes {
-        n.wait_ready();
+        n.wait_ready(START).unwrap();
     }
     let log = nodes[0].log();
-    assert_eq!(nodes[0].subnet().to_string(), RESERVED, "{log}");
+    assert_eq!(nodes[0].subnet().unwrap().to_string(), RESERVED, "{log}");
     assert!(log.contains(said), "{log}");
     for n in &nodes[1..] {
-        assert!(![RESERVED, ABSENT].contains(&n.subnet().to_string().as_str()));
+        assert!(![RESERVED, ABSENT].contains(&n.subnet().unwrap().to_string().as_str()));
     }
     nodes
 }
@@ -142,7 +140,7 @@ fn etcd_v2_keeps_a_reservation_and_never_renews_it() {
     );
 
     // An operator turns node 2's live lease into a reservation: it is left one.
-    let key2 = key(&nodes[1].subnet().to_string());
+    let key2 = key(&nodes[1].subnet().unwrap().to_string());
     let value2 = v2_node(&cluster, &key2)["value"]
         .as_str()
         .unwrap()
@@ -197,7 +195,7 @@ fn etcd_v3_puts_a_reservation_on_a_lease_as_upstream_does() {
     );
 
     // An operator turns node 2's lease into a reservation: it is put back on a lease now.
-    let key2 = key(&nodes[1].subnet().to_string());
+    let key2 = key(&nodes[1].subnet().unwrap().to_string());
     let (value2, lease2) = v3_record(&cluster, &key2);
     assert_ne!(lease2, 0);
     cluster.etcd.put(&key2, &value2).unwrap();

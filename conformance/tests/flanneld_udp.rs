@@ -2,10 +2,8 @@
 //! router): pods made through libcni reach each other through flannel0 and UDP 8285, and a
 //! restarted node keeps its subnet and its traffic.
 
-mod flanneld_support;
-
+use conformance::support::flanneld::*;
 use conformance::Segment;
-use flanneld_support::*;
 use serde_json::json;
 
 const NETWORK: &str = "10.244.0.0/16";
@@ -33,10 +31,7 @@ fn udp_mesh_across_segments_and_restart() {
     let link = String::from_utf8_lossy(&h1.exec(&["ip", "-d", "link", "show", "flannel0"]).stdout)
         .into_owned();
     assert!(link.contains("mtu 1472") && link.contains("tun"), "{link}");
-    assert_eq!(
-        nodes[0].route_to(NETWORK.parse().unwrap()),
-        "10.244.0.0/16 dev flannel0"
-    );
+    assert_eq!(nodes[0].route_to(NETWORK), "10.244.0.0/16 dev flannel0");
 
     let driver = our_driver();
     let pods: Vec<Pod> = nodes
@@ -49,14 +44,17 @@ fn udp_mesh_across_segments_and_restart() {
 
     // A restart closes the TUN device (it vanishes with the process) and makes it again;
     // the subnet is kept and every pod is reachable again.
-    assert!(nodes[1].stop().success(), "flanneld exits 0 on SIGTERM");
+    assert!(
+        nodes[1].stop().unwrap().success(),
+        "flanneld exits 0 on SIGTERM"
+    );
     let gone = nodes[1]
         .host
         .netns()
         .exec(&["ip", "link", "show", "flannel0"]);
     assert!(!gone.status.success(), "flannel0 outlived its process");
-    nodes[1].restart();
-    nodes[1].wait_ready();
-    assert_eq!(nodes[1].subnet(), subnets[1]);
+    nodes[1].restart().unwrap();
+    nodes[1].wait_ready(START).unwrap();
+    assert_eq!(nodes[1].subnet().unwrap(), subnets[1]);
     assert_full_mesh(&all_pods, &nodes.iter().collect::<Vec<_>>());
 }

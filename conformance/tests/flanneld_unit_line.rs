@@ -7,109 +7,14 @@
 //! `FLANNELD_SUBNET_FILE`. The external interface comes from the default route, as on a real
 //! host. Pods on all three ping each other across vxlan.
 
-mod flanneld_support;
-
-use std::fs::File;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use conformance::{
-    kube_flannel_conflist, Driver, Etcd, EtcdOptions, FileNaming, Host, Netns, Segment, TestCa,
-    Underlay,
-};
-use flanneld_support::*;
+use conformance::support::flanneld::*;
+use conformance::{Etcd, EtcdOptions, FileNaming, Segment, TestCa, Underlay};
 use serde_json::json;
 
 const NETWORK: &str = "10.244.0.0/16";
-
-/// flanneld started exactly with the unit line; Drop kills it.
-struct UnitFlanneld {
-    host: Host,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl UnitFlanneld {
-    fn start(host: Host, unit_line: &[String]) -> UnitFlanneld {
-        let dir = tempfile::Builder::new()
-            .prefix("fr-unit-")
-            .tempdir()
-            .unwrap();
-        let log = File::create(dir.path().join("flanneld.log")).unwrap();
-        let child = host
-            .netns()
-            .command(flanneld_bin())
-            .args(unit_line)
-            .env("FLANNELD_SUBNET_FILE", dir.path().join("subnet.env"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        UnitFlanneld {
-            host,
-            dir,
-            child: Some(child),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("flanneld.log")).unwrap_or_default()
-    }
-
-    fn subnet_file(&self) -> PathBuf {
-        self.dir.path().join("subnet.env")
-    }
-
-    fn wait_ready(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.log().contains("Wrote subnet file") {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("flanneld exited ({status}):\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "not ready:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::fs::read_to_string(self.subnet_file()).unwrap()
-    }
-
-    /// A pod through libcni with the kube-flannel conflist pointed at this node's files.
-    fn add_pod(&self, driver: &Driver, id: &str) -> Pod {
-        let conflist =
-            kube_flannel_conflist("0.3.1", &self.subnet_file(), self.dir.path()).to_string();
-        let netns = Netns::new("upod").unwrap();
-        netns.set_loopback_up().unwrap();
-        let result = driver
-            .add(&conflist, self.host.netns(), &netns, "eth0", id, None)
-            .unwrap_or_else(|e| panic!("ADD {id}: {e:?}\n{}", self.log()));
-        let ip = result["ips"][0]["address"]
-            .as_str()
-            .expect("ips[0].address")
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        Pod { netns, ip }
-    }
-}
-
-impl Drop for UnitFlanneld {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "--- flanneld log ({}) ---\n{}",
-                self.host.netns().name(),
-                self.log()
-            );
-        }
-    }
-}
 
 #[test]
 fn the_tutorial_unit_line_with_tls_etcd_meshes_three_hosts() {
@@ -141,7 +46,7 @@ fn the_tutorial_unit_line_with_tls_etcd_meshes_three_hosts() {
         format!("-etcd-certfile={}", node_cert.display()),
         format!("-etcd-keyfile={}", node_key.display()),
     ];
-    let mut nodes: Vec<UnitFlanneld> = [
+    let mut nodes: Vec<Flanneld> = [
         (Segment::A, "uh1"),
         (Segment::A, "uh2"),
         (Segment::B, "uh3"),
@@ -160,12 +65,17 @@ fn the_tutorial_unit_line_with_tls_etcd_meshes_three_hosts() {
                 &seg.router_ip().to_string(),
             ])
             .unwrap();
-        UnitFlanneld::start(host, &unit_line)
+        // Exactly the unit line: no flag of the harness's own.
+        Flanneld::bare(host)
+            .unwrap()
+            .args(&unit_line)
+            .start()
+            .unwrap()
     })
     .collect();
     let mut subnets = Vec::new();
     for n in &mut nodes {
-        let env = n.wait_ready();
+        let env = n.wait_ready(START).unwrap();
         assert!(
             env.starts_with(&format!(
                 "FLANNEL_NETWORK={NETWORK}\nFLANNEL_SUBNET=10.244."
@@ -215,7 +125,7 @@ fn the_tutorial_unit_line_with_tls_etcd_meshes_three_hosts() {
     let pods: Vec<Pod> = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| n.add_pod(&driver, &format!("unit-ctr-{i}")))
+        .map(|(i, n)| add_pod(&driver, n, &format!("unit-ctr-{i}")))
         .collect();
     for a in &pods {
         for b in &pods {

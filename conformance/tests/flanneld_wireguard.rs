@@ -6,19 +6,16 @@
 //! module, so the userspace implementation runs (`--wireguard-impl=userspace`; `kernel` is
 //! refused with a clear message, which is checked too).
 
-mod flanneld_support;
-
 use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use conformance::support::flanneld::*;
 use conformance::{cni::our_bin_dir, Etcd, EtcdOptions, Segment, Underlay};
-use flanneld_support::*;
 use serde_json::{json, Value};
 
 const NETWORK: &str = "10.244.0.0/16";
 const PSK: &str = "7rKnOpYbRpWlYHdRODo8bZjrSz53RrKY3W1Wj4lXq+Q=";
-const KEY_ENV: &str = "WIREGUARD_KEY_FILE";
 const HEALTHZ: &str = "127.0.0.1:8081";
 
 fn wg_args() -> Vec<&'static str> {
@@ -30,12 +27,9 @@ fn wg_args() -> Vec<&'static str> {
     ]
 }
 
-fn key_env(dir: &std::path::Path) -> Vec<(String, String)> {
-    vec![(KEY_ENV.into(), dir.join("wgkey").display().to_string())]
-}
-
+/// The key file goes to the node's own directory (the harness's `WIREGUARD_KEY_FILE`).
 fn start(cluster: &Cluster, seg: Segment, tag: &str, args: &[&str]) -> Flanneld {
-    Flanneld::start_env(cluster.host(seg, tag), &cluster.etcd, args, None, key_env)
+    start_flanneld(cluster.host(seg, tag), &cluster.etcd, args, None)
 }
 
 /// `wg pubkey` of this node's key file: what its lease must carry.
@@ -96,7 +90,7 @@ fn wireguard_mesh_with_psk_restart_keeps_the_key_and_status_shows_peers() {
         start(&cluster, Segment::B, "h3", &args),
     ];
     for n in &mut nodes {
-        n.wait_ready();
+        n.wait_ready(START).unwrap();
     }
     let subnets = Cluster::assert_leases(&nodes, NETWORK, 1420);
 
@@ -119,7 +113,7 @@ fn wireguard_mesh_with_psk_restart_keeps_the_key_and_status_shows_peers() {
             .into_owned();
     assert!(link.contains("mtu 1420") && link.contains("tun"), "{link}");
     assert_eq!(
-        nodes[0].route_to(NETWORK.parse().unwrap()),
+        nodes[0].route_to(NETWORK),
         "10.244.0.0/16 dev flannel-wg scope link"
     );
 
@@ -173,15 +167,18 @@ fn wireguard_mesh_with_psk_restart_keeps_the_key_and_status_shows_peers() {
     // carries the same public key and every peer still trusts the node.
     let key_before = public_key(&nodes[1]);
     let file_before = std::fs::read(nodes[1].dir().join("wgkey")).unwrap();
-    assert!(nodes[1].stop().success(), "flanneld exits 0 on SIGTERM");
+    assert!(
+        nodes[1].stop().unwrap().success(),
+        "flanneld exits 0 on SIGTERM"
+    );
     let gone = nodes[1]
         .host
         .netns()
         .exec(&["ip", "link", "show", "flannel-wg"]);
     assert!(!gone.status.success(), "flannel-wg outlived its process");
-    nodes[1].restart();
-    nodes[1].wait_ready();
-    assert_eq!(nodes[1].subnet(), subnets[1]);
+    nodes[1].restart().unwrap();
+    nodes[1].wait_ready(START).unwrap();
+    assert_eq!(nodes[1].subnet().unwrap(), subnets[1]);
     assert_eq!(
         std::fs::read(nodes[1].dir().join("wgkey")).unwrap(),
         file_before
@@ -205,16 +202,11 @@ fn refused(
         .etcd
         .put(&format!("{PREFIX}/config"), &config.to_string())
         .unwrap();
-    let mut node = Flanneld::start_env(
-        cluster.host(Segment::A, tag),
-        &cluster.etcd,
-        args,
-        None,
-        |dir| {
-            prepare(dir);
-            key_env(dir)
-        },
-    );
+    let node = Flanneld::etcd(cluster.host(Segment::A, tag), &cluster.etcd.endpoint())
+        .unwrap()
+        .args(args);
+    prepare(node.dir());
+    let mut node = node.start().unwrap();
     let status = node
         .wait_exit(Duration::from_secs(60))
         .unwrap_or_else(|| panic!("flanneld kept running with {config}:\n{}", node.log()));
@@ -301,7 +293,7 @@ fn wireguard_over_the_etcd_v2_keyspace() {
     let etcd = Etcd::start(EtcdOptions::in_netns(underlay.router(), ip).enable_v2(true)).unwrap();
     let cluster = Cluster { underlay, etcd };
     let config = json!({"Network": NETWORK, "Backend": {"Type": "wireguard"}}).to_string();
-    etcdctl2(&cluster, &["set", &format!("{PREFIX}/config"), &config]);
+    cluster.etcdctl2(&["set", &format!("{PREFIX}/config"), &config]);
     let mut args = wg_args();
     args.push("--etcd-api=v2");
     let mut nodes = vec![
@@ -309,17 +301,14 @@ fn wireguard_over_the_etcd_v2_keyspace() {
         start(&cluster, Segment::B, "v2", &args),
     ];
     for n in &mut nodes {
-        n.wait_ready();
+        n.wait_ready(START).unwrap();
     }
     let subnets = Cluster::assert_leases(&nodes, NETWORK, 1420);
     for (n, s) in nodes.iter().zip(&subnets) {
-        let text = etcdctl2(
-            &cluster,
-            &[
-                "get",
-                &format!("{PREFIX}/subnets/{}-{}", s.network(), s.prefix_len()),
-            ],
-        );
+        let text = cluster.etcdctl2(&[
+            "get",
+            &format!("{PREFIX}/subnets/{}-{}", s.network(), s.prefix_len()),
+        ]);
         let v: Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(v["BackendType"], "wireguard");
         assert_eq!(v["BackendData"]["PublicKey"], public_key(n));
@@ -358,7 +347,7 @@ fn switching_vxlan_to_wireguard_and_back_leaves_nothing_of_the_other() {
         start(&cluster, Segment::B, "s2", &args),
     ];
     for n in &mut nodes {
-        n.wait_ready();
+        n.wait_ready(START).unwrap();
     }
     let subnets = Cluster::assert_leases(&nodes, NETWORK, 1450);
     let driver = our_driver();
@@ -380,24 +369,24 @@ fn switching_vxlan_to_wireguard_and_back_leaves_nothing_of_the_other() {
 
     let switch = |nodes: &mut Vec<Flanneld>, config: &Value| {
         for n in nodes.iter_mut() {
-            assert!(n.stop().success());
+            assert!(n.stop().unwrap().success());
         }
         cluster
             .etcd
             .put(&format!("{PREFIX}/config"), &config.to_string())
             .unwrap();
         for n in nodes.iter_mut() {
-            n.restart();
+            n.restart().unwrap();
         }
         for n in nodes.iter_mut() {
-            n.wait_ready();
+            n.wait_ready(START).unwrap();
         }
     };
 
     switch(&mut nodes, &wireguard);
     for (n, s) in nodes.iter().zip(&subnets) {
         assert_eq!(
-            n.subnet(),
+            n.subnet().unwrap(),
             *s,
             "the same subnet, so pods keep their addresses"
         );
@@ -419,7 +408,7 @@ fn switching_vxlan_to_wireguard_and_back_leaves_nothing_of_the_other() {
 
     switch(&mut nodes, &vxlan);
     for (n, s) in nodes.iter().zip(&subnets) {
-        assert_eq!(n.subnet(), *s);
+        assert_eq!(n.subnet().unwrap(), *s);
         assert!(!has_link(n, "flannel-wg"), "wireguard device left");
         let routes = routes_into_network(n);
         assert!(

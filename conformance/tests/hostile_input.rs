@@ -11,9 +11,7 @@
 //! Environment values cannot carry NUL bytes (execve strings are NUL-terminated); the
 //! in-process fuzzer (`fuzz/`, target `cni_skel_entry`) covers NULs in the environment.
 
-mod hostile_support;
-
-use hostile_support::{Bed, NET};
+use conformance::support::hostile::{Bed, NET};
 use serde_json::json;
 
 const PLUGINS: [&str; 4] = ["bridge", "host-local", "flannel", "portmap"];

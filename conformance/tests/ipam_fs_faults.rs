@@ -6,8 +6,6 @@
 //! `sleep` process; the root mount namespace never sees it. Plugins run in that namespace
 //! through `nsenter`, and the test reads the tmpfs through `/proc/<holder>/root`.
 
-mod hostile_support;
-
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
@@ -15,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use conformance::cni::our_bin_dir;
-use hostile_support::{Bed, NET};
+use conformance::support::hostile::{Bed, NET};
 use serde_json::json;
 
 /// A tmpfs at `mount_point`, visible only to the holder process and what `nsenter`s it.
@@ -172,7 +170,7 @@ fn is_tmpfs(p: &Path) -> bool {
 }
 
 /// ADD of `plugin` (bridge or flannel) with its data dirs on `fs`.
-fn add_on(bed: &Bed, fs: &PrivateTmpfs, plugin: &str) -> hostile_support::Reply {
+fn add_on(bed: &Bed, fs: &PrivateTmpfs, plugin: &str) -> conformance::support::hostile::Reply {
     let mp = fs.mount_point.clone();
     let mut conf = bed.conf(plugin);
     match plugin {

@@ -6,10 +6,8 @@
 //! namespaces, CIDR blocks, same-node and cross-node pairs) must hold on each. A dual-stack
 //! cluster checks the same cases over IPv6 (and IPv4 again, on the same table).
 
-mod netpol_support;
-
+use conformance::support::netpol::Cluster;
 use conformance::Segment;
-use netpol_support::Cluster;
 
 const SELECTION: &[&str] = &[
     "default-deny-all",

@@ -5,15 +5,13 @@
 //! host network are never selected; the node reaches its own pods; without the flag the
 //! table goes away.
 
-mod netpol_support;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use conformance::kubeapi::fixture_pod;
 use conformance::reach::{probe_all, Proto};
-use netpol_support::cases::{all, same};
-use netpol_support::{ns, pod, rv_of, Cluster, TestPod};
+use conformance::support::netpol::cases::{all, same};
+use conformance::support::netpol::{ns, pod, rv_of, Cluster, TestPod};
 use serde_json::json;
 
 /// Probes, until stopped, connections that must stay denied and one that must keep working.
@@ -156,7 +154,7 @@ fn restarts_and_an_unreachable_api_server_never_open_isolated_pods() {
         let pods = &c.pods;
         s.spawn(move || m.run(pods));
         let n = &mut c.nodes[node];
-        assert_eq!(n.stop().unwrap().and_then(|s| s.code()), Some(0));
+        assert_eq!(n.stop().unwrap().code(), Some(0));
         let table = n.nft_table();
         assert!(
             table.contains("hook forward"),
@@ -279,7 +277,7 @@ fn what_cannot_be_understood_fails_closed_and_everything_is_reported() {
         .args([
             "status",
             "--addr",
-            &format!("127.0.0.1:{}", netpol_support::HEALTHZ_PORT),
+            &format!("127.0.0.1:{}", conformance::support::netpol::HEALTHZ_PORT),
         ])
         .output()
         .unwrap();

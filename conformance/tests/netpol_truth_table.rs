@@ -12,10 +12,8 @@
 //! label restored, and the next case starts once both nodes report that enforced (the only
 //! thing `/status` is read for).
 
-mod netpol_support;
-
-use netpol_support::cases::{all, same, CASES};
-use netpol_support::{Cluster, PROBES};
+use conformance::support::netpol::cases::{all, same, CASES};
+use conformance::support::netpol::{Cluster, PROBES};
 
 #[test]
 fn e2e_netpol_cases_over_two_nodes() {

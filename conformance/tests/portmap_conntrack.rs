@@ -4,8 +4,6 @@
 //! ctnetlink, as upstream does; the `conntrack` program (absent from most nodes and from our
 //! image) is not on the plugin's PATH here, so a flush that relied on it would do nothing.
 
-mod flannel_support;
-
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -13,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use conformance::support::flannel::*;
 use conformance::{Impl, Netns};
-use flannel_support::*;
 use serde_json::{json, Value};
 
 const HOST_PORT: u16 = 5353;

@@ -2,12 +2,10 @@
 //! parity with the reference portmap for many option combinations, DEL/CHECK behaviour,
 //! and the nftables backend carrying traffic.
 
-mod flannel_support;
-
 use std::path::Path;
 
+use conformance::support::flannel::*;
 use conformance::{Driver, Impl, Netns};
-use flannel_support::*;
 use serde_json::{json, Value};
 
 /// bridge (ipMasq, as in the observation) + host-local, then portmap with `extra` keys.

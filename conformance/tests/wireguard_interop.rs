@@ -6,13 +6,11 @@
 //!
 //! `conformance::wireguard_go` keeps each wireguard-go's control socket in a private `/run`.
 
-mod flanneld_support;
-
 use std::time::Duration;
 
+use conformance::support::flanneld::*;
 use conformance::wireguard_go::{genkey, public_key, WgPeer, WireguardGo};
 use conformance::{Host, Segment};
-use flanneld_support::*;
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::{json, Value};
 
@@ -26,18 +24,8 @@ fn wg_args() -> Vec<&'static str> {
 }
 
 fn start(cluster: &Cluster, seg: Segment, tag: &str) -> Flanneld {
-    Flanneld::start_env(
-        cluster.host(seg, tag),
-        &cluster.etcd,
-        &wg_args(),
-        None,
-        |dir| {
-            vec![(
-                "WIREGUARD_KEY_FILE".into(),
-                dir.join("wgkey").display().to_string(),
-            )]
-        },
-    )
+    // The key file goes to the node's own directory (the harness's WIREGUARD_KEY_FILE).
+    start_flanneld(cluster.host(seg, tag), &cluster.etcd, &wg_args(), None)
 }
 
 /// A node run the way upstream flanneld runs it, with wireguard-go as the device.
@@ -183,7 +171,7 @@ fn interop(psk: bool) {
         start(&cluster, Segment::B, "o2"),
     ];
     for n in &mut nodes {
-        n.wait_ready();
+        n.wait_ready(START).unwrap();
     }
     up.start(&cluster, psk);
     let driver = our_driver();
@@ -193,10 +181,8 @@ fn interop(psk: bool) {
         .map(|(i, n)| add_pod(&driver, n, &format!("io-{psk}-{i}")))
         .collect();
     // Our routes include the upstream node's subnet, through flannel-wg.
-    assert!(nodes[0]
-        .route_to(NETWORK.parse().unwrap())
-        .contains("dev flannel-wg"));
-    assert_ne!(up.subnet, nodes[0].subnet());
+    assert!(nodes[0].route_to(NETWORK).contains("dev flannel-wg"));
+    assert_ne!(up.subnet, nodes[0].subnet().unwrap());
 
     // The upstream node sends first to o1 (it initiates that handshake)...
     assert!(
@@ -219,8 +205,8 @@ fn interop(psk: bool) {
     assert!(eventually(RESUME, || up.pings(&pods[1].ip)));
 
     // Our node restarts: same key from its file, traffic resumes.
-    nodes[0].restart();
-    nodes[0].wait_ready();
+    nodes[0].restart().unwrap();
+    nodes[0].wait_ready(START).unwrap();
     assert!(
         eventually(RESUME, || up.pings(&pods[0].ip)),
         "upstream node -> pod on the restarted o1"

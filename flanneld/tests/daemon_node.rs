@@ -2,23 +2,20 @@
 //! it): waiting for a missing or invalid config, readiness, re-acquiring a deleted lease,
 //! restoring a deleted subnet.env, and a clean stop that leaves the lease in place.
 
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use conformance::flanneld::{Flanneld, ETCD_PREFIX as PREFIX};
 use conformance::{Etcd, EtcdOptions, Netns};
 
-const PREFIX: &str = "/coreos.com/network";
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
 
+/// The daemon on its namespace (the bed's harness, this crate's own binary), etcd beside it.
 struct Node {
-    ns: Netns,
     etcd: Etcd,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
+    flanneld: Flanneld<Netns>,
     /// Plays systemd's notify socket.
     notify: UnixDatagram,
 }
@@ -38,46 +35,35 @@ impl Node {
             ns.exec_ok(argv).unwrap();
         }
         let etcd = Etcd::start(EtcdOptions::in_netns(&ns, IpAddr::V4(NODE_IP))).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let notify = UnixDatagram::bind(dir.path().join("notify")).unwrap();
+        let flanneld = Flanneld::etcd(ns, &etcd.endpoint())
+            .unwrap()
+            .binary(env!("CARGO_BIN_EXE_flanneld"))
+            .args(&["--iptables-resync=1"])
+            .lease_ttl(60);
+        let socket = flanneld.path("notify");
+        let notify = UnixDatagram::bind(&socket).unwrap();
         notify.set_nonblocking(true).unwrap();
         Node {
-            ns,
             etcd,
-            dir,
-            child: None,
+            flanneld: flanneld.env("NOTIFY_SOCKET", socket),
             notify,
         }
     }
 
-    fn subnet_file(&self) -> PathBuf {
-        self.dir.path().join("subnet.env")
+    fn ns(&self) -> &Netns {
+        &self.flanneld.host
+    }
+
+    fn subnet_file(&self) -> &Path {
+        self.flanneld.subnet_file()
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        self.flanneld.log()
     }
 
     fn start(&mut self) {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("log"))
-            .unwrap();
-        let child = self
-            .ns
-            .command(env!("CARGO_BIN_EXE_flanneld"))
-            .arg(format!("--etcd-endpoints={}", self.etcd.endpoint()))
-            .arg(format!("--subnet-file={}", self.subnet_file().display()))
-            .args(["--iface=eth0", "--iptables-resync=1"])
-            .env("FLANNEL_RS_TEST_LEASE_TTL", "60")
-            .env("NOTIFY_SOCKET", self.dir.path().join("notify"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+        self.flanneld.spawn().unwrap();
     }
 
     fn wait_for(&self, what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
@@ -109,33 +95,7 @@ impl Node {
     }
 
     fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit after SIGTERM; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- flanneld log ---\n{}", self.log());
-        }
+        self.flanneld.stop().unwrap()
     }
 }
 
@@ -209,10 +169,7 @@ fn node_lifecycle() {
     node.wait_for("re-acquired lease", Duration::from_secs(30), || {
         node.lease_keys() == keys
     });
-    assert!(
-        node.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-        "flanneld must keep running"
-    );
+    assert!(node.flanneld.is_running(), "flanneld must keep running");
     assert!(node.log().contains("re-acquiring"), "{}", node.log());
 
     // Clean stop: exit 0, lease and subnet.env stay.
@@ -225,7 +182,7 @@ fn node_lifecycle() {
 #[test]
 fn dual_stack_node_publishes_both_families() {
     let mut node = Node::new();
-    node.ns
+    node.ns()
         .exec_ok(&[
             "ip",
             "-6",

@@ -166,7 +166,7 @@ fn run() -> Result<(), BoxError> {
         n = floor::BATCH
     );
     println!("  target: 0.2× the reference, or for the kube-flannel chain's DEL the kernel's veth deletion wait + 4 ms (16 at once: + 10 ms)");
-    println!("  \"unreachable\": the target is below the floor of that path: a DEL's kernel waits (veth deletion, with ipMasq rule deletion) plus the runtime side, an ADD's libcni driver with one trivial plugin or the plugin process starts (why: conformance/src/bench/floor.rs)");
+    println!("  \"unreachable\": the target is below the floor of that path: a DEL's kernel waits (veth deletion, with ipMasq rule deletion) plus the runtime side, an ADD's libcni driver with one trivial plugin or the plugin process starts (why: bench/src/floor.rs)");
     Ok(())
 }
 

@@ -179,10 +179,9 @@ fn run_backend(
     );
     cluster.configure(backend)?;
     let mut nodes = cluster.add_nodes(backend)?;
-    let endpoint = cluster.etcd.endpoint();
     let args = [&["--ip-masq"], backend.flanneld_args()].concat();
     for node in &mut nodes {
-        node.start_flanneld(&endpoint, &args)?;
+        node.start_flanneld(&args)?;
     }
     let mut subnets = Vec::new();
     for node in &mut nodes {
@@ -318,7 +317,8 @@ fn measure_pair(
     repeats: usize,
 ) -> Result<[Samples; 4], BoxError> {
     let pod_server = IperfServer::start(&pods[k].netns, pods[k].ip, IPERF_PORT)?;
-    let host_server = IperfServer::start(nodes[k].host.netns(), nodes[k].host.ip(), IPERF_PORT)?;
+    let host_server =
+        IperfServer::start(nodes[k].host().netns(), nodes[k].host().ip(), IPERF_PORT)?;
     let mut out: [Samples; 4] = Default::default();
     for rep in 0..repeats {
         let pod_first = rep % 2 == 0;
@@ -326,7 +326,7 @@ fn measure_pair(
             let (bps, cpu) = if overlay {
                 measure_with_cpu(&pod_server, &pods[0].netns, streams)?
             } else {
-                measure_with_cpu(&host_server, nodes[0].host.netns(), streams)?
+                measure_with_cpu(&host_server, nodes[0].host().netns(), streams)?
             };
             let at = if overlay { 0 } else { 1 };
             out[at].push(bps);
@@ -381,7 +381,7 @@ fn watch_all(
 fn watchers(nodes: &[Node]) -> Result<Vec<RouteWatch>, BoxError> {
     Ok(nodes
         .iter()
-        .map(|n| RouteWatch::open(n.host.netns().path()))
+        .map(|n| RouteWatch::open(n.host().netns().path()))
         .collect::<std::io::Result<_>>()?)
 }
 
@@ -393,7 +393,7 @@ fn lease_latency(
     backend: Backend,
     count: usize,
 ) -> Result<(Samples, Samples), BoxError> {
-    let mut http = EtcdHttp::connect(nodes[0].host.netns().path(), cluster.etcd.client_addr())?;
+    let mut http = EtcdHttp::connect(nodes[0].host().netns().path(), cluster.etcd.client_addr())?;
     let lease = http.grant(FAKE_LEASE_TTL)?;
     let free: Vec<Ipv4Net> = (0..=255u8)
         .rev()
@@ -455,7 +455,6 @@ fn join_latency(
     let network: Ipv4Net = NETWORK.parse()?;
     let mut known = subnets.to_vec();
     let mut join = Samples::new();
-    let endpoint = cluster.etcd.endpoint();
     for j in 0..JOINS {
         interrupt::check()?;
         let mut newcomer = cluster.add_node(
@@ -468,7 +467,7 @@ fn join_latency(
             known: &known,
         };
         let delays = watch_all(watchers(nodes)?, &goal, || {
-            Ok(newcomer.start_flanneld(&endpoint, &["--ip-masq"])?)
+            Ok(newcomer.start_flanneld(&["--ip-masq"])?)
         })?;
         for d in delays {
             join.push_duration(d);

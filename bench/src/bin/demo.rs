@@ -105,17 +105,16 @@ fn run_backend(
         println!("[{tag}] hosts on segment A only (host-gw needs the peers on one L2 segment)");
     }
     let mut nodes = cluster.add_nodes(backend)?;
-    let endpoint = cluster.etcd.endpoint();
     let mut started = Vec::new();
     let args = [&["--ip-masq"], backend.flanneld_args()].concat();
     for node in &mut nodes {
-        started.push(node.start_flanneld(&endpoint, &args)?);
+        started.push(node.start_flanneld(&args)?);
     }
     let first = &nodes[0];
     println!(
         "[{tag}] started on each host: ip netns exec {} flanneld {}",
-        first.host.netns().name(),
-        first.flanneld_args(&endpoint, &args).join(" ")
+        first.host().netns().name(),
+        first.flanneld_args().join(" ")
     );
     let mut subnets = Vec::new();
     for (node, started) in nodes.iter_mut().zip(started) {
@@ -123,8 +122,8 @@ fn run_backend(
         println!(
             "[{tag}] {} ({}, segment {:?}): lease {subnet}, subnet.env {} after start",
             node.tag(),
-            node.host.ip(),
-            node.host.segment(),
+            node.host().ip(),
+            node.host().segment(),
             fmt_secs(started.elapsed().as_secs_f64())
         );
         subnets.push(subnet);

@@ -151,7 +151,6 @@ pub fn run(peers: usize, samples: usize) -> Result<RouteStormReport, RouteStormE
         .etcd
         .put(&format!("{PREFIX}/config"), &net_conf())
         .map_err(ClusterError::from)?;
-    let endpoint = cluster.etcd.endpoint();
     let etcd_addr = cluster.etcd.client_addr();
     let mut http = EtcdHttp::connect(cluster.underlay.router().path(), etcd_addr)?;
     let lease = http.grant(RECORD_TTL)?;
@@ -167,9 +166,9 @@ pub fn run(peers: usize, samples: usize) -> Result<RouteStormReport, RouteStormE
     }
 
     let mut node = cluster.add_node(Segment::A, segment_address(Segment::A, 1), "s1")?;
-    let mut monitor = RouteMonitor::open(node.host.netns().path(), network)?;
+    let mut monitor = RouteMonitor::open(node.host().netns().path(), network)?;
     let spawned_at = SystemTime::now();
-    let spawned = node.start_flanneld(&endpoint, &[])?;
+    let spawned = node.start_flanneld(&[])?;
     let Some(done) = wait_interruptibly(&mut monitor, &want, START_TIMEOUT)? else {
         return Err(RouteStormError::Timeout {
             what: format!(
@@ -241,7 +240,7 @@ fn wait_interruptibly(
 /// The flanneld process in the node's namespace (`ip netns exec` execs it in place, but
 /// the namespace's pid list is the ground truth).
 fn daemon_pid(node: &Node) -> Result<i32, RouteStormError> {
-    let pids = node.host.netns().pids();
+    let pids = node.host().netns().pids();
     pids.iter()
         .copied()
         .find(|pid| {

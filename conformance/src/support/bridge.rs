@@ -2,13 +2,12 @@
 //! scenario side by side with the reference plugins, and kernel-state snapshots normalised
 //! for what legitimately differs between two runs (random MACs and veth names, namespace
 //! paths).
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use conformance::{CniFailure, Driver, Impl, Netns, PluginDir};
+use crate::{CniFailure, Driver, Impl, Netns, PluginDir};
 use serde_json::{json, Map, Value};
 use tempfile::TempDir;
 
@@ -312,8 +311,7 @@ pub fn exec_plugin(
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .envs(env.iter().copied());
-    let out =
-        conformance::cmd::output_with_stdin(&mut cmd, stdin.as_bytes()).expect("plugin output");
+    let out = crate::cmd::output_with_stdin(&mut cmd, stdin.as_bytes()).expect("plugin output");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

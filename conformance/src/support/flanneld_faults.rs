@@ -1,17 +1,11 @@
 //! Fault-injection helpers for the flanneld fault tests, on top of `flanneld_support`:
 //! a counted background ping, a starting gate made of a frozen etcd, snapshots of the
-//! state flanneld leaves in the kernel, and a flanneld launched with extra environment.
+//! state flanneld leaves in the kernel.
 
-#![allow(dead_code)]
-
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use conformance::{cmd, Etcd, Host, Netns};
-
-use crate::flanneld_support::flanneld_bin;
+use crate::{Etcd, Host, Netns};
 
 /// `ping -i <interval> -c <count>` running in the background. Counting packets instead of
 /// interrupting ping at the end means no packet is ever in flight when the stats are taken,
@@ -177,72 +171,6 @@ impl KernelState {
             fdb: stdout_of(ns, &["bridge", "fdb", "show", "dev", VXLAN_DEV]),
             device: stdout_of(ns, &["ip", "-d", "-4", "addr", "show", "dev", VXLAN_DEV]),
             rules,
-        }
-    }
-}
-
-/// A flanneld started by hand, for tests that need environment the shared helper does not
-/// pass (`NOTIFY_SOCKET`). Output goes to a log file; Drop kills it.
-pub struct RawFlanneld {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl RawFlanneld {
-    /// Starts flanneld on `host` against `etcd` with `args` added to the essentials (the
-    /// subnet file is up to the caller); its log goes to `log_dir`.
-    pub fn spawn(
-        host: &Host,
-        etcd: &Etcd,
-        log_dir: &std::path::Path,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> RawFlanneld {
-        let log = log_dir.join("flanneld.log");
-        let out = File::create(&log).unwrap();
-        let mut cmd = host.netns().command(flanneld_bin());
-        cmd.arg(format!("--etcd-endpoints={}", etcd.endpoint()))
-            .arg("--iface=eth0")
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        RawFlanneld {
-            child: Some(cmd.spawn().unwrap()),
-            log,
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
-    }
-
-    /// SIGTERM and wait.
-    pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("flanneld is running");
-        match cmd::terminate(&mut child, Duration::from_secs(10)).unwrap() {
-            Some(status) => status,
-            None => {
-                let _ = child.kill();
-                panic!("flanneld ignored SIGTERM:\n{}", self.log());
-            }
-        }
-    }
-}
-
-impl Drop for RawFlanneld {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- flanneld log ---\n{}", self.log());
         }
     }
 }

@@ -1,8 +1,6 @@
 //! Shared bed for the flannel + portmap conformance tests: a node's flannel files in a temp
 //! dir, the kube-flannel conflist pointed at them, pods with TCP/UDP listeners, and probes.
 
-#![allow(dead_code)] // each test crate uses its own subset
-
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -12,7 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use conformance::{kube_flannel_conflist, Driver, Impl, Netns, PluginDir};
+use crate::{kube_flannel_conflist, Driver, Impl, Netns, PluginDir};
 use serde_json::{json, Value};
 
 pub const NETWORK: &str = "10.244.0.0/16";
@@ -27,6 +25,7 @@ pub struct Node {
 }
 
 impl Node {
+    #[allow(clippy::new_without_default)] // makes namespaces, dirs, servers: not a default value
     pub fn new() -> Node {
         let dir = tempfile::Builder::new()
             .prefix("fr-flannel-")

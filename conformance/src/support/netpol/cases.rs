@@ -3,7 +3,7 @@
 //! expectations are e2e's truth tables, extended to the probes e2e does not run for that
 //! case (every case here is checked on TCP and UDP, ports 80 and 81).
 
-use conformance::reach::Proto;
+use crate::reach::Proto;
 use serde_json::{json, Value};
 
 use super::{ns, pod, Cluster, Reach, PROBES};

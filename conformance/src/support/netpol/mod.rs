@@ -6,10 +6,8 @@
 //! are written into the test API server with the address CNI gave them, as the kubelet
 //! would report it.
 //!
-//! Reachability is always measured by real connections ([`conformance::reach`]); flanneld's
+//! Reachability is always measured by real connections ([`crate::reach`]); flanneld's
 //! `/status` is read only to know when a change has been enforced, never to judge it.
-
-#![allow(dead_code)] // each test crate uses its own subset
 
 pub mod cases;
 
@@ -19,9 +17,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use conformance::kubeapi::{fixture_node, KubeApi};
-use conformance::reach::{probe_all, Proto, Servers};
-use conformance::{Driver, Netns, PluginDir, Segment, Underlay};
+use crate::kubeapi::{fixture_node, KubeApi};
+use crate::reach::{probe_all, Proto, Servers};
+use crate::{Driver, Netns, PluginDir, Segment, Underlay};
 use serde_json::{json, Value};
 
 pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
@@ -40,9 +38,7 @@ const RETRY_TIMEOUT: Duration = Duration::from_secs(3);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[allow(unused_imports)] // not every test crate uses each
-pub use conformance::netpol::{
-    namespace_object, pod_object, rv_of, KubeNode as Node, HEALTHZ_PORT,
-};
+pub use crate::netpol::{namespace_object, pod_object, rv_of, KubeNode as Node, HEALTHZ_PORT};
 
 /// One pod: its namespace, name, node, network namespace and servers.
 pub struct TestPod {

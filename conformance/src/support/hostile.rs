@@ -3,15 +3,13 @@
 //! validate ids and names before the plugin sees them), and a snapshot of everything a
 //! plugin could touch, to prove a refused invocation left no trace.
 
-#![allow(dead_code)] // each test crate uses its own subset
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use conformance::cni::our_bin_dir;
-use conformance::Netns;
+use crate::cni::our_bin_dir;
+use crate::Netns;
 use serde_json::{json, Value};
 
 pub const NET: &str = "hostile";
