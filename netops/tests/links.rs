@@ -304,7 +304,7 @@ fn bridge_port_vlans_are_added_listed_and_removed_or_rejected_with_the_kernel_re
     let vlans = h.bridge_vlans(port.index).unwrap();
     assert!(vlans.contains(&PortVlan::access(100)), "{vlans:?}");
     assert!(vlans.contains(&PortVlan::tagged(200)), "{vlans:?}");
-    let shown = ns.bridge(&["vlan", "show", "dev", "vp0"]);
+    let shown = ns.tool("bridge", &["vlan", "show", "dev", "vp0"]);
     assert!(shown.contains("100 PVID Egress Untagged"), "{shown}");
 
     assert!(h.del_bridge_vlan(port.index, 200).unwrap());

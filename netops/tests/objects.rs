@@ -168,7 +168,7 @@ fn vxlan_peer_programming_neigh_fdb_onlink_route() {
         .ip(&["neigh", "show", "dev", "flannel.1"])
         .contains("10.244.1.0 lladdr 0e:aa:bb:cc:dd:01 PERMANENT"));
     assert!(ns
-        .bridge(&["fdb", "show", "dev", "flannel.1"])
+        .tool("bridge", &["fdb", "show", "dev", "flannel.1"])
         .contains("0e:aa:bb:cc:dd:01 dst 192.168.50.12 self permanent"));
 
     let route = h

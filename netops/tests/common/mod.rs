@@ -1,7 +1,5 @@
 //! Throwaway network namespaces for root integration tests.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,16 +37,14 @@ impl TestNetns {
 
     /// Runs `ip -n <ns> args...` and returns stdout; panics on failure.
     pub fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["-n", self.name.as_str()];
-        full.extend_from_slice(args);
-        run("ip", &full)
+        self.tool("ip", args)
     }
 
-    /// Runs `bridge -n <ns> args...`.
-    pub fn bridge(&self, args: &[&str]) -> String {
+    /// Runs an iproute2 tool (`ip`, `bridge`) as `<program> -n <ns> args...`.
+    pub fn tool(&self, program: &str, args: &[&str]) -> String {
         let mut full = vec!["-n", self.name.as_str()];
         full.extend_from_slice(args);
-        run("bridge", &full)
+        run(program, &full)
     }
 }
 

@@ -1,8 +1,6 @@
 //! Runs a host-local binary the way a runtime does (CNI_* environment, config on stdin) and
 //! snapshots its store directory.
 
-#![allow(dead_code)] // each test crate uses a different subset
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -67,11 +65,6 @@ impl<'a> Call<'a> {
         self.ifname = ifname;
         self
     }
-
-    pub fn args(mut self, cni_args: &'a str) -> Self {
-        self.cni_args = cni_args;
-        self
-    }
 }
 
 /// Executes `binary` with `call` and `stdin`, in an otherwise empty environment.
@@ -100,22 +93,6 @@ pub fn run(binary: &str, call: &Call<'_>, stdin: &str) -> Outcome {
         exit: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8(out.stdout).unwrap(),
     }
-}
-
-fn normalised(out: &Outcome) -> serde_json::Value {
-    if out.stdout.is_empty() {
-        return serde_json::Value::Null;
-    }
-    let mut v = out.json();
-    if let Some(obj) = v.as_object_mut() {
-        if obj
-            .get("dns")
-            .is_some_and(|d| d.as_object().is_some_and(|m| m.is_empty()))
-        {
-            obj.remove("dns");
-        }
-    }
-    v
 }
 
 /// Every file of a network's store directory, name → content; `None` if the directory is absent.
@@ -164,57 +141,5 @@ impl Side {
             call,
             &config.replace("DIR", self.dir.path().to_str().unwrap()),
         )
-    }
-}
-
-/// The Rust binary and the Go reference, each on its own data directory.
-pub struct Pair {
-    pub ours: Side,
-    pub reference: Side,
-}
-
-impl Pair {
-    pub fn new() -> Pair {
-        assert!(
-            Path::new(REFERENCE).exists(),
-            "reference plugin {REFERENCE} missing (Debian containernetworking-plugins)"
-        );
-        Pair {
-            ours: Side::new(ours()),
-            reference: Side::new(REFERENCE),
-        }
-    }
-
-    /// Runs `call` on both and asserts the same exit status and the same stdout; returns ours.
-    ///
-    /// Errors and 0.x results must match byte for byte. 1.x results are compared as JSON with an
-    /// empty `dns` ignored: the packaged reference links libcni 1.1, which printed 1.0.0 results
-    /// in struct order with `"dns": {}`, while current libcni sorts keys and omits empty `dns`.
-    pub fn same(&self, call: &Call<'_>, config: &str) -> Outcome {
-        let ours = self.ours.run(call, config);
-        let reference = self.reference.run(call, config);
-        let context = format!(
-            "{call:?} with {config}\nours: {}\nreference: {}",
-            ours.stdout, reference.stdout
-        );
-        assert_eq!(ours.exit, reference.exit, "{context}");
-        let (o, r) = (normalised(&ours), normalised(&reference));
-        let v1_result = r
-            .get("cniVersion")
-            .and_then(|v| v.as_str())
-            .is_some_and(|v| v.starts_with("1."));
-        if v1_result {
-            assert_eq!(o, r, "{context}");
-        } else {
-            assert_eq!(ours.stdout, reference.stdout, "{context}");
-        }
-        ours
-    }
-
-    /// Asserts both stores hold the same files with the same contents.
-    pub fn same_store(&self, network: &str) {
-        let ours = snapshot(self.ours.dir.path(), network);
-        let reference = snapshot(self.reference.dir.path(), network);
-        assert_eq!(ours, reference, "store of network {network}");
     }
 }
