@@ -263,4 +263,5 @@ pub fn validate_ifname(name: &str) -> Result<(), CniError> {
 }
 
 #[cfg(test)]
+#[path = "env_tests.rs"]
 mod tests;

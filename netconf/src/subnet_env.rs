@@ -208,4 +208,5 @@ impl SubnetEnv {
 }
 
 #[cfg(test)]
+#[path = "subnet_env_tests.rs"]
 mod tests;
