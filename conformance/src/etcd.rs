@@ -228,6 +228,16 @@ impl Etcd {
         self.etcdctl(&["del", "--", key]).map(drop)
     }
 
+    /// The keys under `prefix` (v3), in etcd's order.
+    pub fn keys(&self, prefix: &str) -> Result<Vec<String>, EtcdError> {
+        let out = self.etcdctl(&["get", "--prefix", "--keys-only", prefix])?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// Runs `etcdctl` (API v3) against this server with its TLS settings,
     /// from inside its namespace if it has one; returns stdout.
     pub fn etcdctl(&self, args: &[&str]) -> Result<String, EtcdError> {

@@ -43,6 +43,8 @@ use crate::topology::Host;
 pub const LEASE_TTL_ENV: &str = "FLANNEL_RS_TEST_LEASE_TTL";
 /// flanneld's default etcd prefix.
 pub const ETCD_PREFIX: &str = "/coreos.com/network";
+/// Where flanneld keeps its lease records under [`ETCD_PREFIX`].
+pub const LEASES_PREFIX: &str = "/coreos.com/network/subnets/";
 /// Where [`Flanneld::health`] makes the daemon serve `/healthz`, `/metrics` and `/status`
 /// (on 127.0.0.1 inside its host).
 pub const HEALTHZ_PORT: u16 = 18471;

@@ -104,19 +104,8 @@ fn flanneld_leases_over_tls_with_a_client_certificate_and_is_refused_without_one
             "{tag}: a refused connection is retried, not fatal"
         );
     }
-    let leases = etcd
-        .etcdctl(&[
-            "get",
-            "--prefix",
-            "--keys-only",
-            &format!("{PREFIX}/subnets/"),
-        ])
-        .unwrap();
-    assert_eq!(
-        leases.lines().filter(|l| !l.is_empty()).count(),
-        1,
-        "{leases}"
-    );
+    let leases = etcd.keys(LEASES_PREFIX).unwrap();
+    assert_eq!(leases.len(), 1, "{leases:?}");
 }
 
 #[test]

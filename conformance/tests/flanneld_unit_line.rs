@@ -97,19 +97,8 @@ fn the_tutorial_unit_line_with_tls_etcd_meshes_three_hosts() {
     subnets.sort();
     subnets.dedup();
     assert_eq!(subnets.len(), 3, "{subnets:?}");
-    let leases = etcd
-        .etcdctl(&[
-            "get",
-            "--prefix",
-            "--keys-only",
-            &format!("{PREFIX}/subnets/"),
-        ])
-        .unwrap();
-    assert_eq!(
-        leases.lines().filter(|l| !l.is_empty()).count(),
-        3,
-        "{leases}"
-    );
+    let leases = etcd.keys(LEASES_PREFIX).unwrap();
+    assert_eq!(leases.len(), 3, "{leases:?}");
 
     // --ip-masq took effect on every host.
     for n in &nodes {

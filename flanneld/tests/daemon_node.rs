@@ -7,7 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use conformance::flanneld::{Flanneld, ETCD_PREFIX as PREFIX};
+use conformance::flanneld::{Flanneld, ETCD_PREFIX as PREFIX, LEASES_PREFIX};
 use conformance::{Etcd, EtcdOptions, Netns};
 
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
@@ -79,19 +79,7 @@ impl Node {
     }
 
     fn lease_keys(&self) -> Vec<String> {
-        let out = self
-            .etcd
-            .etcdctl(&[
-                "get",
-                "--prefix",
-                "--keys-only",
-                &format!("{PREFIX}/subnets/"),
-            ])
-            .unwrap();
-        out.lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect()
+        self.etcd.keys(LEASES_PREFIX).unwrap()
     }
 
     fn stop(&mut self) -> std::process::ExitStatus {

@@ -7,7 +7,7 @@ pub mod kube;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-pub use crate::flanneld::{Flanneld, ETCD_PREFIX as PREFIX};
+pub use crate::flanneld::{Flanneld, ETCD_PREFIX as PREFIX, LEASES_PREFIX};
 use crate::{Driver, Etcd, EtcdOptions, Host, Netns, PluginDir, Segment, Underlay};
 use ipnet::Ipv4Net;
 use serde_json::Value;
@@ -98,19 +98,7 @@ impl Cluster {
 
     /// Keys of the lease records currently in etcd.
     pub fn lease_keys(&self) -> Vec<String> {
-        let out = self
-            .etcd
-            .etcdctl(&[
-                "get",
-                "--prefix",
-                "--keys-only",
-                &format!("{PREFIX}/subnets/"),
-            ])
-            .unwrap();
-        out.lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect()
+        self.etcd.keys(LEASES_PREFIX).unwrap()
     }
 }
 
