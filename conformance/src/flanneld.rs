@@ -143,7 +143,8 @@ impl<H: OnNetns> Flanneld<H> {
             dir,
             essentials,
             args: Vec::new(),
-            // The WireGuard key lives with the node, never in the machine's /run/flannel.
+            // Each node its own WireGuard key, as on separate machines: the default path is
+            // shared by every host of the bed (and is the machine's /run/flannel).
             env: vec![("WIREGUARD_KEY_FILE".to_owned(), wgkey.into())],
             subnet_file,
             subnet_file_in_env: false,
