@@ -55,30 +55,35 @@ fn urls() {
 #[test]
 fn status_documents() {
     assert_eq!(
-        DaemonState::from_status(&json!({"ready": true, "peers": []})).unwrap(),
+        DaemonState::from_status(json!({"ready": true, "peers": []}).to_string().as_bytes())
+            .unwrap(),
         DaemonState::Ready
     );
-    let s = DaemonState::from_status(&json!({
+    let s = DaemonState::from_status(json!({
         "ready": false,
         "reason": "lease failed: etcd: connection refused",
         "last_error": {"time": "2026-11-23T17:00:00Z", "message": "lease failed: etcd: connection refused"}
-    }))
+    }).to_string().as_bytes())
     .unwrap();
     assert_eq!(
         s.describe(),
         "flanneld is running but not ready: lease failed: etcd: connection refused"
     );
-    let s = DaemonState::from_status(&json!({
-        "ready": false,
-        "reason": "waiting for network config",
-        "last_error": {"time": "2026-11-23T17:00:00Z", "message": "renewing lease: timed out"}
-    }))
+    let s = DaemonState::from_status(
+        json!({
+            "ready": false,
+            "reason": "waiting for network config",
+            "last_error": {"time": "2026-11-23T17:00:00Z", "message": "renewing lease: timed out"}
+        })
+        .to_string()
+        .as_bytes(),
+    )
     .unwrap();
     assert_eq!(
         s.describe(),
         "flanneld is running but not ready: waiting for network config (last error: 2026-11-23T17:00:00Z renewing lease: timed out)"
     );
-    assert!(DaemonState::from_status(&json!({"status": "ok"})).is_err());
+    assert!(DaemonState::from_status(json!({"status": "ok"}).to_string().as_bytes()).is_err());
 }
 
 #[test]
