@@ -153,8 +153,8 @@ async fn answer(req: Request<Incoming>, state: State) -> Result<Response<Full<By
 async fn serve(conn: TcpStream, state: State) {
     let service = service_fn(move |req| answer(req, state.clone()));
     let connection = http1::Builder::new()
-        // The old hand-written server's shape, which scrapers and probes already see:
-        // `Connection: close` after each answer, header names as `Content-Type`.
+        // One request per connection (`Connection: close`) bounds what a client can hold;
+        // header names keep the `Content-Type` spelling scrapers and probes have seen so far.
         .keep_alive(false)
         .title_case_headers(true)
         .max_buf_size(MAX_REQUEST)

@@ -119,12 +119,16 @@ impl DaemonState {
 
 /// Asks the daemon at `url`.
 pub fn probe(url: &StatusUrl, timeout: Duration) -> DaemonState {
-    let at = url.authority.clone();
+    diagnose(url, http::get(&url.authority, &url.path, timeout))
+}
+
+/// What an answer (or its absence) says about the daemon.
+fn diagnose(url: &StatusUrl, answer: Result<http::Response, GetError>) -> DaemonState {
     let no_answer = |why: String| DaemonState::NoAnswer {
-        at: at.clone(),
+        at: url.authority.clone(),
         why,
     };
-    match http::get(&url.authority, &url.path, timeout) {
+    match answer {
         Ok(http::Response { code: 200, body }) => {
             DaemonState::from_status(&body).unwrap_or_else(no_answer)
         }
@@ -132,7 +136,9 @@ pub fn probe(url: &StatusUrl, timeout: Duration) -> DaemonState {
             "HTTP {code} for {} (a flanneld without /status?)",
             url.path
         )),
-        Err(GetError::Refused(_)) => DaemonState::NotRunning { at: at.clone() },
+        Err(GetError::Refused(_)) => DaemonState::NotRunning {
+            at: url.authority.clone(),
+        },
         Err(GetError::Resolve { reason, .. }) => no_answer(format!("cannot resolve: {reason}")),
         Err(GetError::Io { source, .. }) => no_answer(netconf::goerror::io_error_text(&source)),
         Err(GetError::NotHttp { .. }) => no_answer("not an HTTP response".into()),
