@@ -128,6 +128,9 @@ impl KubeNode {
         ])
         .args(&self.args)
         .env("NODE_NAME", &self.name)
+        // Each node its own WireGuard key, as on separate machines (the default path is
+        // shared by every host of the bed).
+        .env("WIREGUARD_KEY_FILE", self.path("wg.key"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

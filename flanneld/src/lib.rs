@@ -21,4 +21,5 @@ pub mod notify;
 pub mod options;
 pub mod state;
 pub mod status;
+pub mod stop;
 pub mod subnet;

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::backend::WireguardImpl;
 use crate::goflag::{Flag, FlagError, FlagSet, Kind};
-use crate::subnet::etcd::{EtcdConfig, SUBNET_TTL};
-use crate::subnet::etcd_store::EtcdApi;
+use crate::subnet::etcd::v3::SUBNET_TTL;
+use crate::subnet::etcd::EtcdApi;
+use crate::subnet::store::EtcdConfig;
 
 /// Env prefix of the flag fallback (`FLANNELD_IP_MASQ`, ...).
 pub const ENV_PREFIX: &str = "FLANNELD";

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use backend_support::{add_pod_gateway, lease, lines, two_hosts, Node};
-use flanneld::backend::{StoredMacs, VxlanLeaseData};
 use flanneld::subnet::{Event, Lease};
+use flanneld::subnet::{StoredMacs, VxlanLeaseData};
 use netops::netlink::{Family, Handle, MacAddr};
 
 const NET_CONF: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;

@@ -3,7 +3,7 @@
 mod backend_support;
 
 use backend_support::{add_pod_gateway_v6, join_dual, lines, two_hosts};
-use flanneld::backend::VxlanLeaseData;
+use flanneld::subnet::VxlanLeaseData;
 use flanneld::subnet::{Event, Lease};
 
 const NET_CONF: &str = r#"{"EnableIPv6":true,"Network":"10.244.0.0/16","IPv6Network":"fc00:244::/48","Backend":{"Type":"vxlan"}}"#;

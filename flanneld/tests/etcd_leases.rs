@@ -6,11 +6,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use conformance::{Etcd, EtcdOptions};
-use flanneld::subnet::etcd::{
-    acquire_lease, watch_subnets, watch_subnets_from, AcquireRequest, EtcdConfig, Registry,
-    SubnetError, WatchMsg,
-};
+use flanneld::subnet::acquire::{acquire_lease, AcquireRequest};
+use flanneld::subnet::etcd::v3::{watch_subnets, watch_subnets_from, Registry};
 use flanneld::subnet::peers::Change;
+use flanneld::subnet::store::{EtcdConfig, LeaseStore, SubnetError, WatchMsg};
 use flanneld::subnet::{Lease, LeaseAttrs};
 use ipnet::Ipv4Net;
 use netconf::flannel::NetworkConfig;

@@ -8,10 +8,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use conformance::{Etcd, EtcdOptions, TestCa};
-use flanneld::subnet::etcd::{acquire_lease, AcquireRequest, EtcdConfig, SubnetError, WatchMsg};
-use flanneld::subnet::etcd_store::{EtcdApi, LeaseStore, Store, StoreError, StoreSelector};
-use flanneld::subnet::etcd_v2::{watch_subnets, V2Registry};
+use std::sync::Arc;
+
+use flanneld::subnet::acquire::{acquire_lease, AcquireRequest};
+use flanneld::subnet::etcd::v2::{watch_subnets, V2Registry};
+use flanneld::subnet::etcd::{EtcdApi, StoreError, StoreSelector};
 use flanneld::subnet::peers::Change;
+use flanneld::subnet::store::{EtcdConfig, LeaseStore, SubnetError, SubnetStore, WatchMsg};
 use flanneld::subnet::{Lease, LeaseAttrs};
 use netconf::flannel::NetworkConfig;
 use serde_json::{json, Value};
@@ -67,7 +70,11 @@ fn attrs(last: u8) -> LeaseAttrs {
     }
 }
 
-async fn acquire(store: &impl LeaseStore, cfg: &NetworkConfig, attrs: &LeaseAttrs) -> Lease {
+async fn acquire(
+    store: &(impl LeaseStore + ?Sized),
+    cfg: &NetworkConfig,
+    attrs: &LeaseAttrs,
+) -> Lease {
     let req = AcquireRequest {
         config: cfg,
         attrs,
@@ -80,12 +87,17 @@ fn lease_key(lease: &Lease) -> String {
     format!("{PREFIX}/subnets/{}", lease.key())
 }
 
-async fn select(etcd: &Etcd, api: EtcdApi) -> Result<(Store, String), StoreError> {
-    StoreSelector::connect(&cfg_for(etcd), api, Duration::from_secs(60))
+/// The keyspace that holds the config, its store and the raw config.
+async fn select(
+    etcd: &Etcd,
+    api: EtcdApi,
+) -> Result<(EtcdApi, Arc<dyn SubnetStore>, String), StoreError> {
+    let found = StoreSelector::connect(&cfg_for(etcd), api, Duration::from_secs(60))
         .await
         .expect("clients")
         .network_config()
-        .await
+        .await?;
+    Ok((found.api, found.store, found.config))
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -107,8 +119,8 @@ async fn auto_mode_picks_the_keyspace_that_holds_the_config() {
     );
 
     etcdctl2(&etcd, &["set", &key, CONFIG]);
-    let (store, raw) = select(&etcd, EtcdApi::Auto).await.unwrap();
-    assert_eq!((store.api(), raw.as_str()), (EtcdApi::V2, CONFIG));
+    let (api, _, raw) = select(&etcd, EtcdApi::Auto).await.unwrap();
+    assert_eq!((api, raw.as_str()), (EtcdApi::V2, CONFIG));
     let err = select(&etcd, EtcdApi::V3).await.err().expect("v3 has none");
     assert!(
         err.to_string()
@@ -118,13 +130,13 @@ async fn auto_mode_picks_the_keyspace_that_holds_the_config() {
 
     // Once the v3 keyspace has a config (a migrated cluster), auto prefers it.
     etcd.put(&key, r#"{"Network":"10.6.0.0/16"}"#).unwrap();
-    let (store, raw) = select(&etcd, EtcdApi::Auto).await.unwrap();
+    let (api, _, raw) = select(&etcd, EtcdApi::Auto).await.unwrap();
     assert_eq!(
-        (store.api(), raw.as_str()),
+        (api, raw.as_str()),
         (EtcdApi::V3, r#"{"Network":"10.6.0.0/16"}"#)
     );
-    let (store, raw) = select(&etcd, EtcdApi::V2).await.unwrap();
-    assert_eq!((store.api(), raw.as_str()), (EtcdApi::V2, CONFIG));
+    let (api, _, raw) = select(&etcd, EtcdApi::V2).await.unwrap();
+    assert_eq!((api, raw.as_str()), (EtcdApi::V2, CONFIG));
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -145,7 +157,7 @@ async fn auto_mode_says_when_the_server_has_no_v2_api() {
 async fn leases_are_ttl_keys_in_the_old_format_reused_by_public_ip() {
     let etcd = etcd_v2();
     etcdctl2(&etcd, &["set", &format!("{PREFIX}/config"), CONFIG]);
-    let (store, raw) = select(&etcd, EtcdApi::Auto).await.unwrap();
+    let (api, store, raw) = select(&etcd, EtcdApi::Auto).await.unwrap();
     let cfg = config(&raw);
     // A node of flannel v0.17 already holds a subnet, its value as Go wrote it (mixed-case
     // keys from a hand edit included).
@@ -161,7 +173,7 @@ async fn leases_are_ttl_keys_in_the_old_format_reused_by_public_ip() {
         ],
     );
 
-    let lease = acquire(&store, &cfg, &attrs(3)).await;
+    let lease = acquire(&*store, &cfg, &attrs(3)).await;
     assert_ne!(lease.subnet, "10.5.77.0/24".parse().unwrap());
     let key = lease_key(&lease);
     let n = node(&etcd, &key);
@@ -172,10 +184,11 @@ async fn leases_are_ttl_keys_in_the_old_format_reused_by_public_ip() {
     let ttl = n["ttl"].as_i64().expect("a TTL key");
     assert!((55..=60).contains(&ttl), "{n}");
 
-    let Store::V2(v2) = &store else {
-        panic!("the v2 store was selected")
-    };
-    let (listed, _) = v2.list_subnets().await.unwrap();
+    assert_eq!(api, EtcdApi::V2, "the v2 store was selected");
+    let (listed, _) = v2(&etcd, Duration::from_secs(60))
+        .list_subnets()
+        .await
+        .unwrap();
     let old = listed
         .iter()
         .find(|l| l.attrs.public_ip == Ipv4Addr::new(192, 168, 1, 77))
@@ -186,7 +199,7 @@ async fn leases_are_ttl_keys_in_the_old_format_reused_by_public_ip() {
     // A restart with the same PublicIP gets the same subnet back, attributes rewritten.
     let mut changed = attrs(3);
     changed.backend_data = Some(json!({"VNI": 1, "VtepMAC": "02:00:00:00:00:aa"}).into());
-    let again = acquire(&store, &cfg, &changed).await;
+    let again = acquire(&*store, &cfg, &changed).await;
     assert_eq!(again.subnet, lease.subnet);
     assert!(node(&etcd, &key)["value"]
         .as_str()

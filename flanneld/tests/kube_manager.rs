@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use conformance::kubeapi::{fixture_node, fixture_pod, Fault, KubeApi, Reply, Verb};
-use flanneld::subnet::etcd::WatchMsg;
 use flanneld::subnet::kube::{KubeError, KubeManager, KubeOptions};
 use flanneld::subnet::peers::Change;
+use flanneld::subnet::store::WatchMsg;
 use flanneld::subnet::LeaseAttrs;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};

@@ -16,7 +16,6 @@ pub mod datapath;
 mod device_addr;
 mod error;
 mod hostgw;
-mod lease_data;
 mod leftovers;
 mod network;
 mod objects;
@@ -28,14 +27,13 @@ pub mod wireguard;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use netconf::flannel::{BackendConfig, NetworkConfig};
-use netops::netlink::{Handle, MacAddr};
+use netops::netlink::Handle;
 
 use crate::metrics::DatapathSource;
-use crate::subnet::{Event, Lease, SharedLease};
+use crate::subnet::{Event, Lease, SharedLease, StoredMacs};
 
 pub use error::BackendError;
 pub use hostgw::HostGwBackend;
-pub use lease_data::VxlanLeaseData;
 pub use udp::UdpBackend;
 pub use vxlan::VxlanBackend;
 pub use wireguard::{WireguardBackend, WireguardImpl, WireguardNode};
@@ -122,14 +120,6 @@ pub fn new_backend(
     nl: Handle,
 ) -> Result<Box<dyn Backend>, BackendError> {
     new_backend_with(cfg, ext, network, nl, NodeOptions::default())
-}
-
-/// VTEP MACs a previous run published (the kube node annotations), so a re-created vxlan
-/// device keeps the MAC every peer already has in its ARP and FDB tables (#1795).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StoredMacs {
-    pub v4: Option<MacAddr>,
-    pub v6: Option<MacAddr>,
 }
 
 /// What a backend needs from this node beyond the cluster-wide net-conf.

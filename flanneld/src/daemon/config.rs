@@ -6,9 +6,12 @@ use netconf::flannel::{FlannelConfigError, NetworkConfig};
 use serde_json::Value;
 
 use super::{sleep_or_stop, Stop, CONFIG_RETRY};
-use crate::metrics::count_etcd_error;
+use std::sync::Arc;
+
 use crate::state::{Phase, State};
-use crate::subnet::etcd_store::{Store, StoreSelector};
+use crate::subnet::etcd::StoreSelector;
+use crate::subnet::store::failures::count_etcd_error;
+use crate::subnet::store::SubnetStore;
 
 /// The keys whose value must be an IPv4 and an IPv6 CIDR respectively.
 const V4_NETWORK_KEY: &str = "Network";
@@ -60,15 +63,15 @@ pub async fn wait_for_config(
     stores: &StoreSelector,
     state: &State,
     stop: &mut Stop,
-) -> Option<(Store, NetworkConfig)> {
+) -> Option<(Arc<dyn SubnetStore>, NetworkConfig)> {
     state.set_phase(Phase::WaitingForConfig(None));
     loop {
         let attempt = async {
-            let (store, raw) = stores.network_config().await.map_err(|e| {
+            let found = stores.network_config().await.map_err(|e| {
                 count_etcd_error(&e);
                 e.to_string()
             })?;
-            parse_checked(&raw).map(|cfg| (store, cfg))
+            parse_checked(&found.config).map(|cfg| (found.store, cfg))
         };
         match attempt.await {
             Ok(cfg) => return Some(cfg),

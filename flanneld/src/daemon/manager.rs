@@ -1,7 +1,6 @@
 //! The subnet manager behind the node loop: etcd leases or Kubernetes Nodes. Both deliver
 //! peers as [`WatchMsg`]s; they differ in how a lease is claimed and whether it is renewed.
 
-#[cfg(feature = "kube")]
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,13 +9,13 @@ use netconf::flannel::NetworkConfig;
 use tokio::sync::mpsc;
 
 use super::{acquire_until_stopped, sleep_or_stop, DaemonError, Stop, CONFIG_RETRY};
-use crate::metrics::count_etcd_error;
 use crate::options::Options;
 use crate::state::{Phase, State};
-use crate::subnet::etcd::{SubnetError, WatchMsg};
-use crate::subnet::etcd_store::{LeaseStore, Store, StoreSelector};
+use crate::subnet::etcd::{StoreError, StoreSelector};
 #[cfg(feature = "kube")]
 use crate::subnet::kube::KubeManager;
+use crate::subnet::store::failures::count_etcd_error;
+use crate::subnet::store::{SubnetError, SubnetStore, WatchMsg};
 use crate::subnet::{Lease, LeaseAttrs};
 
 /// Watch messages are buffered up to this many while the backend is busy (etcd mode; kube
@@ -25,11 +24,12 @@ const WATCH_QUEUE: usize = 256;
 #[cfg(feature = "kube")]
 const REACQUIRE_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-// One per process, moved into the node loop once: boxing the registry would buy nothing.
-#[allow(clippy::large_enum_variant)]
+/// The two kinds of manager differ in kind, not only in backend: etcd leases are records
+/// this node creates, renews and may release; kube mode's are the controller manager's pod
+/// CIDRs. Which etcd keyspace holds the records is behind [`SubnetStore`].
 #[derive(Clone)]
 pub enum Manager {
-    Etcd(Store),
+    Etcd(Arc<dyn SubnetStore>),
     #[cfg(feature = "kube")]
     Kube(Arc<KubeManager>),
 }
@@ -142,7 +142,7 @@ impl Manager {
     ) -> Option<Lease> {
         match self {
             Manager::Etcd(reg) => {
-                acquire_until_stopped(reg, config, attrs, previous, state, stop).await
+                acquire_until_stopped(&**reg, config, attrs, previous, state, stop).await
             }
             #[cfg(feature = "kube")]
             Manager::Kube(kube) => {
@@ -152,7 +152,9 @@ impl Manager {
                         Ok(lease) => return Some(lease),
                         Err(e) => {
                             log::error!("failed to acquire lease: {e} (retrying in {delay:?})");
-                            crate::metrics::store_error(crate::metrics::Store::Kube);
+                            crate::subnet::store::failures::store_error(
+                                crate::subnet::store::failures::StoreKind::Kube,
+                            );
                             state.metrics().lease_failed();
                             state.fail_phase(Phase::AcquiringLease(Some(e.to_string())));
                         }
@@ -183,7 +185,7 @@ impl Manager {
 pub struct StartupHints {
     pub public_ip: Option<std::net::Ipv4Addr>,
     pub public_ipv6: Option<std::net::Ipv6Addr>,
-    pub macs: crate::backend::StoredMacs,
+    pub macs: crate::subnet::StoredMacs,
 }
 
 impl Manager {
@@ -203,7 +205,7 @@ impl Manager {
             match StoreSelector::connect(&opts.etcd, opts.etcd_api, opts.lease_ttl).await {
                 Ok(stores) => break stores,
                 Err(
-                    e @ crate::subnet::etcd_store::StoreError::V3(SubnetError::Etcd(
+                    e @ StoreError::V3(SubnetError::Etcd(
                         etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_),
                     )),
                 ) => return Err(DaemonError::Etcd(e)),
@@ -291,7 +293,7 @@ impl Manager {
     ) -> Result<Option<Lease>, DaemonError> {
         match self {
             Manager::Etcd(reg) => {
-                Ok(acquire_until_stopped(reg, config, attrs, previous, state, stop).await)
+                Ok(acquire_until_stopped(&**reg, config, attrs, previous, state, stop).await)
             }
             #[cfg(feature = "kube")]
             Manager::Kube(kube) => tokio::select! {

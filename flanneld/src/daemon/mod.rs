@@ -28,11 +28,13 @@ use netconf::subnet_env::SubnetEnv;
 use tokio::sync::watch;
 
 use crate::iface::{self, IfaceError, IfaceRequest};
-use crate::metrics::count_etcd_error;
 use crate::options::Options;
 use crate::state::{Phase, State};
-use crate::subnet::etcd::{acquire_lease, AcquireRequest};
-use crate::subnet::etcd_store::{Store, StoreError};
+pub(crate) use crate::stop::{sleep_or_stop, stopped, Stop};
+use crate::subnet::acquire::{acquire_lease, AcquireRequest};
+use crate::subnet::etcd::StoreError;
+use crate::subnet::store::failures::count_etcd_error;
+use crate::subnet::store::SubnetStore;
 use crate::subnet::{BackendData, Lease, LeaseAttrs};
 
 const CONFIG_RETRY: Duration = Duration::from_secs(1);
@@ -68,25 +70,6 @@ pub enum DaemonError {
     Netpol(String),
     #[error("internal: {0}")]
     Internal(String),
-}
-
-/// A stop request (SIGTERM/SIGINT) as a watch channel every task can wait on.
-pub type Stop = watch::Receiver<bool>;
-
-async fn stopped(stop: &mut Stop) {
-    while !*stop.borrow() {
-        if stop.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Sleeps `d` unless a stop arrives first; returns true on stop.
-pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut Stop) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        _ = stopped(stop) => true,
-    }
 }
 
 /// The first SIGTERM/SIGINT asks for a clean stop; a second one kills the process, as with
@@ -143,7 +126,7 @@ fn previous_subnet(path: &Path) -> Option<(Ipv4Net, Option<Ipv6Net>)> {
 /// exhausted (`out of subnets` until a node's lease expires or the config grows), lost races.
 /// `None`: stopped while trying.
 pub(crate) async fn acquire_until_stopped(
-    reg: &Store,
+    reg: &dyn SubnetStore,
     config: &NetworkConfig,
     attrs: &LeaseAttrs,
     previous: Option<(Ipv4Net, Option<Ipv6Net>)>,

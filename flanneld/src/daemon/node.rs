@@ -13,12 +13,13 @@ use super::{
 };
 use crate::backend::{ApplyReport, ExternalInterface};
 use crate::iface::IfaceRequest;
-use crate::metrics::{count_etcd_error, Repair};
+use crate::metrics::Repair;
 use crate::options::{renew_delay, Options};
 use crate::state::{DuplicatePublicIp, Phase, State};
 use crate::status::{duplicate_message, duplicate_public_ips};
-use crate::subnet::etcd::{SubnetError, WatchMsg};
 use crate::subnet::peers::{Change, Conflict, PeerSet};
+use crate::subnet::store::failures::count_etcd_error;
+use crate::subnet::store::{SubnetError, WatchMsg};
 use crate::subnet::{Event, Lease, LeaseAttrs};
 
 /// How often the kernel is compared against the full peer set, repairing routes or

@@ -276,7 +276,9 @@ where
                 });
             }
         }
-        crate::metrics::store_error(crate::metrics::Store::Kube);
+        crate::subnet::store::failures::store_error(
+            crate::subnet::store::failures::StoreKind::Kube,
+        );
         tokio::time::sleep(wait).await;
         self.delay = (self.delay * 2).min(MAX_DELAY);
     }

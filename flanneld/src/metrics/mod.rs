@@ -12,7 +12,6 @@ pub mod wireguard;
 
 pub use datapath::{CounterSnapshot, CounterSource, DatapathCounters, DropReason, Tally};
 pub use netpol::{NetpolError, NetpolMetrics};
-pub use store::{count_etcd_error, store_error, store_errors, Store};
 pub use wireguard::{WireguardSnapshot, WireguardSource};
 
 use std::sync::atomic::AtomicU64;
@@ -180,16 +179,7 @@ impl Metrics {
                 "Drift found and fixed: peer routes/neighbours/FDB entries, iptables rule sets, subnet.env, blackhole route",
                 m.repairs.clone(),
             );
-            r.register(
-                "flannel_store_errors",
-                "Failed requests to the subnet store (etcd or the Kubernetes API server)",
-                store::STORE_ERRORS.clone(),
-            );
-        }
-        for store in [Store::Etcd, Store::Kube] {
-            drop(store::STORE_ERRORS.get_or_create(&store::StoreLabels {
-                store: store.as_str(),
-            }));
+            r.register_collector(Box::new(store::StoreErrorsCollector));
         }
         // Zero-valued series from the start, so rate() and alerts see them before the first event.
         for kind in Repair::ALL {

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::datapath::{CounterSnapshot, DropReason};
 use super::*;
+use crate::subnet::store::failures::{count_etcd_error, store_error, store_errors, StoreKind};
 use crate::subnet::LeaseAttrs;
 
 fn lease(backend: &str) -> Lease {
@@ -108,14 +109,14 @@ fn counters_and_histogram_accumulate() {
 
 #[test]
 fn store_errors_count_failures_not_answers() {
-    let before = store_errors(Store::Etcd);
-    count_etcd_error(&crate::subnet::etcd::SubnetError::OutOfSubnets);
-    count_etcd_error(&crate::subnet::etcd::SubnetError::Timeout(
+    let before = store_errors(StoreKind::Etcd);
+    count_etcd_error(&crate::subnet::store::SubnetError::OutOfSubnets);
+    count_etcd_error(&crate::subnet::store::SubnetError::Timeout(
         Duration::from_secs(5),
     ));
     // Other tests may count too; ours added exactly one or the total moved by more.
-    assert!(store_errors(Store::Etcd) > before);
-    store_error(Store::Kube);
+    assert!(store_errors(StoreKind::Etcd) > before);
+    store_error(StoreKind::Kube);
     let text = Metrics::new().encode(&ScrapeView::default());
     let kube = lines(&text)
         .into_iter()

@@ -21,7 +21,7 @@
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::etcd::join_key;
+use super::store::join_key;
 
 /// The directory of claims under the etcd prefix.
 const CLAIMS: &str = "claims";

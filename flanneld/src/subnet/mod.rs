@@ -1,16 +1,15 @@
 //! The lease model shared by every subnet manager and backend, and the two wire formats
 //! upstream fixed: the etcd key of a lease and the JSON of its attributes.
 
+pub mod acquire;
 pub mod alloc;
-mod backend_data;
 pub mod claims;
 pub mod etcd;
-pub mod etcd_store;
-pub mod etcd_v2;
 #[cfg(feature = "kube")]
 pub mod kube;
+mod lease_data;
 pub mod peers;
-mod wireguard_data;
+pub mod store;
 
 #[cfg(test)]
 mod tests;
@@ -25,8 +24,9 @@ use serde_json::Value;
 
 use netconf::gojson;
 
-pub use backend_data::BackendData;
-pub use wireguard_data::{KeyError, WgKey, WireguardLeaseData};
+pub use lease_data::{
+    BackendData, KeyError, StoredMacs, VxlanLeaseData, WgKey, WireguardLeaseData,
+};
 
 /// What a node publishes about itself (upstream `lease.LeaseAttrs`).
 #[derive(Debug, Clone, PartialEq)]

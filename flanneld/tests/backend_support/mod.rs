@@ -9,8 +9,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use flanneld::backend::{self, Backend, ExternalInterface, StoredMacs};
-use flanneld::subnet::{Event, Lease, LeaseAttrs};
+use flanneld::backend::{self, Backend, ExternalInterface};
+use flanneld::subnet::{Event, Lease, LeaseAttrs, StoredMacs};
 use ipnet::Ipv4Net;
 use netconf::flannel::NetworkConfig;
 use netops::netlink::Handle;

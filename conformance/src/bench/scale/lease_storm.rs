@@ -12,10 +12,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use flanneld::subnet::etcd::{
-    acquire_lease, AcquireRequest, EtcdConfig, Listing, Owner, Registry, SubnetError, SUBNET_TTL,
-};
-use flanneld::subnet::etcd_store::LeaseStore;
+use flanneld::subnet::acquire::{acquire_lease, AcquireRequest};
+use flanneld::subnet::etcd::v3::{Registry, SUBNET_TTL};
+use flanneld::subnet::store::{EtcdConfig, LeaseStore, Listing, Owner, SubnetError};
 use flanneld::subnet::LeaseAttrs;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netconf::flannel::NetworkConfig;
@@ -199,6 +198,7 @@ struct Counted {
     lost: AtomicUsize,
 }
 
+#[async_trait::async_trait]
 impl LeaseStore for Counted {
     async fn list_slots(&self, owner: &Owner, since: Option<i64>) -> Result<Listing, SubnetError> {
         self.inner.list_slots(owner, since).await
@@ -237,7 +237,7 @@ impl LeaseStore for Counted {
             .await
     }
     fn keeps_reservations(&self) -> bool {
-        Registry::KEEPS_RESERVATIONS
+        self.inner.keeps_reservations()
     }
     async fn delete_subnet(
         &self,
@@ -259,7 +259,7 @@ async fn storm(
         prefix: PREFIX.to_owned(),
         ..EtcdConfig::default()
     };
-    let setup = |e: flanneld::subnet::etcd::SubnetError| LeaseStormError::Setup(e.to_string());
+    let setup = |e: SubnetError| LeaseStormError::Setup(e.to_string());
     // Connections are made and the config read before the start line, as a daemon has
     // done both by the time it asks for a lease.
     let first = Registry::connect(&cfg, SUBNET_TTL).await.map_err(setup)?;

@@ -15,8 +15,9 @@ use self::device::{DeviceConfig, Vtep};
 use super::network::{is_subnet_of, networks};
 use super::objects::{Object, PeerRoute};
 use super::peers::{PeerSync, Planner};
-use super::{ApplyReport, Backend, BackendError, ExternalInterface, StoredMacs, VxlanLeaseData};
+use super::{ApplyReport, Backend, BackendError, ExternalInterface};
 use crate::subnet::{BackendData, Event, Lease, SharedLease};
+use crate::subnet::{StoredMacs, VxlanLeaseData};
 
 /// Outer IPv4 header, UDP and VXLAN headers and the inner Ethernet header.
 const ENCAP_OVERHEAD: u32 = 50;

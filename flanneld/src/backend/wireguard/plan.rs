@@ -203,14 +203,24 @@ impl Local {
                     continue;
                 }
             };
+            // Two nodes with one private key (a cloned image, a key file on shared storage)
+            // cannot reach each other: said once in the log and counted in /status, never
+            // configured as a peer of ourselves.
+            let own_key = |d: &Option<WireguardLeaseData>| {
+                d.as_ref().is_some_and(|d| d.public_key == self.public_key)
+            };
+            if own_key(&d4) || own_key(&d6) {
+                skipped.push(Skipped {
+                    key: key_of(l),
+                    label: label_of(l),
+                    why: "it carries this node's own public key: another node uses the same private \
+                          key (each node needs its own WIREGUARD_KEY_FILE), or it is this node's own \
+                          earlier lease"
+                        .into(),
+                });
+                continue;
+            }
             let mut add = |dev: usize, peer: PeerConfig| {
-                if peer.public_key == self.public_key {
-                    log::debug!(
-                        "lease {} carries this node's own public key; not a peer",
-                        l.subnet
-                    );
-                    return;
-                }
                 let entry = by_key[dev].entry(peer.public_key);
                 match entry {
                     std::collections::btree_map::Entry::Vacant(v) => {

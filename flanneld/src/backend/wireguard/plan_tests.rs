@@ -155,6 +155,12 @@ fn port_zero_means_our_own_port_and_others_are_ignored() {
         plan.per_device[0][0].endpoint,
         Some("192.168.1.2:51820".parse().unwrap())
     );
+    assert_eq!(plan.skipped.len(), 1, "the own-key lease is reported");
+    assert!(
+        plan.skipped[0].why.contains("WIREGUARD_KEY_FILE"),
+        "{}",
+        plan.skipped[0].why
+    );
 }
 
 #[test]

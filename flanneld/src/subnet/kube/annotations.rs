@@ -7,8 +7,8 @@ use netops::netlink::MacAddr;
 use serde_json::Value;
 
 use super::KubeError;
-use crate::backend::{StoredMacs, VxlanLeaseData};
 use crate::subnet::{BackendData, LeaseAttrs};
+use crate::subnet::{StoredMacs, VxlanLeaseData};
 
 /// Full annotation keys for one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::node::{contains, CidrError, FlannelNode, PodCidrs};
 use super::{changed_annotations, KubeError, KubeManager};
-use crate::backend::StoredMacs;
+use crate::subnet::StoredMacs;
 use crate::subnet::{Lease, LeaseAttrs};
 
 /// Upstream polls its node cache and retries patches every 3 s for up to 30 s.
@@ -156,7 +156,9 @@ impl KubeManager {
                         );
                         last = text;
                     }
-                    crate::metrics::store_error(crate::metrics::Store::Kube);
+                    crate::subnet::store::failures::store_error(
+                        crate::subnet::store::failures::StoreKind::Kube,
+                    );
                 }
             }
             tokio::time::sleep(delay).await;

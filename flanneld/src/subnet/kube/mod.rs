@@ -24,7 +24,7 @@ use kube::{Api, Client};
 use netconf::flannel::NetworkConfig;
 use tokio::sync::{mpsc, watch as signal};
 
-use super::etcd::WatchMsg;
+use super::store::WatchMsg;
 
 /// How long startup waits for the first full list of Nodes (upstream's informer sync).
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(600);

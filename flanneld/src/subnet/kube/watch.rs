@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, watch as signal};
 use super::annotations::Annotations;
 use super::node::FlannelNode;
 use crate::k8s::{ListWatch, Update};
-use crate::subnet::etcd::WatchMsg;
 use crate::subnet::peers::Change;
+use crate::subnet::store::WatchMsg;
 use crate::subnet::Lease;
 
 /// A lease slot: its v4 subnet and, when dual-stack, its v6 one.

@@ -1,10 +1,12 @@
 use std::collections::{BTreeMap, VecDeque};
+use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde_json::json;
 
 use super::*;
+use crate::subnet::store::Slot;
 
 /// An in-memory lease store with etcd's revisions: every write bumps the revision and stamps
 /// the record, and a listing `since` a revision returns only records stamped after it.
@@ -64,6 +66,7 @@ fn key(subnet: Ipv4Net) -> String {
     crate::subnet::subnet_key(subnet, None)
 }
 
+#[async_trait::async_trait]
 impl LeaseStore for Fake {
     async fn list_slots(&self, owner: &Owner, since: Option<i64>) -> Result<Listing, SubnetError> {
         let mut st = self.state();

@@ -1,8 +1,16 @@
-//! A lease's BackendData / BackendV6Data, held as the compact JSON text upstream publishes.
+//! A lease's BackendData / BackendV6Data, held as the compact JSON text upstream publishes,
+//! and what each backend keeps in it ([`vxlan`], [`wireguard`]): the subnet layer owns these
+//! types, which the backends and kube's Node annotations both read.
 //!
 //! A daemon keeps one lease per peer for as long as it runs; as a `serde_json::Value` the
 //! two-field vxlan object costs about half a kilobyte in six allocations, as text about forty
 //! bytes in one. Backends decode it when they plan a peer, which happens once per change.
+
+mod vxlan;
+mod wireguard;
+
+pub use vxlan::{StoredMacs, VxlanLeaseData};
+pub use wireguard::{KeyError, WgKey, WireguardLeaseData};
 
 use std::fmt;
 

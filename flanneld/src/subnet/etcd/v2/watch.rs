@@ -7,13 +7,14 @@
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::wire::{self, code, EventKind, NodeError, Response};
 use super::V2Registry;
-use crate::subnet::etcd::WatchMsg;
+use crate::stop::{sleep_or_stop, Stop};
 use crate::subnet::parse_subnet_key;
 use crate::subnet::peers::Change;
+use crate::subnet::store::WatchMsg;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -71,21 +72,9 @@ pub(crate) fn step(dir: &str, resp: Response) -> Step {
     Step::Changes { changes, next }
 }
 
-/// Returns true if `stop` fired while sleeping.
-async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        _ = stop.changed() => true,
-    }
-}
-
 /// Runs until `stop` turns true or the receiver of `tx` is dropped. The first message is a
 /// snapshot, as with the v3 watch.
-pub async fn watch_subnets(
-    reg: V2Registry,
-    tx: mpsc::Sender<WatchMsg>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn watch_subnets(reg: V2Registry, tx: mpsc::Sender<WatchMsg>, mut stop: Stop) {
     let dir = reg.subnets_dir();
     let mut backoff = BACKOFF_START;
     // The index to wait from; None means a listing is needed first.

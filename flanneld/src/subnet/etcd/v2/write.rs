@@ -1,4 +1,5 @@
-//! Writing lease records in the v2 keyspace: create, reuse, renew, delete.
+//! The lease records in the v2 keyspace as a [`LeaseStore`] and [`SubnetStore`]: list,
+//! create, reuse, renew, delete, watch.
 //!
 //! Each family's subnet is claimed for one node ([`crate::subnet::claims`]). The v2 API has no
 //! transaction over several keys, so a create goes in steps, undoing what it did when one
@@ -12,13 +13,20 @@
 
 use std::time::SystemTime;
 
+use std::time::Duration;
+
+use async_trait::async_trait;
 use hyper::Method;
 use ipnet::{Ipv4Net, Ipv6Net};
+use tokio::sync::mpsc;
 
 use super::wire::{self, code};
-use super::{Served, V2Error, V2Registry, REQUEST_TIMEOUT};
+use super::{watch_subnets, Served, V2Error, V2Registry, REQUEST_TIMEOUT};
+use crate::stop::Stop;
 use crate::subnet::claims::{has_v4, v4_claim_key, v6_claim_key};
-use crate::subnet::etcd::{join_key, SubnetError};
+use crate::subnet::store::{
+    join_key, LeaseStore, Listing, Owner, Slot, SubnetError, SubnetStore, WatchMsg,
+};
 use crate::subnet::{subnet_key, LeaseAttrs};
 
 /// What a write requires of the key's current state, checked by etcd atomically with it.
@@ -217,10 +225,56 @@ impl V2Registry {
         Ok(wire::expiration(ttl))
     }
 
+    /// Refreshes the TTL of our record, only while it still holds exactly what we wrote:
+    /// after an expiry another node may own the subnet. `LeaseLost` tells the caller to
+    /// re-acquire.
+    pub async fn renew_subnet(
+        &self,
+        subnet: Ipv4Net,
+        ipv6_subnet: Option<Ipv6Net>,
+        attrs: &LeaseAttrs,
+    ) -> Result<SystemTime, SubnetError> {
+        let renewed = self.rewrite_subnet(subnet, ipv6_subnet, attrs, attrs, false);
+        renewed
+            .await?
+            .ok_or_else(|| no_ttl("renew", &subnet_key(subnet, ipv6_subnet)))
+    }
+}
+
+#[async_trait]
+impl LeaseStore for V2Registry {
+    /// The records for acquisition. The v2 API cannot list only what changed after an
+    /// index, so every listing is a full one (`since` is ignored).
+    async fn list_slots(&self, owner: &Owner, _since: Option<i64>) -> Result<Listing, SubnetError> {
+        let (nodes, _) = self.list_nodes().await?;
+        let slots = nodes
+            .iter()
+            .filter_map(|n| {
+                if n.dir {
+                    log::warn!("Ignoring bad subnet node {}", n.key);
+                    return None;
+                }
+                let value = n.value.as_deref().unwrap_or_default();
+                Slot::from_record(&n.key, value.as_bytes(), n.ttl.is_none(), owner)
+            })
+            .collect();
+        Ok(Listing {
+            slots,
+            revision: None,
+            changes_only: false,
+        })
+    }
+
+    /// The v2 API has no count without the values, so acquisition re-reads after every lost
+    /// race.
+    async fn count_records(&self) -> Result<Option<usize>, SubnetError> {
+        Ok(None)
+    }
+
     /// Creates the record only if nothing holds its subnets (no record at its key, no claim
     /// of another live record on either family's subnet); `AlreadyExists` otherwise. The v2
     /// store judges stale claims itself, so `replacing` is not needed. Returns the expiration.
-    pub async fn create_subnet(
+    async fn create_subnet(
         &self,
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
@@ -297,13 +351,9 @@ impl V2Registry {
         Ok(expiration)
     }
 
-    /// flannel ≤ v0.17 reused a reservation with TTL 0 (none) and, its expiration being Go's
-    /// zero time, never renewed it.
-    pub const KEEPS_RESERVATIONS: bool = true;
-
     /// Overwrites the record with a fresh TTL, or none with `reservation` (reuse of our own
     /// record after a restart); its claims get the same.
-    pub async fn update_subnet(
+    async fn update_subnet(
         &self,
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
@@ -326,25 +376,43 @@ impl V2Registry {
         Ok(expiration)
     }
 
-    /// Refreshes the TTL of our record, only while it still holds exactly what we wrote:
-    /// after an expiry another node may own the subnet. `LeaseLost` tells the caller to
-    /// re-acquire.
-    pub async fn renew_subnet(
+    /// flannel ≤ v0.17 reused a reservation with TTL 0 (none) and, its expiration being Go's
+    /// zero time, never renewed it.
+    fn keeps_reservations(&self) -> bool {
+        true
+    }
+
+    /// Deletes the record and the claims that name it; a record that is already gone is fine.
+    async fn delete_subnet(
         &self,
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
-        attrs: &LeaseAttrs,
-    ) -> Result<SystemTime, SubnetError> {
-        let renewed = self.rewrite_subnet(subnet, ipv6_subnet, attrs, attrs, false);
-        renewed
-            .await?
-            .ok_or_else(|| no_ttl("renew", &subnet_key(subnet, ipv6_subnet)))
+    ) -> Result<(), SubnetError> {
+        let key = self.subnet_path(subnet, ipv6_subnet);
+        match self
+            .call("delete", Method::DELETE, &key, &[], None, REQUEST_TIMEOUT)
+            .await
+        {
+            Err(e) if !is(&e, code::KEY_NOT_FOUND) => return Err(e.into()),
+            _ => {}
+        }
+        let holder = subnet_key(subnet, ipv6_subnet);
+        self.release_claims(&self.claim_keys(subnet, ipv6_subnet), &holder)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SubnetStore for V2Registry {
+    fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Replaces our record's attributes `current` with `next` and refreshes its TTL (keeps
     /// none for a `reservation`), only while it still holds `current` (`LeaseLost`
     /// otherwise). Returns the new expiration.
-    pub async fn rewrite_subnet(
+    async fn rewrite_subnet(
         &self,
         subnet: Ipv4Net,
         ipv6_subnet: Option<Ipv6Net>,
@@ -376,24 +444,8 @@ impl V2Registry {
         Ok(expiration)
     }
 
-    /// Deletes the record and the claims that name it; a record that is already gone is fine.
-    pub async fn delete_subnet(
-        &self,
-        subnet: Ipv4Net,
-        ipv6_subnet: Option<Ipv6Net>,
-    ) -> Result<(), SubnetError> {
-        let key = self.subnet_path(subnet, ipv6_subnet);
-        match self
-            .call("delete", Method::DELETE, &key, &[], None, REQUEST_TIMEOUT)
-            .await
-        {
-            Err(e) if !is(&e, code::KEY_NOT_FOUND) => return Err(e.into()),
-            _ => {}
-        }
-        let holder = subnet_key(subnet, ipv6_subnet);
-        self.release_claims(&self.claim_keys(subnet, ipv6_subnet), &holder)
-            .await?;
-        Ok(())
+    fn spawn_watch(&self, tx: mpsc::Sender<WatchMsg>, stop: Stop) {
+        drop(tokio::spawn(watch_subnets(self.clone(), tx, stop)));
     }
 }
 
@@ -412,9 +464,10 @@ fn holder_of(subnet: Ipv4Net, ipv6_subnet: Option<Ipv6Net>) -> String {
 
 /// A write that asked for a TTL was answered with a node without one.
 fn no_ttl(op: &'static str, key: &str) -> SubnetError {
-    SubnetError::V2(V2Error::Decode {
+    V2Error::Decode {
         op,
         key: key.to_owned(),
         detail: "the written key has no TTL".into(),
-    })
+    }
+    .into()
 }

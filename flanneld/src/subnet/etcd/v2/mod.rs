@@ -1,4 +1,4 @@
-//! The etcd v2 subnet manager (`--etcd-api=v2`): config and leases in etcd's v2 keyspace,
+//! The etcd v2 store (`--etcd-api=v2`): config and leases in etcd's v2 keyspace,
 //! as flannel v0.10–v0.17 kept them, so nodes of both generations share one cluster.
 //!
 //! Same keys as the v3 store (`<prefix>/config`, `<prefix>/subnets/10.244.1.0-24`); a lease
@@ -21,8 +21,8 @@ use std::time::Duration;
 use hyper::{Method, StatusCode};
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::etcd::{join_key, EtcdConfig, Listing, Owner, Slot, SubnetError};
-use super::{subnet_key, Lease};
+use crate::subnet::store::{join_key, EtcdConfig, SubnetError};
+use crate::subnet::{subnet_key, Lease};
 use client::{Answer, HttpClient};
 use wire::{code, key_path, ApiError, NodeError, Response};
 
@@ -84,6 +84,12 @@ impl V2Error {
     }
 }
 
+impl From<V2Error> for SubnetError {
+    fn from(e: V2Error) -> SubnetError {
+        SubnetError::V2(Box::new(e))
+    }
+}
+
 /// A successful answer and the store index it was served at.
 #[derive(Debug)]
 struct Served {
@@ -108,10 +114,6 @@ impl V2Registry {
             prefix: cfg.prefix.clone(),
             ttl,
         })
-    }
-
-    pub fn ttl(&self) -> Duration {
-        self.ttl
     }
 
     fn ttl_secs(&self) -> String {
@@ -168,38 +170,6 @@ impl V2Registry {
             Err(e) if e.code() == Some(code::KEY_NOT_FOUND) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// The records for acquisition. The v2 API cannot list only what changed after an
-    /// index, so every listing is a full one (`since` is ignored).
-    pub async fn list_slots(
-        &self,
-        owner: &Owner,
-        _since: Option<i64>,
-    ) -> Result<Listing, SubnetError> {
-        let (nodes, _) = self.list_nodes().await?;
-        let slots = nodes
-            .iter()
-            .filter_map(|n| {
-                if n.dir {
-                    log::warn!("Ignoring bad subnet node {}", n.key);
-                    return None;
-                }
-                let value = n.value.as_deref().unwrap_or_default();
-                Slot::from_record(&n.key, value.as_bytes(), n.ttl.is_none(), owner)
-            })
-            .collect();
-        Ok(Listing {
-            slots,
-            revision: None,
-            changes_only: false,
-        })
-    }
-
-    /// The v2 API has no count without the values, so acquisition re-reads after every lost
-    /// race.
-    pub async fn count_records(&self) -> Result<Option<usize>, SubnetError> {
-        Ok(None)
     }
 
     /// All lease records and the store index they were read at (a watch continues after it).

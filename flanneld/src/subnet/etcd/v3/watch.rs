@@ -8,22 +8,17 @@
 use std::time::{Duration, SystemTime};
 
 use etcd_client::{EventType, WatchOptions};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::{decode_record, Registry};
+use crate::stop::{sleep_or_stop, Stop};
 use crate::subnet::parse_subnet_key;
 use crate::subnet::peers::Change;
+use crate::subnet::store::failures::{count_etcd_error, store_error, StoreKind};
+use crate::subnet::store::WatchMsg;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// What the watch delivers, in store order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WatchMsg {
-    /// Every lease record (the first message, and again after a compaction).
-    Snapshot(Vec<crate::subnet::Lease>),
-    Changes(Vec<Change>),
-}
 
 struct Backoff(Duration);
 
@@ -50,7 +45,7 @@ enum StreamEnd {
 }
 
 /// Runs until `stop` turns true or the receiver of `tx` is dropped.
-pub async fn watch_subnets(reg: Registry, tx: mpsc::Sender<WatchMsg>, stop: watch::Receiver<bool>) {
+pub async fn watch_subnets(reg: Registry, tx: mpsc::Sender<WatchMsg>, stop: Stop) {
     watch_subnets_from(reg, None, tx, stop).await
 }
 
@@ -61,7 +56,7 @@ pub async fn watch_subnets_from(
     reg: Registry,
     from: Option<i64>,
     tx: mpsc::Sender<WatchMsg>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Stop,
 ) {
     let mut backoff = Backoff(BACKOFF_START);
     // The next revision to watch from; None means a snapshot is needed first.
@@ -85,7 +80,7 @@ pub async fn watch_subnets_from(
                 }
                 Err(e) => {
                     log::warn!("failed to list subnet leases: {e}");
-                    crate::metrics::count_etcd_error(&e);
+                    count_etcd_error(&e);
                     interrupted = true;
                     if sleep_or_stop(backoff.next(), &mut stop).await {
                         return;
@@ -112,7 +107,7 @@ pub async fn watch_subnets_from(
                 next_rev = None;
             }
             StreamEnd::Broken(why) => {
-                crate::metrics::store_error(crate::metrics::Store::Etcd);
+                store_error(StoreKind::Etcd);
                 log::warn!(
                     "subnet watch interrupted ({why}), resuming from revision {}",
                     next_rev.unwrap_or(rev)
@@ -126,14 +121,6 @@ pub async fn watch_subnets_from(
     }
 }
 
-/// Returns true if `stop` fired while sleeping.
-async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        _ = stop.changed() => true,
-    }
-}
-
 /// `resuming`: the previous stream broke; the creation of this one ends the outage.
 async fn follow(
     reg: &Registry,
@@ -142,7 +129,7 @@ async fn follow(
     tx: &mpsc::Sender<WatchMsg>,
     next_rev: &mut Option<i64>,
     backoff: &mut Backoff,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut Stop,
 ) -> StreamEnd {
     let mut wc = reg.client().watch_client();
     let opts = WatchOptions::new()

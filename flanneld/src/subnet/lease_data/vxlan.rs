@@ -4,7 +4,15 @@ use netops::netlink::MacAddr;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::subnet::BackendData;
+use super::BackendData;
+
+/// VTEP MACs a previous run published (the kube node annotations), so a re-created vxlan
+/// device keeps the MAC every peer already has in its ARP and FDB tables (#1795).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredMacs {
+    pub v4: Option<MacAddr>,
+    pub v6: Option<MacAddr>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VxlanLeaseData {
