@@ -88,7 +88,8 @@ if [ -n "$PLUGINS" ]; then
 fi
 if [ "$INSTALL_FLANNELD" != false ]; then
     place "$SRC_DIR/flanneld" "$DESTDIR$BIN_DIR/flanneld" 0755
-    # The companion tools go with the daemon when they were built.
+    # The companion tools go with the daemon when they were built (`cargo build --release` builds
+    # both; flannelctl is its own package, so `-p flanneld` alone leaves it out).
     for tool in mk-docker-opts flannelctl; do
         if [ -f "$SRC_DIR/$tool" ]; then
             place "$SRC_DIR/$tool" "$DESTDIR$BIN_DIR/$tool" 0755

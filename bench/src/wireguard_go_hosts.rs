@@ -30,6 +30,21 @@ impl Drop for WgGoHosts {
     }
 }
 
+impl WgGoHosts {
+    /// `wg show` of every host, for a failure message.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (node, dev) in self.nodes.iter().zip(&self.devices) {
+            let show = dev
+                .wg(&["show", "flannel-wg"])
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_else(|e| e.to_string());
+            out.push_str(&format!("{} wg show:\n{show}\n", node.tag()));
+        }
+        out
+    }
+}
+
 pub fn start(cluster: &Cluster) -> Result<WgGoHosts, ClusterError> {
     let nodes = cluster.add_nodes(Backend::Wireguard)?;
     let network: IpNet = NETWORK.parse().expect("valid network");

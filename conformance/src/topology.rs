@@ -137,6 +137,13 @@ impl Underlay {
         assert_ne!(ip, seg.router_ip(), "{ip} belongs to the router");
         let netns = Netns::new(tag)?;
         self.attach(&netns, seg, "eth0", ip)?;
+        // A host that reuses the address of a removed one (the benchmark's rounds do) would
+        // otherwise inherit that host's MAC in the router's neighbour cache: the router keeps
+        // forwarding to a port that is gone until the entry ages out, and a host that never
+        // speaks first (wireguard-go with no peer handshaking yet) stays unreachable across
+        // the router. Dropping the entry makes the router resolve the address afresh.
+        self.router
+            .exec_ok(&["ip", "neigh", "flush", "to", &ip.to_string()])?;
         netns.set_loopback_up()?;
         let other = seg.other().subnet().to_string();
         netns.exec_ok(&[

@@ -316,6 +316,49 @@ fn underlay_hosts_ping_within_and_across_segments() {
     assert!(!direct.contains("via"), "{direct}");
 }
 
+/// The overlay benchmark builds each round's hosts with the previous round's addresses. A
+/// host on the far segment that never speaks first (wireguard-go before any handshake) must
+/// still be reached through the router at once, not after the router's neighbour entry for
+/// the removed host's MAC ages out.
+#[test]
+fn a_host_reusing_a_removed_hosts_address_is_reached_through_the_router() {
+    let underlay = Underlay::new().unwrap();
+    let a = underlay.add_host(Segment::A, "a").unwrap();
+    let ip = Ipv4Addr::new(192, 168, 2, 7);
+    let mac = |h: &conformance::Host| {
+        h.netns()
+            .exec_ok(&["cat", "/sys/class/net/eth0/address"])
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let old = underlay.add_host_with_ip(Segment::B, "b", ip).unwrap();
+    assert_pings(a.netns(), ip);
+    let old_mac = mac(&old);
+    let learned = underlay
+        .router()
+        .exec_ok(&["ip", "neigh", "show", "to", &ip.to_string()])
+        .unwrap();
+    assert!(
+        learned.contains(&old_mac),
+        "router never learned {old_mac}: {learned}"
+    );
+    drop(old);
+
+    let new = underlay.add_host_with_ip(Segment::B, "b", ip).unwrap();
+    assert_ne!(mac(&new), old_mac);
+    let now = underlay
+        .router()
+        .exec_ok(&["ip", "neigh", "show", "to", &ip.to_string()])
+        .unwrap();
+    assert!(
+        !now.contains(&old_mac),
+        "router still sends {ip} to the removed host: {now}"
+    );
+    // The new host has sent nothing yet; the first packet towards it gets through.
+    assert_pings(a.netns(), ip);
+}
+
 #[test]
 fn del_leaves_no_veth_and_no_ip_file() {
     let data = tempfile::tempdir().unwrap();

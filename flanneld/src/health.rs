@@ -1,23 +1,33 @@
 //! The daemon's HTTP endpoints on `--healthz-ip`/`--healthz-port`: `/healthz` and `/readyz`
 //! as upstream, `/metrics` (OpenMetrics text) and `/status` (JSON, see [`crate::status`]).
-//! A minimal HTTP/1.1 server: one request per connection, GET and HEAD only, bounded request
-//! size and time, so a misbehaving client cannot hold the daemon's resources.
+//! HTTP/1.1 through hyper's server (request parsing, HEAD, malformed and oversized requests);
+//! one request per connection, a bounded request head and a bounded time per connection, so
+//! a misbehaving client cannot hold the daemon's resources.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::CONTENT_TYPE;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::metrics::{DatapathSource, ScrapeView};
 use crate::state::State;
 use crate::status::{self, Counts, KernelRoutes};
 
+/// hyper's smallest request buffer; past it a request is answered 431.
 const MAX_REQUEST: usize = 8192;
+/// For the whole connection: reading the request, building the answer, writing it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// What a request asks for, decided from its request line alone.
+/// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Healthz,
@@ -28,12 +38,9 @@ pub enum Route {
     MethodNotAllowed,
 }
 
-/// The endpoint for a request line such as `GET /readyz HTTP/1.1`.
-pub fn route(request_line: &str) -> Route {
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    if method != "GET" && method != "HEAD" {
+/// The endpoint for a method and a path (the query is not part of it).
+pub fn route(method: &Method, path: &str) -> Route {
+    if method != Method::GET && method != Method::HEAD {
         return Route::MethodNotAllowed;
     }
     match path {
@@ -45,15 +52,15 @@ pub fn route(request_line: &str) -> Route {
     }
 }
 
-/// Status line and body of the endpoints whose answer is fixed text (upstream's texts).
-pub fn respond(request_line: &str, ready: bool) -> (&'static str, &'static str) {
-    match route(request_line) {
-        Route::Healthz => ("200 OK", "flanneld is running"),
-        Route::Readyz if ready => ("200 OK", "flanneld is ready"),
-        Route::Readyz => ("503 Service Unavailable", "flanneld is not ready yet"),
-        Route::MethodNotAllowed => ("405 Method Not Allowed", "method not allowed\n"),
+/// Status and body of the endpoints whose answer is fixed text (upstream's texts).
+pub fn fixed_answer(route: Route, ready: bool) -> (StatusCode, &'static str) {
+    match route {
+        Route::Healthz => (StatusCode::OK, "flanneld is running"),
+        Route::Readyz if ready => (StatusCode::OK, "flanneld is ready"),
+        Route::Readyz => (StatusCode::SERVICE_UNAVAILABLE, "flanneld is not ready yet"),
+        Route::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         Route::Metrics | Route::Status | Route::NotFound => {
-            ("404 Not Found", "404 page not found\n")
+            (StatusCode::NOT_FOUND, "404 page not found\n")
         }
     }
 }
@@ -116,46 +123,49 @@ pub async fn metrics_text(state: &State) -> String {
     state.metrics().encode(&view)
 }
 
-async fn serve_one(mut conn: TcpStream, state: State) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    let head_end = loop {
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end;
-        }
-        if buf.len() > MAX_REQUEST {
-            conn.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").await?;
-            return Ok(());
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]);
-    let line = head.lines().next().unwrap_or("");
-    let (status, content_type, body) = match route(line) {
+async fn answer(req: Request<Incoming>, state: State) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (code, content_type, body) = match route(req.method(), req.uri().path()) {
         Route::Metrics => (
-            "200 OK",
+            StatusCode::OK,
             crate::metrics::CONTENT_TYPE,
             metrics_text(&state).await,
         ),
-        Route::Status => ("200 OK", "application/json", status_json(&state).await),
-        _ => {
-            let (status, body) = respond(line, state.lock().ready());
-            (status, TEXT, body.to_owned())
+        Route::Status => (
+            StatusCode::OK,
+            "application/json",
+            status_json(&state).await,
+        ),
+        other => {
+            let ready = state.lock().ready();
+            let (code, body) = fixed_answer(other, ready);
+            (code, TEXT, body.to_owned())
         }
     };
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
     );
-    if !line.starts_with("HEAD ") {
-        out.push_str(&body);
+    Ok(response)
+}
+
+async fn serve(conn: TcpStream, state: State) {
+    let service = service_fn(move |req| answer(req, state.clone()));
+    let connection = http1::Builder::new()
+        // One request per connection (`Connection: close`) bounds what a client can hold;
+        // header names keep the `Content-Type` spelling scrapers and probes have seen so far.
+        .keep_alive(false)
+        .title_case_headers(true)
+        .max_buf_size(MAX_REQUEST)
+        .timer(TokioTimer::new())
+        .header_read_timeout(REQUEST_TIMEOUT)
+        .serve_connection(TokioIo::new(conn), service);
+    match tokio::time::timeout(REQUEST_TIMEOUT, connection).await {
+        Ok(Err(e)) => log::debug!("health request failed: {e}"),
+        Err(_) => log::debug!("health request timed out"),
+        Ok(Ok(())) => {}
     }
-    conn.write_all(out.as_bytes()).await?;
-    conn.shutdown().await
 }
 
 /// Binds `addr` (errors surface to the caller) and serves in the background.
@@ -168,14 +178,7 @@ pub async fn start(addr: SocketAddr, state: State) -> std::io::Result<()> {
         loop {
             match listener.accept().await {
                 Ok((conn, _)) => {
-                    let state = state.clone();
-                    tokio::spawn(async move {
-                        match tokio::time::timeout(REQUEST_TIMEOUT, serve_one(conn, state)).await {
-                            Ok(Err(e)) => log::debug!("health request failed: {e}"),
-                            Err(_) => log::debug!("health request timed out"),
-                            Ok(Ok(())) => {}
-                        }
-                    });
+                    tokio::spawn(serve(conn, state.clone()));
                 }
                 Err(e) => {
                     log::warn!("health endpoint accept failed: {e}");
@@ -188,78 +191,5 @@ pub async fn start(addr: SocketAddr, state: State) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_and_texts() {
-        assert_eq!(
-            respond("GET /healthz HTTP/1.1", false),
-            ("200 OK", "flanneld is running")
-        );
-        assert_eq!(
-            respond("GET /readyz HTTP/1.1", false),
-            ("503 Service Unavailable", "flanneld is not ready yet")
-        );
-        assert_eq!(
-            respond("GET /readyz?verbose HTTP/1.1", true),
-            ("200 OK", "flanneld is ready")
-        );
-        assert_eq!(respond("GET /other HTTP/1.1", true).0, "404 Not Found");
-        assert_eq!(route("GET /metrics HTTP/1.1"), Route::Metrics);
-        assert_eq!(route("HEAD /status?x=1 HTTP/1.1"), Route::Status);
-        assert_eq!(route("DELETE /status HTTP/1.1"), Route::MethodNotAllowed);
-        assert_eq!(
-            respond("POST /healthz HTTP/1.1", true).0,
-            "405 Method Not Allowed"
-        );
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn serves_over_tcp_and_follows_readiness() {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = probe.local_addr().unwrap();
-        drop(probe);
-        let state = State::new();
-        start(addr, state.clone()).await.unwrap();
-        let get = |path: &'static str| async move {
-            let mut c = TcpStream::connect(addr).await.unwrap();
-            c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            let mut s = String::new();
-            c.read_to_string(&mut s).await.unwrap();
-            s
-        };
-        let r = get("/readyz").await;
-        assert!(r.starts_with("HTTP/1.1 503 "), "{r}");
-        assert!(r.ends_with("\r\n\r\nflanneld is not ready yet"), "{r}");
-        state.set_phase(crate::state::Phase::Ready);
-        let r = get("/readyz").await;
-        assert!(
-            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("flanneld is ready"),
-            "{r}"
-        );
-        assert!(get("/healthz")
-            .await
-            .ends_with("\r\n\r\nflanneld is running"));
-        let r = get("/status").await;
-        assert!(
-            r.starts_with("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"),
-            "{r}"
-        );
-        let body = &r[r.find("\r\n\r\n").unwrap() + 4..];
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["ready"], serde_json::json!(true), "{v}");
-        assert_eq!(v["peers"], serde_json::json!([]), "{v}");
-        let r = get("/metrics").await;
-        assert!(
-            r.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
-            "{r}"
-        );
-        assert!(
-            r.contains("\nflannel_peers 0\n") && r.ends_with("# EOF\n"),
-            "{r}"
-        );
-    }
-}
+#[path = "health_tests.rs"]
+mod tests;

@@ -63,7 +63,7 @@ pub struct Status {
     /// The backend's own datapath, once it runs (udp's counters, WireGuard's peers).
     pub datapath: Option<DatapathSource>,
     /// NetworkPolicy enforcement, when `--network-policy` is on.
-    pub netpol: Option<crate::netpol::report::NetpolReport>,
+    pub netpol: Option<flannel_status::NetpolReport>,
 }
 
 impl Status {

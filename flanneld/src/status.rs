@@ -1,20 +1,22 @@
 //! `/status`: one JSON document that answers "is this node's pod network healthy, and if
-//! not, why" — readiness with its reason, the lease, every peer with whether its route is in
-//! the kernel, drift repairs and duplicate public IPs. `flannelctl status` and the CNI
-//! plugin's STATUS read it.
+//! not, why". The document's types live in `flannel-status`, shared with its readers
+//! (`flannelctl status`, the CNI plugin's STATUS); this module builds it from the daemon's
+//! state and the kernel's routes.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use flannel_status::{
+    DuplicateReport, ErrorReport, LeaseReport, PeerReport, StatusReport, WireguardDeviceReport,
+    WireguardPeerReport, WireguardReport,
+};
+use ipnet::{IpNet, Ipv4Net};
 use netops::netlink::{Family, Handle, NetlinkError, RouteKind, RouteSpec};
-use serde::{Deserialize, Serialize};
 
 use crate::logger::rfc3339;
 use crate::metrics::backend_name;
 use crate::metrics::wireguard::WireguardSnapshot;
-use crate::netpol::report::NetpolReport;
 use crate::state::{DuplicatePublicIp, Status};
 use crate::subnet::{Lease, SharedLease};
 
@@ -23,137 +25,36 @@ pub const UDP_DEVICE: &str = "flannel0";
 /// WireGuard's (IPv4) device: its peers share one route through it too.
 pub const WIREGUARD_DEVICE: &str = "flannel-wg";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StatusReport {
-    pub ready: bool,
-    /// Why the node is not ready; absent when it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub lease: Option<LeaseReport>,
-    pub last_error: Option<ErrorReport>,
-    pub peers: Vec<PeerReport>,
-    /// Why route presence could not be checked, when it could not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route_check_error: Option<String>,
-    /// Drift found and fixed since start (routes, neighbours, FDB, rules, subnet.env).
-    pub drift_repairs: u64,
-    pub lease_renewals: u64,
-    pub lease_errors: u64,
-    pub duplicate_public_ips: Vec<DuplicateReport>,
-    /// The wireguard backend's devices and peers; absent for other backends.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wireguard: Option<WireguardReport>,
-    /// NetworkPolicy enforcement; absent when `--network-policy` is off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_policy: Option<NetpolReport>,
-}
-
-/// What WireGuard runs and how each peer is doing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WireguardReport {
-    /// `kernel` or `userspace`.
-    pub implementation: String,
-    pub devices: Vec<WireguardDeviceReport>,
-    /// Peer leases not made peers (malformed PublicKey or BackendData) since start.
-    pub skipped_leases: u64,
-    /// Why a device could not be read, when one could not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WireguardDeviceReport {
-    pub name: String,
-    pub listen_port: u16,
-    pub public_key: String,
-    pub peers: Vec<WireguardPeerReport>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WireguardPeerReport {
-    pub public_key: String,
-    pub endpoint: Option<SocketAddr>,
-    pub allowed_ips: Vec<IpNet>,
-    /// RFC 3339, UTC; absent before the first handshake.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_handshake: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_handshake_unix: Option<u64>,
-    pub handshakes: u64,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-}
-
-impl WireguardReport {
-    pub fn from_snapshot(s: &WireguardSnapshot) -> WireguardReport {
-        WireguardReport {
-            implementation: s.implementation.as_str().to_owned(),
-            devices: s
-                .devices
-                .iter()
-                .map(|d| WireguardDeviceReport {
-                    name: d.name.clone(),
-                    listen_port: d.listen_port,
-                    public_key: d.public_key.clone(),
-                    peers: d
-                        .peers
-                        .iter()
-                        .map(|p| WireguardPeerReport {
-                            public_key: p.public_key.clone(),
-                            endpoint: p.endpoint,
-                            allowed_ips: p.allowed_ips.clone(),
-                            last_handshake: p.last_handshake.map(rfc3339),
-                            last_handshake_unix: p.last_handshake.map(unix),
-                            handshakes: p.handshakes,
-                            rx_bytes: p.rx_bytes,
-                            tx_bytes: p.tx_bytes,
-                        })
-                        .collect(),
-                })
-                .collect(),
-            skipped_leases: s.skipped_leases,
-            error: s.error.clone(),
-        }
+/// The `wireguard` part of the report, from what the backend read off its devices.
+pub fn wireguard_report(s: &WireguardSnapshot) -> WireguardReport {
+    WireguardReport {
+        implementation: s.implementation.as_str().to_owned(),
+        devices: s
+            .devices
+            .iter()
+            .map(|d| WireguardDeviceReport {
+                name: d.name.clone(),
+                listen_port: d.listen_port,
+                public_key: d.public_key.clone(),
+                peers: d
+                    .peers
+                    .iter()
+                    .map(|p| WireguardPeerReport {
+                        public_key: p.public_key.clone(),
+                        endpoint: p.endpoint,
+                        allowed_ips: p.allowed_ips.clone(),
+                        last_handshake: p.last_handshake.map(rfc3339),
+                        last_handshake_unix: p.last_handshake.map(unix),
+                        handshakes: p.handshakes,
+                        rx_bytes: p.rx_bytes,
+                        tx_bytes: p.tx_bytes,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        skipped_leases: s.skipped_leases,
+        error: s.error.clone(),
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeaseReport {
-    pub subnet: Ipv4Net,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv6_subnet: Option<Ipv6Net>,
-    pub public_ip: Ipv4Addr,
-    pub backend: String,
-    /// RFC 3339, UTC; `never` for a reservation.
-    pub expires: String,
-    /// 0 for a reservation.
-    pub expires_unix: u64,
-    /// The record has no lifetime (upstream's reservations) and is never renewed.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub reservation: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorReport {
-    pub time: String,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PeerReport {
-    pub subnet: Ipv4Net,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv6_subnet: Option<Ipv6Net>,
-    pub public_ip: Ipv4Addr,
-    pub backend: String,
-    /// Whether the kernel has this peer's route; `None` when the kernel could not be read.
-    pub route: Option<bool>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DuplicateReport {
-    pub public_ip: Ipv4Addr,
-    pub subnets: Vec<Ipv4Net>,
 }
 
 /// The IPv4 routing state needed to tell whether each peer's route is programmed.
@@ -296,7 +197,7 @@ pub fn report(
                 subnets: d.subnets.clone(),
             })
             .collect(),
-        wireguard: wireguard.map(WireguardReport::from_snapshot),
+        wireguard: wireguard.map(wireguard_report),
         network_policy: status.netpol.clone(),
     }
 }

@@ -154,7 +154,7 @@ fn report_json_for_a_ready_node() {
 
 #[test]
 fn network_policy_section_when_enforcing() {
-    use crate::netpol::report::{NetpolReport, PodPolicies};
+    use flannel_status::{NetpolReport, PodPolicies};
     let status = Status {
         netpol: Some(NetpolReport {
             synced: true,

@@ -222,7 +222,16 @@ fn run_wireguard_go(
     let tag = wireguard_go_hosts::LABEL;
     println!("[{tag}] starting wireguard-go on 3 hosts");
     let hosts = wireguard_go_hosts::start(cluster)?;
-    let mut pods = measure_nodes(tag, driver, &hosts.nodes, &hosts.subnets, repeats, results)?;
+    let mut pods = measure_nodes(tag, driver, &hosts.nodes, &hosts.subnets, repeats, results)
+        .map_err(|e| -> BoxError {
+            let router = cluster.underlay.router().exec(&["ip", "-4", "neigh"]);
+            format!(
+                "{e}\n{}router neighbours:\n{}",
+                hosts.describe(),
+                String::from_utf8_lossy(&router.stdout)
+            )
+            .into()
+        })?;
     for (node, pod) in hosts.nodes.iter().zip(&mut pods) {
         node.remove_pod(driver, pod)?;
     }

@@ -27,13 +27,13 @@ use super::cluster::{Cluster, PodInfo};
 use super::compile::{compile, Compiled, Families, LocalPod};
 use super::objects::{key_of, resource_version, PolicyNamespace, PolicyObject, PolicyPod};
 use super::policy::{Policy, PolicyKey};
-use super::report::{FailedPolicy, NetpolReport, PodPolicies};
 use super::ruleset::{DENIED_EGRESS, DENIED_INGRESS, TABLE};
 use super::selector::Labels;
 use super::table::Table;
 use crate::k8s::{ListWatch, Update as Listed};
 use crate::metrics::{NetpolError, NetpolMetrics, Repair};
 use crate::state::State;
+use flannel_status::{FailedPolicy, NetpolReport, PodPolicies};
 
 /// What the enforcer needs to know about this node.
 #[derive(Debug, Clone)]

@@ -62,7 +62,6 @@ pub mod controller;
 #[cfg(feature = "kube")]
 pub mod objects;
 pub mod policy;
-pub mod report;
 pub mod ruleset;
 pub mod selector;
 pub mod table;

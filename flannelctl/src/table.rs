@@ -2,8 +2,7 @@
 
 use std::fmt::Write;
 
-use flanneld::netpol::report::NetpolReport;
-use flanneld::status::{StatusReport, WireguardReport};
+use flannel_status::{NetpolReport, StatusReport, WireguardReport};
 
 /// `3h25m`, `42s`: how far away `to` is from `now` (both Unix seconds).
 fn remaining(now: u64, to: u64) -> String {
@@ -256,7 +255,7 @@ fn wireguard(out: &mut String, wg: &WireguardReport, now: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flanneld::status::{DuplicateReport, ErrorReport, LeaseReport, PeerReport};
+    use flannel_status::{DuplicateReport, ErrorReport, LeaseReport, PeerReport};
 
     fn report() -> StatusReport {
         StatusReport {
@@ -315,7 +314,7 @@ mod tests {
 
     #[test]
     fn network_policy_lists_each_pod_with_its_policies() {
-        use flanneld::netpol::report::{FailedPolicy, PodPolicies};
+        use flannel_status::{FailedPolicy, PodPolicies};
         let mut r = report();
         r.network_policy = Some(NetpolReport {
             synced: true,
@@ -396,7 +395,7 @@ mod tests {
 #[cfg(test)]
 mod wireguard_tests {
     use super::*;
-    use flanneld::status::{WireguardDeviceReport, WireguardPeerReport};
+    use flannel_status::{WireguardDeviceReport, WireguardPeerReport};
 
     #[test]
     fn wireguard_section_lists_each_peer() {

@@ -4,12 +4,12 @@
 //! Exit status: 0 ready, 1 the daemon answered but is not ready, 2 usage error, 3 the daemon
 //! could not be asked (not running, or running without `--healthz-port`).
 
-mod http;
 mod table;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flanneld::status::StatusReport;
+use flannel_status::http::{self, GetError};
+use flannel_status::StatusReport;
 
 /// kube-flannel.yml runs flanneld with `--healthz-port=8081`; flanneld's own default (0)
 /// serves nothing, so there is no better guess.
@@ -75,9 +75,9 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
     Ok(Some(parsed))
 }
 
-fn unreachable_hint(addr: &str, e: &http::HttpError) -> String {
+fn unreachable_hint(addr: &str, e: &GetError) -> String {
     let mut msg = format!("flannelctl: cannot reach flanneld at {addr}: {e}\n");
-    if matches!(e, http::HttpError::Refused(_)) {
+    if matches!(e, GetError::Refused(_)) {
         msg.push_str(
             "flanneld is not running on this node, or runs without --healthz-port (its status \
              endpoint is off by default); start it with --healthz-port=<port> and pass \
@@ -88,7 +88,7 @@ fn unreachable_hint(addr: &str, e: &http::HttpError) -> String {
 }
 
 fn run(args: Args) -> i32 {
-    let (code, body) = match http::get(&args.addr, "/status", TIMEOUT) {
+    let http::Response { code, body } = match http::get(&args.addr, "/status", TIMEOUT) {
         Ok(r) => r,
         Err(e) => {
             eprint!("{}", unreachable_hint(&args.addr, &e));
@@ -102,7 +102,7 @@ fn run(args: Args) -> i32 {
         );
         return 3;
     }
-    let report: StatusReport = match serde_json::from_str(&body) {
+    let report: StatusReport = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("flannelctl: unreadable /status from {}: {e}", args.addr);
@@ -110,7 +110,7 @@ fn run(args: Args) -> i32 {
         }
     };
     match args.output {
-        Output::Json => print!("{body}"),
+        Output::Json => print!("{}", String::from_utf8_lossy(&body)),
         Output::Table => {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
