@@ -1,13 +1,11 @@
 //! host-gw backend against the real kernel, in namespaces this test creates.
 
-mod backend_support;
-
 use std::net::Ipv4Addr;
 
-use backend_support::{add_pod_gateway, lease, lines, two_hosts};
 use flanneld::backend::BackendError;
 use flanneld::subnet::Event;
 use flanneld::subnet::StoredMacs;
+use flanneld_bed::{add_pod_gateway, lease, lines, two_hosts};
 
 const NET_CONF: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#;
 

@@ -1,18 +1,15 @@
 //! udp backend against the real kernel, in namespaces this test creates: two hosts, the
 //! TUN datapath on each, traffic across, bad input dropped and counted.
 
-mod backend_support;
-mod backend_udp_support;
-
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-use backend_support::{add_pod_gateway, lease, lines, two_hosts};
-use backend_udp_support::{iperf_tcp, mesh, UdpHost, NET_CONF, PORT};
 use flanneld::backend::udp::UdpBackend;
 use flanneld::backend::{self, Backend};
 use flanneld::metrics::DropReason;
 use flanneld::subnet::Event;
+use flanneld_bed::udp::{iperf_tcp, mesh, UdpHost, NET_CONF, PORT};
+use flanneld_bed::{add_pod_gateway, lease, lines, two_hosts};
 use netconf::flannel::NetworkConfig;
 use netops::netlink::Handle;
 

@@ -4,15 +4,12 @@
 //! while working on the datapath, not a check (`scripts/bench-overlay.sh` is the benchmark):
 //! `cargo test --release -p flanneld --test backend_udp_throughput -- --ignored --nocapture`.
 
-mod backend_support;
-mod backend_udp_support;
-
 use std::net::Ipv4Addr;
 
-use backend_support::{add_pod_gateway, two_hosts, Node};
-use backend_udp_support::{iperf_tcp, mesh, UdpHost};
 use flanneld::backend::{WireguardImpl, WireguardNode};
 use flanneld::subnet::Event;
+use flanneld_bed::udp::{iperf_tcp, mesh, UdpHost};
+use flanneld_bed::{add_pod_gateway, two_hosts, Node};
 
 const RUNS: usize = 3;
 const SECS: u32 = 3;

@@ -1,13 +1,11 @@
 //! vxlan backend against the real kernel, in namespaces this test creates.
 
-mod backend_support;
-
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use backend_support::{add_pod_gateway, lease, lines, two_hosts, Node};
 use flanneld::subnet::{Event, Lease};
 use flanneld::subnet::{StoredMacs, VxlanLeaseData};
+use flanneld_bed::{add_pod_gateway, lease, lines, two_hosts, Node};
 use netops::netlink::{Family, Handle, MacAddr};
 
 const NET_CONF: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;

@@ -1,10 +1,8 @@
 //! vxlan in dual-stack mode: the second device `flannel-v6.<VNI>` over an IPv6 underlay.
 
-mod backend_support;
-
-use backend_support::{add_pod_gateway_v6, join_dual, lines, two_hosts};
 use flanneld::subnet::VxlanLeaseData;
 use flanneld::subnet::{Event, Lease};
+use flanneld_bed::{add_pod_gateway_v6, join_dual, lines, two_hosts};
 
 const NET_CONF: &str = r#"{"EnableIPv6":true,"Network":"10.244.0.0/16","IPv6Network":"fc00:244::/48","Backend":{"Type":"vxlan"}}"#;
 

@@ -3,21 +3,16 @@
 //! device as upstream configures it, bad datagrams dropped and counted, a peer moving to a
 //! new address, a malformed lease skipped.
 
-mod backend_support;
-mod backend_udp_support;
-
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use backend_support::{
-    add_pod_gateway, add_pod_gateway_v6, join_dual, lease, lines, two_hosts, Node,
-};
-use backend_udp_support::iperf_tcp;
 use flanneld::backend::{WireguardImpl, WireguardNode};
 use flanneld::metrics::wireguard::{Implementation, WireguardSnapshot};
 use flanneld::metrics::{DatapathSource, DropReason};
 use flanneld::subnet::{BackendData, Event, Lease, WireguardLeaseData};
+use flanneld_bed::udp::iperf_tcp;
+use flanneld_bed::{add_pod_gateway, add_pod_gateway_v6, join_dual, lease, lines, two_hosts, Node};
 use serde_json::json;
 
 const NET_CONF: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"wireguard"}}"#;

@@ -1,7 +1,8 @@
 //! Test bed for the backend tests: two "hosts" (network namespaces) joined by a veth pair as
-//! the underlay, each running a backend on a thread that has entered its namespace.
+//! the underlay, each running a backend on a thread that has entered its namespace. A library
+//! of its own (dev-only) so that each test binary uses what it needs of it.
 
-#![allow(dead_code)] // each test binary uses a different subset
+pub mod udp;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ pub struct Netns {
 }
 
 impl Netns {
+    /// Creates a namespace in the kernel: not something a `Default` should do.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Netns {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("fr-be-{}-{n}", std::process::id());

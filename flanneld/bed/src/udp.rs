@@ -1,7 +1,5 @@
 //! udp backend hosts on top of the backend test bed, and iperf3 between them.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -12,7 +10,7 @@ use flanneld::subnet::{Event, Lease};
 use netconf::flannel::NetworkConfig;
 use netops::netlink::Handle;
 
-use crate::backend_support::{lease, Node};
+use crate::{lease, Node};
 
 pub const NET_CONF: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#;
 pub const PORT: u16 = 8285;
