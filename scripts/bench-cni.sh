@@ -8,15 +8,6 @@
 # benchmark creates and removes again, also on Ctrl-C.
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-[[ $(id -u) -eq 0 ]] || { echo "bench-cni: must run as root (it creates network namespaces)" >&2; exit 2; }
-
-bash "$root/scripts/setup.sh"
-if ! command -v cargo >/dev/null && [[ -f $HOME/.cargo/env ]]; then
-  # shellcheck disable=SC1091
-  source "$HOME/.cargo/env"
-fi
-cd "$root"
-cargo build --release --workspace
-sh scripts/link-plugins.sh target/release/flannel-rs-cni
+# shellcheck source=scripts/prelude.sh
+source "$(dirname "${BASH_SOURCE[0]}")/prelude.sh" bench-cni
 exec "$root/target/release/bench_cni" "$@"

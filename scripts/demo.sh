@@ -8,16 +8,6 @@
 # Exit status: 0 all pings answered, 1 some failed, 2 setup error, 130 Ctrl-C.
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-[[ $(id -u) -eq 0 ]] || { echo "demo: must run as root (it creates network namespaces)" >&2; exit 2; }
-
-bash "$root/scripts/setup.sh"
-if ! command -v cargo >/dev/null && [[ -f $HOME/.cargo/env ]]; then
-  # shellcheck disable=SC1091
-  source "$HOME/.cargo/env"
-fi
-cd "$root"
-echo "demo: cargo build --release --workspace" >&2
-cargo build --release --workspace
-sh scripts/link-plugins.sh target/release/flannel-rs-cni
+# shellcheck source=scripts/prelude.sh
+source "$(dirname "${BASH_SOURCE[0]}")/prelude.sh" demo
 exec "$root/target/release/demo" "$@"
