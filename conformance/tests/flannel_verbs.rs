@@ -1,8 +1,6 @@
 //! flannel beyond the happy path: STATUS and GC (CNI 1.1, driven directly because the
 //! Debian libcni predates them), failed ADDs, torn save files, user-facing errors.
 
-use std::io::Write;
-use std::process::Stdio;
 
 use conformance::support::flannel::*;
 use conformance::{Driver, Impl, Netns};
@@ -24,22 +22,10 @@ impl Exec {
 
 /// Runs our flannel binary in `host` like a runtime would for verbs libcni 1.1.2 lacks.
 fn exec_flannel(driver: &Driver, host: &Netns, command: &str, conf: &Value) -> Exec {
-    let mut child = host
-        .command(driver.plugins().path().join("flannel"))
-        .env("CNI_COMMAND", command)
-        .env("CNI_PATH", driver.plugins().path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = host.command(driver.plugins().path().join("flannel"));
+    cmd.env("CNI_COMMAND", command)
+        .env("CNI_PATH", driver.plugins().path());
+    let out = conformance::cmd::output_with_stdin(&mut cmd, conf.to_string().as_bytes()).unwrap();
     Exec {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -299,24 +299,12 @@ struct Exec {
 
 fn exec_plugin(driver: &Driver, host: &Netns, command: &str, id: &str, conf: &Value) -> Exec {
     let dir = driver.plugins().path();
-    let mut child = host
-        .command(dir.join("flannel"))
-        .env("CNI_COMMAND", command)
+    let mut cmd = host.command(dir.join("flannel"));
+    cmd.env("CNI_COMMAND", command)
         .env("CNI_PATH", dir)
         .env("CNI_CONTAINERID", id)
-        .env("CNI_IFNAME", "eth0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .env("CNI_IFNAME", "eth0");
+    let out = conformance::cmd::output_with_stdin(&mut cmd, conf.to_string().as_bytes()).unwrap();
     Exec {
         code: out.status.code(),
         stdout: text(&out.stdout),
