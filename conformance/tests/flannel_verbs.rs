@@ -1,7 +1,6 @@
 //! flannel beyond the happy path: STATUS and GC (CNI 1.1, driven directly because the
 //! Debian libcni predates them), failed ADDs, torn save files, user-facing errors.
 
-
 use conformance::support::flannel::*;
 use conformance::{Driver, Impl, Netns};
 use serde_json::{json, Value};

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use conformance::flanneld::flanneld_bin;
 use conformance::support::flanneld::*;
 use conformance::support::flanneld_faults::*;
 use conformance::Segment;
@@ -464,92 +463,4 @@ fn bad_config_is_reported_and_retried_until_fixed() {
     assert!(env.contains("FLANNEL_SUBNET=10.244."), "{env}");
     assert_eq!(cluster.lease_keys(), [lease_key(node.subnet().unwrap())]);
     assert!(node.stop().unwrap().success());
-}
-
-/// `--help` lists every flag upstream has (flanneld.md §7) in Go's usage layout, on stderr;
-/// `--version` prints the version to stderr and exits 0, in both dash styles.
-#[test]
-fn help_lists_every_upstream_flag_and_version_goes_to_stderr() {
-    const UPSTREAM_FLAGS: &[&str] = &[
-        "etcd-endpoints",
-        "etcd-prefix",
-        "etcd-keyfile",
-        "etcd-certfile",
-        "etcd-cafile",
-        "etcd-username",
-        "etcd-password",
-        "kube-subnet-mgr",
-        "kube-api-url",
-        "kubeconfig-file",
-        "kube-annotation-prefix",
-        "net-config-path",
-        "iface",
-        "iface-regex",
-        "iface-can-reach",
-        "public-ip",
-        "public-ipv6",
-        "subnet-file",
-        "subnet-lease-renew-margin",
-        "ip-masq",
-        "ip-masq-fully-random-disable",
-        "iptables-resync",
-        "iptables-forward-rules",
-        "ip-blackhole-route",
-        "healthz-ip",
-        "healthz-port",
-        "set-node-network-unavailable",
-        "version",
-        "v",
-        "vmodule",
-        "log_backtrace_at",
-    ];
-    let run = |arg: &str| {
-        std::process::Command::new(flanneld_bin())
-            .arg(arg)
-            .env_clear()
-            .output()
-            .unwrap()
-    };
-    let help = run("--help");
-    assert!(help.status.success(), "{:?}", help.status);
-    assert!(help.stdout.is_empty(), "usage goes to stderr");
-    let text = String::from_utf8(help.stderr).unwrap();
-    let listed: BTreeSet<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("  -"))
-        .map(|l| l.split([' ', '\t']).next().unwrap())
-        .collect();
-    for flag in UPSTREAM_FLAGS {
-        assert!(
-            listed.contains(flag),
-            "-{flag} missing from --help:\n{text}"
-        );
-    }
-    for default in [
-        "(default \"http://127.0.0.1:4001,http://127.0.0.1:2379\")",
-        "(default \"/coreos.com/network\")",
-        "(default \"/run/flannel/subnet.env\")",
-        "(default 60)",
-        "(default 5)",
-        "(default true)",
-        "(default \"0.0.0.0\")",
-    ] {
-        assert!(text.contains(default), "{default} missing:\n{text}");
-    }
-
-    for arg in ["--version", "-version"] {
-        let out = run(arg);
-        assert!(out.status.success(), "{arg}: {:?}", out.status);
-        assert!(out.stdout.is_empty(), "{arg} prints to stderr only");
-        let version = String::from_utf8(out.stderr).unwrap();
-        let version = version.trim();
-        assert!(
-            !version.is_empty()
-                && version
-                    .split('.')
-                    .all(|p| !p.is_empty()
-                        && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')),
-            "{arg}: {version:?}"
-        );
-    }
 }

@@ -16,60 +16,81 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-#[test]
-fn version_goes_to_stderr_and_exits_zero() {
-    let o = flanneld(&["--version"], &[]);
-    assert_eq!(o.status.code(), Some(0));
-    assert!(o.stdout.is_empty());
-    assert_eq!(stderr(&o).trim(), env!("CARGO_PKG_VERSION"));
-}
+/// Every flag upstream's flanneld defines (`main.go`'s flag set plus glog's), in its order.
+const UPSTREAM_FLAGS: &[&str] = &[
+    "etcd-endpoints",
+    "etcd-prefix",
+    "etcd-keyfile",
+    "etcd-certfile",
+    "etcd-cafile",
+    "etcd-username",
+    "etcd-password",
+    "kube-subnet-mgr",
+    "kube-api-url",
+    "kubeconfig-file",
+    "kube-annotation-prefix",
+    "net-config-path",
+    "iface",
+    "iface-regex",
+    "iface-can-reach",
+    "public-ip",
+    "public-ipv6",
+    "subnet-file",
+    "subnet-lease-renew-margin",
+    "ip-masq",
+    "ip-masq-fully-random-disable",
+    "iptables-resync",
+    "iptables-forward-rules",
+    "ip-blackhole-route",
+    "healthz-ip",
+    "healthz-port",
+    "set-node-network-unavailable",
+    "version",
+    "v",
+    "vmodule",
+    "log_backtrace_at",
+];
 
 #[test]
-fn help_lists_every_flag_and_exits_zero() {
-    let o = flanneld(&["-h"], &[]);
-    assert_eq!(o.status.code(), Some(0));
-    let text = stderr(&o);
-    assert!(text.starts_with("Usage: "), "{text}");
-    for flag in [
-        "etcd-endpoints",
-        "etcd-prefix",
-        "etcd-keyfile",
-        "etcd-certfile",
-        "etcd-cafile",
-        "etcd-username",
-        "etcd-password",
-        "iface",
-        "iface-regex",
-        "iface-can-reach",
-        "public-ip",
-        "public-ipv6",
-        "subnet-file",
-        "subnet-lease-renew-margin",
-        "ip-masq",
-        "ip-masq-fully-random-disable",
-        "iptables-resync",
-        "iptables-forward-rules",
-        "ip-blackhole-route",
-        "kube-subnet-mgr",
-        "kube-api-url",
-        "kubeconfig-file",
-        "kube-annotation-prefix",
-        "net-config-path",
-        "network-policy",
-        "healthz-ip",
-        "healthz-port",
-        "version",
-        "v",
-    ] {
-        assert!(
-            text.contains(&format!("\n  -{flag}")),
-            "-{flag} missing from:\n{text}"
-        );
+fn version_goes_to_stderr_and_exits_zero_in_both_dash_styles() {
+    for arg in ["--version", "-version"] {
+        let o = flanneld(&[arg], &[]);
+        assert_eq!(o.status.code(), Some(0), "{arg}");
+        assert!(o.stdout.is_empty(), "{arg} prints to stderr only");
+        assert_eq!(stderr(&o).trim(), env!("CARGO_PKG_VERSION"), "{arg}");
     }
-    assert!(
-        text.contains("(default \"http://127.0.0.1:4001,http://127.0.0.1:2379\")"),
-        "{text}"
-    );
+}
+
+/// Go's usage layout on stderr (`  -flag type` lines, defaults as Go prints them): every
+/// upstream flag, and ours (`--network-policy`), for `-h` and `--help` alike.
+#[test]
+fn help_lists_every_flag_and_exits_zero() {
+    for arg in ["-h", "--help"] {
+        let o = flanneld(&[arg], &[]);
+        assert_eq!(o.status.code(), Some(0), "{arg}");
+        assert!(o.stdout.is_empty(), "{arg}: usage goes to stderr");
+        let text = stderr(&o);
+        assert!(text.starts_with("Usage: "), "{text}");
+        let listed: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("  -"))
+            .map(|l| l.split([' ', '\t']).next().unwrap())
+            .collect();
+        for flag in UPSTREAM_FLAGS.iter().chain(&["network-policy"]) {
+            assert!(listed.contains(flag), "-{flag} missing from {arg}:\n{text}");
+        }
+        for default in [
+            "(default \"http://127.0.0.1:4001,http://127.0.0.1:2379\")",
+            "(default \"/coreos.com/network\")",
+            "(default \"/run/flannel/subnet.env\")",
+            "(default 60)",
+            "(default 5)",
+            "(default true)",
+            "(default \"0.0.0.0\")",
+        ] {
+            assert!(text.contains(default), "{default} missing:\n{text}");
+        }
+    }
 }
 
 #[test]
