@@ -16,7 +16,7 @@ fn udp_mesh_across_segments_and_restart() {
         &["--ip-masq"],
         None,
     );
-    let subnets = Cluster::assert_leases(&nodes, NETWORK, 1472);
+    Cluster::assert_leases(&nodes, NETWORK, 1472);
     // Leases carry no BackendType, as upstream's udp leases.
     let leases = cluster
         .etcd
@@ -44,17 +44,6 @@ fn udp_mesh_across_segments_and_restart() {
 
     // A restart closes the TUN device (it vanishes with the process) and makes it again;
     // the subnet is kept and every pod is reachable again.
-    assert!(
-        nodes[1].stop().unwrap().success(),
-        "flanneld exits 0 on SIGTERM"
-    );
-    let gone = nodes[1]
-        .host
-        .netns()
-        .exec(&["ip", "link", "show", "flannel0"]);
-    assert!(!gone.status.success(), "flannel0 outlived its process");
-    nodes[1].restart().unwrap();
-    nodes[1].wait_ready(START).unwrap();
-    assert_eq!(nodes[1].subnet().unwrap(), subnets[1]);
+    restart_with_tun(&mut nodes[1], "flannel0");
     assert_full_mesh(&all_pods, &nodes.iter().collect::<Vec<_>>());
 }

@@ -167,18 +167,7 @@ fn wireguard_mesh_with_psk_restart_keeps_the_key_and_status_shows_peers() {
     // carries the same public key and every peer still trusts the node.
     let key_before = public_key(&nodes[1]);
     let file_before = std::fs::read(nodes[1].dir().join("wgkey")).unwrap();
-    assert!(
-        nodes[1].stop().unwrap().success(),
-        "flanneld exits 0 on SIGTERM"
-    );
-    let gone = nodes[1]
-        .host
-        .netns()
-        .exec(&["ip", "link", "show", "flannel-wg"]);
-    assert!(!gone.status.success(), "flannel-wg outlived its process");
-    nodes[1].restart().unwrap();
-    nodes[1].wait_ready(START).unwrap();
-    assert_eq!(nodes[1].subnet().unwrap(), subnets[1]);
+    restart_with_tun(&mut nodes[1], "flannel-wg");
     assert_eq!(
         std::fs::read(nodes[1].dir().join("wgkey")).unwrap(),
         file_before

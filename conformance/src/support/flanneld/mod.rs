@@ -186,6 +186,37 @@ pub fn pods_in_full_mesh(driver: &Driver, nodes: &[Flanneld], prefix: &str) -> V
     pods
 }
 
+/// A TUN backend's node restarts: its device goes with the process (a TUN device lives as
+/// long as the file descriptors that made it), comes back with the new one, and the node
+/// keeps its subnet.
+pub fn restart_with_tun(node: &mut Flanneld, device: &str) {
+    let subnet = node.subnet().unwrap();
+    assert!(
+        node.stop().unwrap().success(),
+        "flanneld exits 0 on SIGTERM"
+    );
+    let gone = node.host.netns().exec(&["ip", "link", "show", device]);
+    assert!(!gone.status.success(), "{device} outlived its process");
+    node.restart().unwrap();
+    node.wait_ready(START).unwrap();
+    assert_eq!(node.subnet().unwrap(), subnet, "the subnet is kept");
+}
+
+/// `gone` stops for good: once its lease's TTL (`ttl_secs`) has run out, `observer` has no
+/// route to its subnet any more.
+pub fn stop_until_expired(observer: &Flanneld, gone: &mut Flanneld, ttl_secs: u64) {
+    let subnet = gone.subnet().unwrap();
+    assert!(!observer.route_to(subnet).is_empty());
+    assert!(gone.stop().unwrap().success());
+    assert!(
+        eventually(Duration::from_secs(ttl_secs * 3), || observer
+            .route_to(subnet)
+            .is_empty()),
+        "route to the expired node's subnet is still there: {}",
+        observer.route_to(subnet)
+    );
+}
+
 /// Every pod reaches every other pod (retrying while routes converge).
 pub fn assert_full_mesh(pods: &[&Pod], nodes: &[&Flanneld]) {
     for a in pods {
