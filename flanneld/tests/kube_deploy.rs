@@ -270,7 +270,8 @@ fn daemonset_uses_only_existing_flags_volumes_and_image_paths() {
 /// from the repository must exist, and every binary from the build stage must be a workspace
 /// binary.
 fn image_files() -> BTreeSet<String> {
-    let text = read("deploy/Dockerfile");
+    // A backslash at the end of a line continues the instruction, as Docker reads it.
+    let text = read("deploy/Dockerfile").replace("\\\n", " ");
     let mut files = BTreeSet::new();
     for line in text.lines().filter(|l| l.starts_with("COPY ")) {
         let words: Vec<&str> = line.split_whitespace().skip(1).collect();
@@ -289,6 +290,7 @@ fn image_files() -> BTreeSet<String> {
                 let crate_dir = match bin {
                     "flanneld" => repo().join("flanneld"),
                     "flannel-rs-cni" => repo().join("plugins/cni"),
+                    "flannelctl" => repo().join("flannelctl"),
                     other => panic!("the image copies {other}, which is no workspace binary"),
                 };
                 assert!(
