@@ -16,6 +16,7 @@ packages=(
   protobuf-compiler libprotobuf-dev golang-go golang-github-appc-cni-dev containernetworking-plugins
   jq kmod procps openssl socat strace util-linux ethtool
   wireguard-go wireguard-tools
+  golang-1.19-go # the go binary itself (Debian 12's golang-go is a symlink to it); the tests run it
 )
 
 systemd_running() { [[ -d /run/systemd/system ]]; }

@@ -105,13 +105,16 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The package owning `path`, trying the names dpkg may know it by: the path itself, the file
-/// it resolves to (alternatives such as iptables), and its twin across the merged-/usr split.
+/// The package owning `path`, trying the names dpkg may know it by: first the file it resolves
+/// to, since that package ships the executable itself (`/usr/bin/go` is golang-go's symlink to
+/// golang-1.19-go's binary; iptables is an alternative), then the path itself, each also as its
+/// twin across the merged-/usr split.
 fn owner(path: &Path) -> Option<String> {
-    let mut candidates = vec![path.to_path_buf()];
+    let mut candidates = Vec::new();
     if let Ok(real) = path.canonicalize() {
         candidates.push(real);
     }
+    candidates.push(path.to_path_buf());
     for p in candidates.clone() {
         let s = p.to_string_lossy();
         if let Some(rest) = s.strip_prefix("/usr") {
