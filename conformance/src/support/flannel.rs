@@ -72,16 +72,7 @@ impl Node {
 
     /// IPs host-local has handed out on network `cbr0`.
     pub fn reserved_ips(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.ipam_dir().join("cbr0")) else {
-            return Vec::new();
-        };
-        let mut ips: Vec<String> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-            .collect();
-        ips.sort();
-        ips
+        super::bridge::reserved_ips(&self.ipam_dir(), "cbr0")
     }
 }
 
