@@ -178,9 +178,11 @@ fn nftables_overlay_masquerades_and_repairs_a_flushed_ruleset() {
         nft_table(h1_ns, "ip", "flannel-ipv4").as_deref() == Some(golden.as_str())
     });
     assert!(restored, "tables not restored:\n{}", h1.log());
+    // The line is written just after the transaction that put the tables back.
     assert!(
-        h1.log()
-            .contains("nftables rule set(s) were missing or altered and have been restored"),
+        eventually(Duration::from_secs(5), || h1.log().contains(
+            "nftables rule set(s) were missing or altered and have been restored"
+        )),
         "{}",
         h1.log()
     );
