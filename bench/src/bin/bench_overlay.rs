@@ -25,6 +25,10 @@ type BoxError = Box<dyn std::error::Error>;
 
 const REPEATS_ENV: &str = "BENCH_OVERLAY_REPEATS";
 const LEASES_ENV: &str = "BENCH_OVERLAY_LEASES";
+/// A comma-separated subset of [`KEYS`] to run instead of all (for profiling one backend).
+const ONLY_ENV: &str = "BENCH_OVERLAY_ONLY";
+/// Short names of what the bench runs, in its order; the last is wireguard-go.
+const KEYS: [&str; 6] = ["vxlan", "vxlan-dr", "host-gw", "udp", "wireguard", "wireguard-go"];
 const DEFAULT_REPEATS: usize = 3;
 const DEFAULT_LEASES: usize = 10;
 const IPERF_SECS: u32 = 2;
@@ -124,13 +128,17 @@ fn main() {
 fn run() -> Result<(), BoxError> {
     let repeats = env_count(REPEATS_ENV, DEFAULT_REPEATS)?;
     let leases = env_count(LEASES_ENV, DEFAULT_LEASES)?;
+    let only = selected()?;
     let t0 = Instant::now();
     println!("bench-overlay: {repeats} × {IPERF_SECS} s per figure ({REPEATS_ENV}), {leases} leases per backend ({LEASES_ENV})");
     let cluster = Cluster::start()?;
     let driver = Driver::new(PluginDir::ours()?);
     let mut results = Results::default();
     let mut programming = Vec::new();
-    for backend in Backend::ALL {
+    for (backend, key) in Backend::ALL.into_iter().zip(KEYS) {
+        if !only.contains(&key) {
+            continue;
+        }
         run_backend(
             &cluster,
             &driver,
@@ -141,7 +149,9 @@ fn run() -> Result<(), BoxError> {
             &mut programming,
         )?;
     }
-    run_wireguard_go(&cluster, &driver, repeats, &mut results)?;
+    if only.contains(&"wireguard-go") {
+        run_wireguard_go(&cluster, &driver, repeats, &mut results)?;
+    }
     drop(driver);
     drop(cluster);
     println!("\nTCP throughput, pod to pod vs underlay host to host (iperf3, median of {repeats} × {IPERF_SECS} s; {} in total)\n", fmt_secs(t0.elapsed().as_secs_f64()));
@@ -160,6 +170,22 @@ fn run() -> Result<(), BoxError> {
     println!("  lease put/delete: a lease record for a fake node written to etcd by hand; time from sending the request to the route appearing/disappearing, every peer counted");
     println!("  new flanneld: a fresh host's flanneld spawned; time from spawn to its subnet's route on each peer (start-up, lease allocation and watch included)");
     Ok(())
+}
+
+/// The keys [`ONLY_ENV`] names, or all of them.
+fn selected() -> Result<Vec<&'static str>, BoxError> {
+    let Ok(list) = std::env::var(ONLY_ENV) else {
+        return Ok(KEYS.to_vec());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            KEYS.iter().copied().find(|known| *known == k).ok_or_else(|| {
+                format!("{ONLY_ENV}: unknown {k:?}, expected some of {}", KEYS.join(",")).into()
+            })
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
