@@ -248,6 +248,15 @@ impl Node {
         Ok(self.flanneld.subnet()?)
     }
 
+    /// FLANNEL_MTU from subnet.env: the size of the largest packet a pod sends.
+    pub fn mtu(&self) -> Option<usize> {
+        std::fs::read_to_string(self.flanneld.subnet_file())
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("FLANNEL_MTU="))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// SIGTERM (SIGKILL and an error if flanneld ignores it); the exit status if it ran.
     pub fn stop_flanneld(&mut self) -> Result<Option<ExitStatus>, ClusterError> {
         if self.flanneld.pid().is_none() {

@@ -15,7 +15,8 @@
 //! - [`plugin_exec`]: running plugins directly (no libcni), timed, and their peak RSS;
 //! - [`stats`] and [`table`]: medians, percentiles and aligned text tables;
 //! - [`scale`]: lease and route scale with thousands of nodes;
-//! - [`wireguard_go_hosts`]: wireguard-go as the reference userspace WireGuard.
+//! - [`wireguard_go_hosts`]: wireguard-go as the reference userspace WireGuard;
+//! - [`wg_crypto`]: what sealing and opening WireGuard data messages costs per GB.
 
 pub mod cluster;
 pub mod delegation;
@@ -30,6 +31,7 @@ pub mod scale;
 pub mod stats;
 pub mod table;
 pub mod traffic;
+pub mod wg_crypto;
 pub mod wireguard_go_hosts;
 
 /// A positive count from the environment variable `name`, `default` when it is unset or

@@ -15,7 +15,7 @@ use bench::routes::{Goal, RouteWatch};
 use bench::stats::{fmt_bps, fmt_ratio, fmt_secs, or_dash, Samples};
 use bench::table::{Align, Table};
 use bench::traffic::{self, IperfServer};
-use bench::wireguard_go_hosts;
+use bench::{wg_crypto, wireguard_go_hosts};
 use bench::{env_count, interrupt};
 use conformance::{Driver, PluginDir, Segment};
 use ipnet::Ipv4Net;
@@ -103,6 +103,8 @@ fn measure_with_cpu(
 struct Results {
     throughput: Vec<Throughput>,
     first_packet: Vec<FirstPacket>,
+    /// FLANNEL_MTU of the WireGuard run: the packet size its crypto cost is measured at.
+    wg_mtu: Option<usize>,
 }
 
 /// The first echo between two pods and the ones after it, in seconds.
@@ -154,12 +156,29 @@ fn run() -> Result<(), BoxError> {
     }
     drop(driver);
     drop(cluster);
+    // After the traffic, so the two do not share the cores.
+    let wg_crypto = match results.wg_mtu {
+        Some(mtu) => Some((mtu, wg_crypto::seal_open_cpu_secs_per_gb(mtu)?)),
+        None => None,
+    };
     println!("\nTCP throughput, pod to pod vs underlay host to host (iperf3, median of {repeats} × {IPERF_SECS} s; {} in total)\n", fmt_secs(t0.elapsed().as_secs_f64()));
     print!("{}", render_throughput(&results.throughput));
     println!("  path = how h1 routes to the peer's pod subnet, read from its routing table during the run");
     println!("  pod/vxlan = this backend's pod-to-pod median over kernel vxlan's for the same pair and streams (targets: udp ≥ 0.8×, userspace WireGuard ≥ 0.5× and ≥ wireguard-go)");
     println!("  wireguard-go = Debian's wireguard-go on the same hosts, configured as upstream flannel configures its device, pods through the same CNI chain");
     println!("  CPU s/GB = busy CPU seconds of the whole machine (all cores, iperf3 included) per GB received, from /proc/stat");
+    if let Some((mtu, crypto)) = wg_crypto {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(table) = render_wg_ceiling(&results.throughput, crypto, cores) {
+            println!("\nWireGuard's ceiling on this machine (same run; both nodes share its {cores} cores)\n");
+            print!("{table}");
+            println!("  target = 0.5× kernel vxlan's pod-to-pod median, same pair and streams");
+            println!("  budget = the machine-wide CPU s/GB that reaching the target allows with all {cores} cores busy all the time ({cores} × 8 / target)");
+            println!("  udp + crypto = the udp backend's CPU s/GB for the same pair and streams (the same TUN + UDP machinery, no encryption) + sealing and opening each byte once: {crypto:.2} s/GB for {mtu}-byte packets in boringtun, one core, measured after the traffic");
+            println!("  ceiling = {cores} × 8 / (udp + crypto): the most WireGuard on this machinery moves here, with no cost of its own beyond the two");
+
+        }
+    }
     println!(
         "\nFirst packet between two pods (ping round trip; WireGuard's includes its handshake)\n"
     );
@@ -212,6 +231,9 @@ fn run_backend(
     let mut subnets = Vec::new();
     for node in &mut nodes {
         subnets.push(node.wait_ready(READY_TIMEOUT)?);
+    }
+    if backend == Backend::Wireguard {
+        results.wg_mtu = nodes[0].mtu();
     }
     let mut pods = measure_nodes(tag, driver, &nodes, &subnets, repeats, results)?;
     // udp and wireguard route the whole network to their device once and keep peers in
@@ -550,6 +572,63 @@ fn render_throughput(rows: &[Throughput]) -> String {
         ]);
     }
     t.render()
+}
+
+/// Per WireGuard row: the target, the CPU per GB it allows, what the udp machinery and the
+/// crypto take of that, and ours (see the legend printed under it); `None` without the udp
+/// and vxlan rows.
+fn render_wg_ceiling(rows: &[Throughput], crypto: f64, cores: usize) -> Option<String> {
+    let mut t = Table::new(&[
+        ("pair", Align::Left),
+        ("streams", Align::Right),
+        ("target", Align::Right),
+        ("budget", Align::Right),
+        ("udp + crypto", Align::Right),
+        ("ceiling", Align::Right),
+        ("ours", Align::Right),
+        ("verdict", Align::Left),
+    ]);
+    let same = |backend: &str, r: &Throughput| {
+        rows.iter()
+            .find(|o| o.backend == backend && o.pair == r.pair && o.streams == r.streams)
+    };
+    let mut any = false;
+    for r in rows.iter().filter(|r| r.backend == Backend::Wireguard.label()) {
+        let (Some(vxlan), Some(udp_cpu), Some(ours), Some(ours_cpu)) = (
+            same("vxlan", r).and_then(|v| v.pod.median()),
+            same("udp", r).and_then(|u| u.pod_cpu.median()),
+            r.pod.median(),
+            r.pod_cpu.median(),
+        ) else {
+            continue;
+        };
+        any = true;
+        let target = vxlan * 0.5;
+        // CPU seconds per GB that every core, busy all the time, affords at the target.
+        let budget = cores as f64 * 8e9 / target;
+        let floor = udp_cpu + crypto;
+        t.row([
+            r.pair.clone(),
+            r.streams.to_string(),
+            fmt_bps(target),
+            format!("{budget:.2} s/GB"),
+            format!("{udp_cpu:.2} + {crypto:.2} s/GB"),
+            fmt_bps(cores as f64 * 8e9 / floor),
+            format!("{}, {ours_cpu:.2} s/GB", fmt_bps(ours)),
+            if ours >= target {
+                "met".to_owned()
+            } else if floor > budget {
+                "unreachable: udp + crypto alone exceed the budget".to_owned()
+            } else {
+                format!(
+                    "missed: the budget leaves {:.2} s/GB beyond udp + crypto, ours takes {:.2}",
+                    budget - floor,
+                    ours_cpu - floor
+                )
+            },
+        ]);
+    }
+    any.then(|| t.render())
 }
 
 fn render_first_packet(rows: &[FirstPacket]) -> String {
