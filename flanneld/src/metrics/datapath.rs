@@ -135,7 +135,8 @@ pub struct DatapathCounters {
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
-/// A consistent-enough copy of [`DatapathCounters`] for reporting.
+/// A consistent-enough copy of [`DatapathCounters`] for reporting, or (as [`Tally`]) what
+/// one thread counted before adding it to them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CounterSnapshot {
     pub packets_out: u64,
@@ -152,6 +153,11 @@ pub struct CounterSnapshot {
 impl CounterSnapshot {
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.drops[reason.index()]
+    }
+
+    /// Counts `packets` dropped for `reason`.
+    pub fn drop(&mut self, reason: DropReason, packets: u64) {
+        self.drops[reason.index()] += packets;
     }
 
     /// The sum of two datapaths' counters (WireGuard's two devices in `separate` mode).
@@ -202,23 +208,9 @@ impl DatapathCounters {
     }
 }
 
-/// One thread's counts since its last flush (plain integers: no atomics per packet).
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub packets_out: u64,
-    pub bytes_out: u64,
-    pub packets_in: u64,
-    pub bytes_in: u64,
-    pub icmp_unreachable: u64,
-    pub cookie_replies: u64,
-    pub drops: [u64; DropReason::ALL.len()],
-}
-
-impl Tally {
-    pub fn drop(&mut self, reason: DropReason, packets: u64) {
-        self.drops[reason.index()] += packets;
-    }
-}
+/// One forwarding thread's counts since its last flush: the same fields as a snapshot, kept
+/// in plain integers so the hot path makes no atomic operation per packet.
+pub type Tally = CounterSnapshot;
 
 /// A live view of a userspace datapath's counters, readable from any thread.
 pub type CounterSource = Arc<dyn Fn() -> CounterSnapshot + Send + Sync>;
