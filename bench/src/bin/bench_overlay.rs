@@ -621,7 +621,7 @@ fn render_wg_ceiling(rows: &[Throughput], crypto: f64, cores: usize) -> Option<S
             if ours >= target {
                 "met".to_owned()
             } else if floor > budget {
-                "unreachable: udp + crypto alone exceed the budget".to_owned()
+                "needs a cheaper TUN + UDP path: udp + crypto alone exceed the budget".to_owned()
             } else if ours_cpu > budget {
                 format!(
                     "missed on cost: ours takes {:.2} s/GB beyond udp + crypto, the budget leaves {:.2}",
