@@ -79,7 +79,9 @@ fn handshake() -> Result<(Tunn, Tunn), BoxError> {
 /// An IPv4 packet of `size` bytes (boringtun checks the header of what it decrypts).
 fn ipv4_packet(size: usize) -> Vec<u8> {
     let mut p = vec![0xa5u8; size];
-    p[..20].copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 1, 1, 2, 10, 1, 2, 2]);
+    p[..20].copy_from_slice(&[
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 1, 1, 2, 10, 1, 2, 2,
+    ]);
     p[2..4].copy_from_slice(&(size as u16).to_be_bytes());
     p
 }

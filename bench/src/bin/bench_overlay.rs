@@ -15,8 +15,8 @@ use bench::routes::{Goal, RouteWatch};
 use bench::stats::{fmt_bps, fmt_ratio, fmt_secs, or_dash, Samples};
 use bench::table::{Align, Table};
 use bench::traffic::{self, IperfServer};
-use bench::{wg_crypto, wireguard_go_hosts};
 use bench::{env_count, interrupt};
+use bench::{wg_crypto, wireguard_go_hosts};
 use conformance::{Driver, PluginDir, Segment};
 use ipnet::Ipv4Net;
 use serde_json::json;
@@ -28,7 +28,14 @@ const LEASES_ENV: &str = "BENCH_OVERLAY_LEASES";
 /// A comma-separated subset of [`KEYS`] to run instead of all (for profiling one backend).
 const ONLY_ENV: &str = "BENCH_OVERLAY_ONLY";
 /// Short names of what the bench runs, in its order; the last is wireguard-go.
-const KEYS: [&str; 6] = ["vxlan", "vxlan-dr", "host-gw", "udp", "wireguard", "wireguard-go"];
+const KEYS: [&str; 6] = [
+    "vxlan",
+    "vxlan-dr",
+    "host-gw",
+    "udp",
+    "wireguard",
+    "wireguard-go",
+];
 const DEFAULT_REPEATS: usize = 3;
 const DEFAULT_LEASES: usize = 10;
 const IPERF_SECS: u32 = 2;
@@ -179,7 +186,6 @@ fn run() -> Result<(), BoxError> {
             println!("  budget = the machine-wide CPU s/GB that reaching the target allows with all {cores} cores busy all the time ({cores} × 8 / target)");
             println!("  udp + crypto = the udp backend's CPU s/GB for the same pair and streams (the same TUN + UDP machinery, no encryption) + sealing and opening each byte once: {crypto:.2} s/GB for {mtu}-byte packets in boringtun, one core, measured after the traffic");
             println!("  ceiling = {cores} × 8 / (udp + crypto): the most WireGuard on this machinery moves here, with no cost of its own beyond the two");
-
         }
     }
     println!(
@@ -203,9 +209,16 @@ fn selected() -> Result<Vec<&'static str>, BoxError> {
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .map(|k| {
-            KEYS.iter().copied().find(|known| *known == k).ok_or_else(|| {
-                format!("{ONLY_ENV}: unknown {k:?}, expected some of {}", KEYS.join(",")).into()
-            })
+            KEYS.iter()
+                .copied()
+                .find(|known| *known == k)
+                .ok_or_else(|| {
+                    format!(
+                        "{ONLY_ENV}: unknown {k:?}, expected some of {}",
+                        KEYS.join(",")
+                    )
+                    .into()
+                })
         })
         .collect()
 }
@@ -596,7 +609,10 @@ fn render_wg_ceiling(rows: &[Throughput], crypto: f64, cores: usize) -> Option<S
             .find(|o| o.backend == backend && o.pair == r.pair && o.streams == r.streams)
     };
     let mut any = false;
-    for r in rows.iter().filter(|r| r.backend == Backend::Wireguard.label()) {
+    for r in rows
+        .iter()
+        .filter(|r| r.backend == Backend::Wireguard.label())
+    {
         let (Some(vxlan), Some(udp_cpu), Some(ours), Some(ours_cpu)) = (
             same("vxlan", r).and_then(|v| v.pod.median()),
             same("udp", r).and_then(|u| u.pod_cpu.median()),
