@@ -250,11 +250,7 @@ impl Node {
 
     /// FLANNEL_MTU from subnet.env: the size of the largest packet a pod sends.
     pub fn mtu(&self) -> Option<usize> {
-        std::fs::read_to_string(self.flanneld.subnet_file())
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix("FLANNEL_MTU="))
-            .and_then(|v| v.trim().parse().ok())
+        self.flanneld.mtu().map(|m| m as usize)
     }
 
     /// SIGTERM (SIGKILL and an error if flanneld ignores it); the exit status if it ran.

@@ -53,6 +53,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The log line flanneld writes each time it (re)writes subnet.env.
 const READY_LINE: &str = "Wrote subnet file";
 
+/// The value of `key` in a subnet.env text, read by hand: the bed checks what the daemon
+/// wrote without the daemon's own parser.
+fn subnet_env_value<'t>(text: &'t str, key: &str) -> Option<&'t str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(str::trim)
+}
+
 /// `target/release/flanneld` (or `$FLANNEL_RS_BIN_DIR/flanneld`).
 pub fn flanneld_bin() -> PathBuf {
     our_bin_dir().join("flanneld")
@@ -432,14 +440,19 @@ impl<H: OnNetns> Flanneld<H> {
     /// The lease network from subnet.env (FLANNEL_SUBNET holds the gateway address).
     pub fn subnet(&self) -> Result<Ipv4Net, FlanneldError> {
         let text = std::fs::read_to_string(&self.subnet_file)?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("FLANNEL_SUBNET="))
-            .and_then(|v| v.trim().parse::<Ipv4Net>().ok())
+        subnet_env_value(&text, "FLANNEL_SUBNET")
+            .and_then(|v| v.parse::<Ipv4Net>().ok())
             .map(|n| n.trunc())
             .ok_or_else(|| FlanneldError::SubnetEnv {
                 path: self.subnet_file.clone(),
                 text,
             })
+    }
+
+    /// FLANNEL_MTU from subnet.env; `None` before the file is written or without the key.
+    pub fn mtu(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(&self.subnet_file).ok()?;
+        subnet_env_value(&text, "FLANNEL_MTU")?.parse().ok()
     }
 
     /// The kube-flannel conflist, upstream's except for where files go: every host of the bed
