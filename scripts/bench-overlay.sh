@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pod-to-pod TCP throughput per flanneld backend (vxlan, vxlan+DirectRouting,
-# host-gw) next to the raw underlay between the same hosts, and how long a new
-# lease takes to become a route on a peer. Tables on stdout.
+# host-gw, udp, userspace WireGuard) and Debian's wireguard-go next to the raw
+# underlay between the same hosts, WireGuard's ceiling on this machine, and how
+# long a new lease takes to become a route on a peer. Tables on stdout.
 # BENCH_OVERLAY_REPEATS (default 3 runs of 2 s per figure, median reported),
 # BENCH_OVERLAY_LEASES (default 10 leases timed per backend) and
 # BENCH_OVERLAY_ONLY (a comma list of vxlan, vxlan-dr, host-gw, udp,
